@@ -1,0 +1,356 @@
+//! Row → JSON, written straight from the tuple's datums.
+//!
+//! Why not `to_jsonb(NEW)`: it needs a round trip through the jsonb type (parse
+//! and re-serialize), renders bytea as `\x` hex and cannot project columns. Here
+//! every value is written once, in its faithful JSON form:
+//! numbers as the exact digits PostgreSQL prints (numeric keeps every digit),
+//! `NaN`/`Infinity` as strings, timestamps as RFC 3339 (timestamptz in UTC),
+//! bytea as base64, arrays and composites nested, json/jsonb embedded, and every
+//! other type as the string its output function produces.
+
+use std::ffi::CStr;
+use std::fmt::Write;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use pgrx::pg_sys;
+
+/// Append `s` as a JSON string literal.
+pub fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0x08 => Some("\\b"),
+            0x0c => Some("\\f"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+// ---- dates and times -------------------------------------------------------
+// PostgreSQL counts days and microseconds from 2000-01-01.
+
+const PG_EPOCH_DAYS_FROM_UNIX: i64 = 10_957;
+const USECS_PER_DAY: i64 = 86_400_000_000;
+
+/// (year, month, day) from days since 1970-01-01 (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+fn push_date(out: &mut String, unix_days: i64) {
+    let (y, m, d) = civil_from_days(unix_days);
+    if y <= 0 {
+        // ISO 8601 expanded year for BC dates (1 BC is year 0).
+        let _ = write!(out, "-{:04}-{:02}-{:02}", -y, m, d);
+    } else {
+        let _ = write!(out, "{:04}-{:02}-{:02}", y, m, d);
+    }
+}
+
+fn push_time_of_day(out: &mut String, usecs: i64) {
+    let secs = usecs / 1_000_000;
+    let frac = usecs % 1_000_000;
+    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    if frac != 0 {
+        let s = format!("{:06}", frac);
+        out.push('.');
+        out.push_str(s.trim_end_matches('0'));
+    }
+}
+
+/// RFC 3339 text of a PostgreSQL timestamp (µs since 2000-01-01), `Z` when `utc`.
+pub fn push_timestamp(out: &mut String, pg_usecs: i64, utc: bool) {
+    if pg_usecs == i64::MAX {
+        out.push_str("\"infinity\"");
+        return;
+    }
+    if pg_usecs == i64::MIN {
+        out.push_str("\"-infinity\"");
+        return;
+    }
+    let days = pg_usecs.div_euclid(USECS_PER_DAY);
+    let tod = pg_usecs.rem_euclid(USECS_PER_DAY);
+    out.push('"');
+    push_date(out, days + PG_EPOCH_DAYS_FROM_UNIX);
+    out.push('T');
+    push_time_of_day(out, tod);
+    if utc {
+        out.push('Z');
+    }
+    out.push('"');
+}
+
+/// Current wall-clock time as PostgreSQL microseconds since 2000-01-01.
+pub fn now_pg_usecs() -> i64 {
+    // SAFETY: GetCurrentTimestamp only reads the system clock.
+    unsafe { pg_sys::GetCurrentTimestamp() }
+}
+
+// ---- datums ----------------------------------------------------------------
+
+/// Append the JSON form of a non-null datum of type `typid`.
+///
+/// # Safety
+/// `value` must be a valid, non-null datum of type `typid` (with `typmod`),
+/// and the call must happen inside a PostgreSQL backend with a memory context
+/// that may be reset afterwards (output functions palloc).
+pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::Oid, typmod: i32) {
+    let base = pg_sys::getBaseType(typid);
+    match base {
+        pg_sys::BOOLOID => out.push_str(if value.value() != 0 { "true" } else { "false" }),
+        pg_sys::INT2OID => {
+            let _ = write!(out, "{}", value.value() as i16);
+        }
+        pg_sys::INT4OID => {
+            let _ = write!(out, "{}", value.value() as i32);
+        }
+        pg_sys::INT8OID => {
+            let _ = write!(out, "{}", value.value() as i64);
+        }
+        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID | pg_sys::NUMERICOID => {
+            let text = output_text(value, base);
+            // NaN and ±Infinity have no JSON number form.
+            if text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+                push_json_str(out, &text);
+            } else {
+                out.push_str(&text);
+            }
+        }
+        pg_sys::JSONOID | pg_sys::JSONBOID => out.push_str(&output_text(value, base)),
+        pg_sys::BYTEAOID => {
+            let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+            let bytes = pgrx::varlena::varlena_to_byte_slice(v);
+            out.push('"');
+            B64.encode_string(bytes, out);
+            out.push('"');
+        }
+        pg_sys::TIMESTAMPTZOID => push_timestamp(out, value.value() as i64, true),
+        pg_sys::TIMESTAMPOID => push_timestamp(out, value.value() as i64, false),
+        pg_sys::DATEOID => {
+            let days = value.value() as i32;
+            if days == i32::MAX {
+                out.push_str("\"infinity\"");
+            } else if days == i32::MIN {
+                out.push_str("\"-infinity\"");
+            } else {
+                out.push('"');
+                push_date(out, days as i64 + PG_EPOCH_DAYS_FROM_UNIX);
+                out.push('"');
+            }
+        }
+        pg_sys::TIMEOID => {
+            out.push('"');
+            push_time_of_day(out, value.value() as i64);
+            out.push('"');
+        }
+        _ => {
+            let elem = pg_sys::get_element_type(base);
+            if elem != pg_sys::InvalidOid {
+                push_array(out, value, elem);
+            } else if pg_sys::get_typtype(base) as u8 == b'c' || base == pg_sys::RECORDOID {
+                push_composite(out, value);
+            } else {
+                let _ = typmod;
+                push_json_str(out, &output_text(value, base));
+            }
+        }
+    }
+}
+
+unsafe fn output_text(value: pg_sys::Datum, typid: pg_sys::Oid) -> String {
+    let mut func = pg_sys::InvalidOid;
+    let mut varlena = false;
+    pg_sys::getTypeOutputInfo(typid, &mut func, &mut varlena);
+    let cstr = pg_sys::OidOutputFunctionCall(func, value);
+    let s = CStr::from_ptr(cstr).to_string_lossy().into_owned();
+    pg_sys::pfree(cstr.cast());
+    s
+}
+
+unsafe fn push_array(out: &mut String, value: pg_sys::Datum, elem: pg_sys::Oid) {
+    let arr = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *mut pg_sys::ArrayType;
+    let ndim = (*arr).ndim;
+    if ndim <= 0 {
+        out.push_str("[]");
+        return;
+    }
+    // The dimensions follow the fixed ArrayType header (ARR_DIMS).
+    let dims_ptr = (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *const i32;
+    let dims: Vec<usize> = (0..ndim as usize).map(|i| *dims_ptr.add(i) as usize).collect();
+
+    let mut len: i16 = 0;
+    let mut byval = false;
+    let mut align: std::ffi::c_char = 0;
+    pg_sys::get_typlenbyvalalign(elem, &mut len, &mut byval, &mut align);
+    let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
+    let mut nulls: *mut bool = std::ptr::null_mut();
+    let mut n: i32 = 0;
+    pg_sys::deconstruct_array(arr, elem, len.into(), byval, align, &mut elems, &mut nulls, &mut n);
+    let mut idx = 0usize;
+    push_array_dim(out, &dims, 0, elems, nulls, n as usize, &mut idx, elem);
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn push_array_dim(
+    out: &mut String,
+    dims: &[usize],
+    level: usize,
+    elems: *mut pg_sys::Datum,
+    nulls: *mut bool,
+    n: usize,
+    idx: &mut usize,
+    elem: pg_sys::Oid,
+) {
+    out.push('[');
+    for i in 0..dims[level] {
+        if i > 0 {
+            out.push(',');
+        }
+        if level + 1 < dims.len() {
+            push_array_dim(out, dims, level + 1, elems, nulls, n, idx, elem);
+        } else if *idx < n {
+            if *nulls.add(*idx) {
+                out.push_str("null");
+            } else {
+                push_datum(out, *elems.add(*idx), elem, -1);
+            }
+            *idx += 1;
+        }
+    }
+    out.push(']');
+}
+
+unsafe fn push_composite(out: &mut String, value: pg_sys::Datum) {
+    let header = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
+    let datum_fields = (*header).t_choice.t_datum;
+    let tupdesc = pg_sys::lookup_rowtype_tupdesc(datum_fields.datum_typeid, datum_fields.datum_typmod);
+    let mut tuple = pg_sys::HeapTupleData {
+        t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
+        t_self: pg_sys::ItemPointerData::default(),
+        t_tableOid: pg_sys::InvalidOid,
+        t_data: header,
+    };
+    push_row(out, &mut tuple, tupdesc, None);
+    pg_sys::DecrTupleDescRefCount(tupdesc);
+}
+
+/// Append a JSON object with the columns of `tuple` (all live columns, or only
+/// the attribute numbers in `only`, in table order).
+///
+/// # Safety
+/// `tuple` must be a valid heap tuple described by `tupdesc`.
+pub unsafe fn push_row(
+    out: &mut String,
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: pg_sys::TupleDesc,
+    only: Option<&[i16]>,
+) {
+    let natts = (*tupdesc).natts as usize;
+    let mut values = vec![pg_sys::Datum::from(0usize); natts];
+    let mut isnull = vec![false; natts];
+    pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), isnull.as_mut_ptr());
+    let attrs = (*tupdesc).attrs.as_slice(natts);
+    out.push('{');
+    let mut first = true;
+    for (i, att) in attrs.iter().enumerate() {
+        if att.attisdropped {
+            continue;
+        }
+        if let Some(cols) = only {
+            if !cols.contains(&att.attnum) {
+                continue;
+            }
+        }
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        let name = CStr::from_ptr(att.attname.data.as_ptr()).to_string_lossy();
+        push_json_str(out, &name);
+        out.push(':');
+        if isnull[i] {
+            out.push_str("null");
+        } else {
+            push_datum(out, values[i], att.atttypid, att.atttypmod);
+        }
+    }
+    out.push('}');
+}
+
+/// The text of the given key columns, joined by commas (an ordering key).
+///
+/// # Safety
+/// As for [`push_row`].
+pub unsafe fn key_text(tuple: *mut pg_sys::HeapTupleData, tupdesc: pg_sys::TupleDesc, keys: &[i16]) -> Option<String> {
+    if keys.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    for (n, &attnum) in keys.iter().enumerate() {
+        let mut isnull = false;
+        let value = pg_sys::heap_getattr(tuple, attnum as i32, tupdesc, &mut isnull);
+        if n > 0 {
+            out.push(',');
+        }
+        if !isnull {
+            let att = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[(attnum - 1) as usize];
+            out.push_str(&output_text(value, att.atttypid));
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped() {
+        let mut s = String::new();
+        push_json_str(&mut s, "a\"b\\c\nd\u{1}é€😀");
+        assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é€😀\"");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        let mut s = String::new();
+        push_timestamp(&mut s, 0, true);
+        assert_eq!(s, "\"2000-01-01T00:00:00Z\"");
+        s.clear();
+        // 2026-11-27 19:50:15.1234 UTC
+        let unix = 1_795_809_015_123_400i64;
+        push_timestamp(&mut s, unix - PG_EPOCH_DAYS_FROM_UNIX * USECS_PER_DAY, true);
+        assert_eq!(s, "\"2026-11-27T19:50:15.1234Z\"");
+        s.clear();
+        push_timestamp(&mut s, -USECS_PER_DAY, false);
+        assert_eq!(s, "\"1999-12-31T00:00:00\"");
+    }
+}

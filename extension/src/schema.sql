@@ -1,0 +1,852 @@
+-- pg_webhook: tables, views and SQL functions of schema `webhook`.
+-- The Rust functions (sign, verify, capture triggers, ...) are created before
+-- this file runs (it is pgrx's `finalize` step).
+
+-- ---------------------------------------------------------------------------
+-- The outbox
+-- ---------------------------------------------------------------------------
+
+-- CACHE 1 on purpose: two changes to the same row are serialized by the row
+-- lock, so with no per-backend caching their ids follow commit order.
+CREATE SEQUENCE webhook.event_id_seq CACHE 1;
+
+CREATE TABLE webhook.event_log (
+    id           bigint PRIMARY KEY DEFAULT nextval('webhook.event_id_seq'),
+    -- top-level transaction id (xid8 as bigint): routing is by visibility
+    txid         bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    event_type   text NOT NULL,
+    -- the exact body bytes every attempt sends
+    body         text NOT NULL,
+    ordering_key text,
+    -- set by send_test(): deliver to this endpoint only
+    endpoint_id  bigint,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+ALTER SEQUENCE webhook.event_id_seq OWNED BY webhook.event_log.id;
+-- BRIN: txid grows with insertion order, and BRIN costs capture almost
+-- nothing to maintain (see BENCHMARKS.md for the btree comparison).
+CREATE INDEX event_log_txid ON webhook.event_log USING brin (txid) WITH (pages_per_range = 16);
+
+COMMENT ON TABLE webhook.event_log IS
+  'The outbox: one row per captured or emitted event. Query it through the view webhook.events.';
+
+CREATE VIEW webhook.events AS
+SELECT id, event_type, body::jsonb AS payload, body, ordering_key, created_at, txid
+  FROM webhook.event_log;
+
+-- Routing progress: events of transactions visible in cur_snap but not in
+-- prev_snap form the current window; last_id is how far into it we are.
+CREATE TABLE webhook.router (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    prev_snap pg_snapshot NOT NULL,
+    cur_snap  pg_snapshot,
+    last_id   bigint NOT NULL DEFAULT 0
+);
+-- Nothing before this transaction (which creates the outbox) can have events.
+INSERT INTO webhook.router (prev_snap)
+SELECT (x::text || ':' || x::text || ':')::pg_snapshot FROM pg_current_xact_id() AS x;
+
+-- ---------------------------------------------------------------------------
+-- Endpoints
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE webhook.endpoint (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    url             text NOT NULL,
+    event_types     text[] NOT NULL,
+    description     text,
+    headers         jsonb NOT NULL DEFAULT '{}',
+    timeout_ms      int NOT NULL DEFAULT 15000 CHECK (timeout_ms BETWEEN 100 AND 300000),
+    ordered         boolean NOT NULL DEFAULT false,
+    max_in_flight   int NOT NULL DEFAULT 16 CHECK (max_in_flight BETWEEN 1 AND 10000),
+    rate_limit      int CHECK (rate_limit > 0),
+    enabled         boolean NOT NULL DEFAULT true,
+    disabled_reason text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE webhook.endpoint_secret (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint_id bigint NOT NULL REFERENCES webhook.endpoint ON DELETE CASCADE,
+    secret      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- NULL: current; otherwise it keeps signing until then (rotation overlap)
+    expires_at  timestamptz
+);
+CREATE INDEX ON webhook.endpoint_secret (endpoint_id);
+
+-- ---------------------------------------------------------------------------
+-- Deliveries and attempts
+-- ---------------------------------------------------------------------------
+
+CREATE TABLE webhook.delivery (
+    -- assigned in routing order, which follows commit order
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id         bigint NOT NULL,
+    endpoint_id      bigint NOT NULL,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'dead')),
+    attempts         int NOT NULL DEFAULT 0,
+    -- while claimed, the end of the lease: an expired lease makes it due again
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    claim_token      int NOT NULL DEFAULT 0,
+    leased_by        text,
+    ordering_key     text,
+    last_http_status int,
+    last_error       text,
+    last_attempt_at  timestamptz,
+    completed_at     timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (event_id, endpoint_id)
+);
+CREATE INDEX delivery_due ON webhook.delivery (next_attempt_at, id) WHERE status = 'pending';
+CREATE INDEX delivery_key ON webhook.delivery (endpoint_id, ordering_key, id)
+    WHERE status = 'pending' AND ordering_key IS NOT NULL;
+CREATE INDEX delivery_dead ON webhook.delivery (endpoint_id, created_at) WHERE status = 'dead';
+
+CREATE TABLE webhook.attempt_log (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id      bigint NOT NULL,
+    event_id         bigint NOT NULL,
+    endpoint_id      bigint NOT NULL,
+    attempt          int NOT NULL,
+    http_status      int,
+    duration_ms      double precision,
+    error            text,
+    response_excerpt text,
+    worker           text,
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ON webhook.attempt_log (delivery_id);
+CREATE INDEX ON webhook.attempt_log (endpoint_id, created_at);
+
+CREATE VIEW webhook.deliveries AS
+SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, e.event_type, d.status, d.attempts,
+       d.next_attempt_at, d.last_http_status, d.last_error, d.last_attempt_at, d.completed_at,
+       d.ordering_key, d.created_at,
+       (d.status = 'pending' AND d.claim_token > 0 AND d.next_attempt_at > now() AND d.leased_by IS NOT NULL) AS in_flight
+  FROM webhook.delivery d
+  JOIN webhook.event_log e ON e.id = d.event_id;
+
+CREATE VIEW webhook.attempts AS
+SELECT a.id, a.delivery_id, a.event_id, a.endpoint_id, a.attempt, a.created_at AS attempted_at,
+       a.http_status, a.duration_ms, a.error, a.response_excerpt, a.worker
+  FROM webhook.attempt_log a;
+
+CREATE VIEW webhook.endpoint_health AS
+SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
+       coalesce(p.backlog, 0) AS backlog,
+       p.oldest_pending_at,
+       coalesce(dd.dead, 0) AS dead,
+       la.last_success_at, la.last_failure_at,
+       la.last_status
+  FROM webhook.endpoint ep
+  LEFT JOIN LATERAL (SELECT count(*) AS backlog, min(d.created_at) AS oldest_pending_at
+                       FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'pending') p ON true
+  LEFT JOIN LATERAL (SELECT count(*) AS dead
+                       FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'dead') dd ON true
+  LEFT JOIN LATERAL (SELECT max(a.created_at) FILTER (WHERE a.http_status BETWEEN 200 AND 299) AS last_success_at,
+                            max(a.created_at) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299) AS last_failure_at,
+                            (array_agg(a.http_status ORDER BY a.id DESC))[1] AS last_status
+                       FROM (SELECT * FROM webhook.attempt_log a WHERE a.endpoint_id = ep.id
+                              ORDER BY a.created_at DESC LIMIT 1000) a) la ON true;
+
+-- ---------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook._event_type_ok(t text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT t IS NOT NULL AND length(t) <= 200 AND t ~ '^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$'
+$$;
+
+CREATE FUNCTION webhook._matches(patterns text[], event_type text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM unnest(patterns) AS p
+     WHERE p = '*' OR p = event_type
+        OR (right(p, 2) = '.*' AND left(event_type, length(p) - 1) = left(p, -1)))
+$$;
+
+CREATE FUNCTION webhook._check_patterns(patterns text[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE p text;
+BEGIN
+  IF patterns IS NULL OR cardinality(patterns) = 0 THEN
+    RAISE EXCEPTION 'event_types must list at least one pattern'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''{*}'' for every event, ''{orders.*}'' for a prefix, or exact types like ''{orders.insert}''.';
+  END IF;
+  FOREACH p IN ARRAY patterns LOOP
+    IF p IS NULL OR NOT (p = '*' OR webhook._event_type_ok(p)
+                         OR (right(p, 2) = '.*' AND webhook._event_type_ok(left(p, -2)))) THEN
+      RAISE EXCEPTION 'invalid event type pattern %', coalesce(quote_literal(p), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A pattern is *, an exact type (orders.insert) or a prefix ending in .* (orders.*); * may only stand alone or last.';
+    END IF;
+  END LOOP;
+  RETURN (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(patterns) x);
+END
+$$;
+
+CREATE FUNCTION webhook._check_url(url text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE m text[];
+BEGIN
+  IF url IS NULL OR length(url) > 2048 OR url ~ '[[:space:][:cntrl:]]' THEN
+    RAISE EXCEPTION 'invalid endpoint URL %', coalesce(quote_literal(left(url, 100)), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'An endpoint URL is an absolute https:// URL of at most 2048 characters without spaces.';
+  END IF;
+  m := regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([/?][^#]*)?$');
+  IF m IS NULL OR m[2] = '' THEN
+    RAISE EXCEPTION 'invalid endpoint URL %', quote_literal(url)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'An endpoint URL is absolute, like https://example.com/webhooks, and has no #fragment.';
+  END IF;
+  IF position('@' IN m[2]) > 0 THEN
+    RAISE EXCEPTION 'endpoint URL must not contain credentials'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Put credentials in a header instead: create_endpoint(..., headers => ''{"authorization": "..."}'').';
+  END IF;
+  IF lower(m[1]) = 'https' THEN
+    RETURN url;
+  ELSIF lower(m[1]) = 'http' THEN
+    IF current_setting('webhook.allow_http', true) = 'on' THEN
+      RETURN url;
+    END IF;
+    RAISE EXCEPTION 'endpoint URL must use https://'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'For local development, SET webhook.allow_http = on (superuser) to allow http:// URLs.';
+  END IF;
+  RAISE EXCEPTION 'unsupported URL scheme %', quote_literal(m[1])
+    USING ERRCODE = 'invalid_parameter_value', HINT = 'Endpoint URLs use https://.';
+END
+$$;
+
+CREATE FUNCTION webhook._check_headers(headers jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE k text; v jsonb;
+BEGIN
+  IF headers IS NULL THEN RETURN '{}'; END IF;
+  IF jsonb_typeof(headers) <> 'object' THEN
+    RAISE EXCEPTION 'headers must be a JSON object'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Example: ''{"authorization": "Bearer abc"}''.';
+  END IF;
+  FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
+    IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n]' THEN
+      RAISE EXCEPTION 'invalid header %', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Header names are HTTP tokens and values are strings without line breaks.';
+    END IF;
+    IF lower(k) IN ('host', 'content-length', 'content-type', 'user-agent', 'transfer-encoding', 'connection')
+       OR lower(k) LIKE 'webhook-%' THEN
+      RAISE EXCEPTION 'header % is set by pg_webhook and cannot be overridden', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+  END LOOP;
+  RETURN (SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers));
+END
+$$;
+
+CREATE FUNCTION webhook._endpoint(endpoint_id bigint) RETURNS webhook.endpoint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE ep webhook.endpoint;
+BEGIN
+  SELECT * INTO ep FROM webhook.endpoint e WHERE e.id = endpoint_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+      USING ERRCODE = 'no_data_found', HINT = 'SELECT id, url FROM webhook.endpoint lists the endpoints.';
+  END IF;
+  RETURN ep;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Capture API
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook._capture_row() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_row';
+CREATE FUNCTION webhook._capture_flush() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_flush';
+
+-- Tracked tables are exactly the tables carrying our triggers, so there is
+-- no second copy of the configuration to go stale (DROP TABLE takes both).
+CREATE VIEW webhook.tracked_tables AS
+SELECT t.tgrelid::regclass AS relation,
+       array_agg(substr(t.tgname, length('webhook_capture_') + 1) ORDER BY t.tgname) AS events,
+       array_agg(split_part(encode(t.tgargs, 'escape'), '\000', 1) ORDER BY t.tgname) AS event_types,
+       array_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname) AS triggers
+  FROM pg_trigger t
+ WHERE t.tgname IN ('webhook_capture_insert', 'webhook_capture_update', 'webhook_capture_delete')
+ GROUP BY t.tgrelid;
+
+CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
+LANGUAGE sql STABLE AS $$
+  WITH RECURSIVE b(oid, typbasetype) AS (
+    SELECT oid, typbasetype FROM pg_type WHERE oid = t
+    UNION ALL
+    SELECT p.oid, p.typbasetype FROM pg_type p JOIN b ON p.oid = b.typbasetype)
+  SELECT oid FROM b WHERE typbasetype = 0
+$$;
+
+CREATE FUNCTION webhook.untrack(relation regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE op text;
+BEGIN
+  IF relation IS NULL THEN
+    RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'flush'] LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'webhook_capture_' || op, relation);
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhook.track(
+    relation     regclass,
+    events       text[] DEFAULT '{insert,update,delete}',
+    event_prefix text DEFAULT NULL,
+    condition    text DEFAULT NULL,
+    columns      text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  rel       record;
+  op        text;
+  ops       text[];
+  prefix    text;
+  keys      text;
+  cols      text;
+  col       text;
+  att       record;
+  changed   text;
+  when_sql  text;
+  msg       text;
+  state     text;
+BEGIN
+  IF relation IS NULL THEN
+    RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  SELECT c.relkind, c.relname, n.nspname INTO rel
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = relation;
+  IF rel.relkind NOT IN ('r', 'p') THEN
+    RAISE EXCEPTION '% is not a table', relation
+      USING ERRCODE = 'wrong_object_type',
+            HINT = 'Only tables can be tracked; for a view, track the table(s) it reads from.';
+  END IF;
+  IF rel.nspname = 'webhook' THEN
+    RAISE EXCEPTION 'pg_webhook''s own tables cannot be tracked' USING ERRCODE = 'wrong_object_type';
+  END IF;
+
+  IF events IS NULL OR cardinality(events) = 0 THEN
+    RAISE EXCEPTION 'events must list at least one of insert, update, delete'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'To stop capturing, call webhook.untrack(table).';
+  END IF;
+  FOREACH op IN ARRAY events LOOP
+    IF op IS NULL OR lower(op) NOT IN ('insert', 'update', 'delete') THEN
+      RAISE EXCEPTION 'unknown event %', coalesce(quote_literal(op), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'events is a subset of {insert,update,delete}.';
+    END IF;
+  END LOOP;
+  ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
+
+  prefix := coalesce(event_prefix, rel.relname);
+  IF NOT webhook._event_type_ok(prefix || '.insert') THEN
+    RAISE EXCEPTION 'invalid event prefix %', quote_literal(prefix)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event prefixes use letters, digits, _ and -, in dot-separated parts (shop.orders); pass event_prefix for tables with other characters in their names.';
+  END IF;
+
+  -- The ordering key is the primary key (NULL without one: such events
+  -- carry no ordering key and are delivered unordered).
+  SELECT string_agg(a::text, ',' ORDER BY k.ord) INTO keys
+    FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(a, ord)
+   WHERE i.indrelid = relation AND i.indisprimary;
+  IF keys IS NULL THEN
+    RAISE NOTICE 'table % has no primary key: its events carry no ordering key', relation
+      USING HINT = 'Ordered endpoints deliver them without per-row ordering. Add a primary key to order them.';
+  END IF;
+
+  cols := '';
+  changed := NULL;
+  IF columns IS NOT NULL THEN
+    IF cardinality(columns) = 0 THEN
+      RAISE EXCEPTION 'columns must be NULL (all columns) or list at least one column'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH col IN ARRAY columns LOOP
+      SELECT a.attnum, a.atttypid INTO att FROM pg_attribute a
+       WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'column % of % does not exist', coalesce(quote_ident(col), 'NULL'), relation
+          USING ERRCODE = 'undefined_column',
+                HINT = 'Columns: ' || (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                                         FROM pg_attribute WHERE attrelid = relation AND attnum > 0 AND NOT attisdropped);
+      END IF;
+      cols := cols || CASE WHEN cols = '' THEN '' ELSE ',' END || att.attnum;
+      -- Types without a default btree opclass (json, point, ...) have no
+      -- equality: compare their text forms.
+      IF EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                  WHERE am.amname = 'btree' AND oc.opcdefault
+                    AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))) THEN
+        changed := concat_ws(' OR ', changed, format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', col));
+      ELSE
+        changed := concat_ws(' OR ', changed, format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', col));
+      END IF;
+    END LOOP;
+  END IF;
+
+  PERFORM webhook.untrack(relation);
+  FOREACH op IN ARRAY ops LOOP
+    when_sql := NULL;
+    IF condition IS NOT NULL THEN
+      when_sql := '(' || condition || ')';
+    END IF;
+    IF op = 'update' AND changed IS NOT NULL THEN
+      when_sql := concat_ws(' AND ', when_sql, '(' || changed || ')');
+    END IF;
+    BEGIN
+      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
+                     'webhook_capture_' || op, upper(op), relation,
+                     CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
+                     prefix || '.' || op, coalesce(keys, ''), cols);
+    EXCEPTION WHEN OTHERS THEN
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+      RAISE EXCEPTION 'invalid condition for % events on %: %', op, relation, msg
+        USING ERRCODE = state,
+              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
+    END;
+  END LOOP;
+  EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
+                 'FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture_flush()', relation);
+END
+$$;
+
+
+CREATE FUNCTION webhook.emit(event_type text, payload jsonb, ordering_key text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp();
+BEGIN
+  IF NOT webhook._event_type_ok(event_type) THEN
+    RAISE EXCEPTION 'invalid event type %', coalesce(quote_literal(event_type), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types are dot-separated parts of letters, digits, _ and - (loyalty.points_earned), at most 200 characters.';
+  END IF;
+  IF payload IS NULL THEN
+    RAISE EXCEPTION 'payload must not be NULL'
+      USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass ''{}''::jsonb for an event without data.';
+  END IF;
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+  VALUES (event_type,
+          '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts) || '","data":' || payload::text || '}',
+          ordering_key, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  RETURN id;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Endpoint API
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook.create_endpoint(
+    url           text,
+    event_types   text[] DEFAULT '{*}',
+    secret        text DEFAULT NULL,
+    description   text DEFAULT NULL,
+    headers       jsonb DEFAULT '{}',
+    timeout       interval DEFAULT '15 seconds',
+    ordered       boolean DEFAULT false,
+    max_in_flight int DEFAULT 16,
+    rate_limit    int DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE id bigint; ms int;
+BEGIN
+  ms := (extract(epoch FROM timeout) * 1000)::int;
+  IF ms IS NULL OR ms < 100 OR ms > 300000 THEN
+    RAISE EXCEPTION 'timeout must be between 100 milliseconds and 5 minutes'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
+    RAISE EXCEPTION 'rate_limit must be positive (requests per second) or NULL for none'
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF secret IS NOT NULL THEN
+    PERFORM webhook._check_secret(secret);
+  END IF;
+  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit)
+  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
+          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit)
+  RETURNING endpoint.id INTO id;
+  INSERT INTO webhook.endpoint_secret (endpoint_id, secret)
+  VALUES (id, coalesce(secret, webhook._generate_secret()));
+  RETURN id;
+END
+$$;
+
+CREATE FUNCTION webhook.endpoint_secret(endpoint_id bigint) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  PERFORM webhook._endpoint(endpoint_id);
+  RETURN (SELECT s.secret FROM webhook.endpoint_secret s
+           WHERE s.endpoint_id = endpoint_secret.endpoint_id AND s.expires_at IS NULL
+           ORDER BY s.id DESC LIMIT 1);
+END
+$$;
+
+CREATE FUNCTION webhook.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL,
+                                      overlap interval DEFAULT '24 hours') RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+  PERFORM webhook._endpoint(endpoint_id);
+  IF overlap IS NULL OR overlap < interval '0' THEN
+    RAISE EXCEPTION 'overlap must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF new_secret IS NOT NULL THEN
+    PERFORM webhook._check_secret(new_secret);
+  END IF;
+  s := coalesce(new_secret, webhook._generate_secret());
+  UPDATE webhook.endpoint_secret es SET expires_at = now() + overlap
+   WHERE es.endpoint_id = rotate_secret.endpoint_id AND (es.expires_at IS NULL OR es.expires_at > now() + overlap);
+  DELETE FROM webhook.endpoint_secret es
+   WHERE es.endpoint_id = rotate_secret.endpoint_id AND es.expires_at <= now();
+  INSERT INTO webhook.endpoint_secret (endpoint_id, secret) VALUES (rotate_secret.endpoint_id, s);
+  RETURN s;
+END
+$$;
+
+CREATE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(id);
+  UPDATE webhook.endpoint e SET enabled = false, disabled_reason = 'disabled by ' || current_user, updated_at = now()
+   WHERE e.id = disable_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(id);
+  UPDATE webhook.endpoint e SET enabled = true, disabled_reason = NULL, updated_at = now()
+   WHERE e.id = enable_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.delete_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(id);
+  DELETE FROM webhook.attempt_log a WHERE a.endpoint_id = delete_endpoint.id;
+  DELETE FROM webhook.delivery d WHERE d.endpoint_id = delete_endpoint.id;
+  DELETE FROM webhook.endpoint e WHERE e.id = delete_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.send_test(endpoint_id bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint; id bigint; ts timestamptz := clock_timestamp();
+BEGIN
+  ep := webhook._endpoint(endpoint_id);
+  IF NOT ep.enabled THEN
+    RAISE EXCEPTION 'endpoint % is disabled', endpoint_id
+      USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'SELECT webhook.enable_endpoint(' || endpoint_id || ') first.';
+  END IF;
+  INSERT INTO webhook.event_log (event_type, body, endpoint_id, created_at)
+  VALUES ('webhook.test',
+          '{"type":"webhook.test","timestamp":"' || webhook._rfc3339(ts) || '","data":{"endpoint_id":' || endpoint_id
+            || ',"message":"This is a test event from pg_webhook."}}',
+          endpoint_id, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  RETURN id;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Dispatcher interface: route → claim (signed) → record / release
+-- ---------------------------------------------------------------------------
+
+-- Fan out committed events into deliveries, in commit order. Events are taken
+-- by transaction visibility between two snapshots (never by an id cursor,
+-- which would skip a transaction that commits after a higher id).
+CREATE FUNCTION webhook.route(max_events int DEFAULT 10000) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE st webhook.router; cur pg_snapshot; n int; last bigint;
+BEGIN
+  IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+    RAISE EXCEPTION 'webhook.route() must run before its transaction writes anything'
+      USING ERRCODE = 'active_sql_transaction',
+            HINT = 'Call it (or webhook.claim()) as the first statement of a transaction.';
+  END IF;
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'webhook.route() needs READ COMMITTED isolation'
+      USING ERRCODE = 'active_sql_transaction';
+  END IF;
+  -- One router at a time; others simply skip (several webhookd may run).
+  IF NOT pg_try_advisory_xact_lock(7347627150212) THEN
+    RETURN 0;
+  END IF;
+  -- A new statement, so its snapshot is taken after the lock.
+  SELECT * INTO st FROM webhook.router;
+  cur := coalesce(st.cur_snap, pg_current_snapshot());
+  WITH ev AS (
+    SELECT e.id, e.event_type, e.ordering_key, e.endpoint_id
+      FROM webhook.event_log e
+     WHERE e.txid >= pg_snapshot_xmin(st.prev_snap)::text::bigint
+       AND e.txid < pg_snapshot_xmax(cur)::text::bigint
+       AND e.id > st.last_id
+       AND pg_visible_in_snapshot(e.txid::text::xid8, cur)
+       AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev_snap)
+     ORDER BY e.id
+     LIMIT max_events
+  ), ins AS (
+    INSERT INTO webhook.delivery (event_id, endpoint_id, ordering_key)
+    SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
+      FROM ev
+      JOIN webhook.endpoint ep
+        ON ep.enabled AND CASE WHEN ev.endpoint_id IS NULL
+                               THEN webhook._matches(ep.event_types, ev.event_type)
+                               ELSE ep.id = ev.endpoint_id END
+     ORDER BY ev.id, ep.id
+    ON CONFLICT (event_id, endpoint_id) DO NOTHING
+  )
+  SELECT count(*), max(ev.id) INTO n, last FROM ev;
+  IF n < max_events THEN
+    UPDATE webhook.router SET prev_snap = cur, cur_snap = NULL, last_id = 0;
+  ELSE
+    UPDATE webhook.router SET cur_snap = cur, last_id = last;
+  END IF;
+  RETURN n;
+END
+$$;
+
+-- Claim due deliveries: lease them and return everything needed to send
+-- them, signed, so the dispatcher never reads a secret.
+CREATE FUNCTION webhook.claim(
+    max_deliveries    int DEFAULT 100,
+    lease             interval DEFAULT '60 seconds',
+    worker            text DEFAULT NULL,
+    exclude_endpoints bigint[] DEFAULT '{}',
+    idle_hint_ms      int DEFAULT 0
+) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
+                 attempt int, url text, headers jsonb, body text, timeout_ms int)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE ts bigint;
+BEGIN
+  -- Say "idle" before looking, so a commit racing with an empty claim still
+  -- notifies (see wake.rs); cleared again below when work was found.
+  IF idle_hint_ms > 0 THEN
+    PERFORM webhook._set_idle(idle_hint_ms);
+  END IF;
+  PERFORM webhook.route();
+  ts := extract(epoch FROM clock_timestamp())::bigint;
+  RETURN QUERY
+  WITH picked AS (
+    SELECT d.id
+      FROM webhook.delivery d
+      JOIN webhook.endpoint ep ON ep.id = d.endpoint_id AND ep.enabled
+     WHERE d.status = 'pending'
+       AND d.next_attempt_at <= clock_timestamp()
+       AND NOT (d.endpoint_id = ANY (coalesce(exclude_endpoints, '{}')))
+       AND (d.ordering_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM webhook.delivery p
+               WHERE p.endpoint_id = d.endpoint_id AND p.ordering_key = d.ordering_key
+                 AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < d.id))
+     ORDER BY d.next_attempt_at, d.id
+     LIMIT max_deliveries
+     FOR UPDATE OF d SKIP LOCKED
+  ), upd AS (
+    UPDATE webhook.delivery d
+       SET next_attempt_at = clock_timestamp() + lease,
+           claim_token = d.claim_token + 1,
+           leased_by = worker
+      FROM picked WHERE d.id = picked.id
+    RETURNING d.id, d.claim_token, d.event_id, d.endpoint_id, d.attempts
+  )
+  SELECT upd.id, upd.claim_token, upd.event_id, upd.endpoint_id, upd.attempts + 1, ep.url,
+         ep.headers || jsonb_build_object(
+           'content-type', 'application/json',
+           'user-agent', 'pg_webhook/' || webhook._version(),
+           'webhook-id', upd.event_id::text,
+           'webhook-timestamp', ts::text,
+           'webhook-signature', (SELECT string_agg(webhook.sign(s.secret, upd.event_id::text, ts, ev.body), ' ' ORDER BY s.id DESC)
+                                   FROM webhook.endpoint_secret s
+                                  WHERE s.endpoint_id = ep.id AND (s.expires_at IS NULL OR s.expires_at > now()))),
+         ev.body, ep.timeout_ms
+    FROM upd
+    JOIN webhook.endpoint ep ON ep.id = upd.endpoint_id
+    JOIN webhook.event_log ev ON ev.id = upd.event_id
+   ORDER BY upd.id;
+  IF FOUND AND idle_hint_ms > 0 THEN
+    PERFORM webhook._set_idle(0);
+  END IF;
+END
+$$;
+
+-- Record outcomes of a batch of attempts (arrays of equal length).
+-- retry_at NULL on a failure means: no more attempts, the delivery is dead.
+CREATE FUNCTION webhook.record(
+    delivery_ids      bigint[],
+    claim_tokens      int[],
+    http_statuses     int[],
+    errors            text[],
+    durations_ms      double precision[],
+    response_excerpts text[],
+    retry_at          timestamptz[],
+    worker            text DEFAULT NULL
+) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n int;
+BEGIN
+  WITH o AS (
+    SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
+        AS o(delivery_id, claim_token, http_status, error, duration_ms, excerpt, retry_at)
+  ), logged AS (
+    INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, duration_ms, error, response_excerpt, worker)
+    SELECT o.delivery_id, d.event_id, d.endpoint_id, d.attempts + 1, o.http_status, o.duration_ms, o.error, o.excerpt, record.worker
+      FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
+     ORDER BY o.delivery_id
+  ), gone AS (
+    -- 410 Gone: the receiver asks us to stop.
+    UPDATE webhook.endpoint ep
+       SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
+     WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
+                                     WHERE o.http_status = 410)
+  ), upd AS (
+    -- Only the holder of the current lease changes the delivery's state.
+    UPDATE webhook.delivery d
+       SET attempts = d.attempts + 1,
+           last_http_status = o.http_status,
+           last_error = o.error,
+           last_attempt_at = now(),
+           leased_by = NULL,
+           status = CASE WHEN o.http_status BETWEEN 200 AND 299 THEN 'succeeded'
+                         WHEN o.retry_at IS NULL THEN 'dead' ELSE 'pending' END,
+           next_attempt_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL
+                                  THEN d.next_attempt_at ELSE o.retry_at END,
+           completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
+      FROM o
+     WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status = 'pending'
+    RETURNING d.id
+  )
+  SELECT count(*) INTO n FROM upd;
+  RETURN n;
+END
+$$;
+
+-- Give back leases without an attempt (graceful shutdown).
+CREATE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n int;
+BEGIN
+  UPDATE webhook.delivery d SET next_attempt_at = now(), leased_by = NULL
+    FROM unnest(delivery_ids, claim_tokens) AS r(id, token)
+   WHERE d.id = r.id AND d.claim_token = r.token AND d.status = 'pending';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Repair
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION webhook.redeliver(event_id bigint, endpoint_id bigint DEFAULT NULL) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE n int; m int;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM webhook.event_log e WHERE e.id = redeliver.event_id) THEN
+    RAISE EXCEPTION 'event % does not exist', coalesce(event_id::text, 'NULL')
+      USING ERRCODE = 'no_data_found', HINT = 'SELECT id, event_type FROM webhook.events lists the events.';
+  END IF;
+  IF endpoint_id IS NOT NULL THEN
+    PERFORM webhook._endpoint(endpoint_id);
+  END IF;
+  UPDATE webhook.delivery d
+     SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL, leased_by = NULL,
+         claim_token = d.claim_token + 1
+   WHERE d.event_id = redeliver.event_id
+     AND (redeliver.endpoint_id IS NULL OR d.endpoint_id = redeliver.endpoint_id);
+  GET DIAGNOSTICS n = ROW_COUNT;
+  -- An endpoint that had no delivery of this event (created later, say).
+  IF endpoint_id IS NOT NULL AND n = 0 THEN
+    INSERT INTO webhook.delivery (event_id, endpoint_id, ordering_key)
+    SELECT e.id, ep.id, CASE WHEN ep.ordered THEN e.ordering_key END
+      FROM webhook.event_log e, webhook.endpoint ep
+     WHERE e.id = redeliver.event_id AND ep.id = redeliver.endpoint_id;
+    GET DIAGNOSTICS m = ROW_COUNT;
+    n := n + m;
+  END IF;
+  RETURN n;
+END
+$$;
+
+CREATE FUNCTION webhook.replay(endpoint_id bigint, since timestamptz) RETURNS int
+LANGUAGE plpgsql AS $$
+DECLARE n int;
+BEGIN
+  PERFORM webhook._endpoint(endpoint_id);
+  IF since IS NULL THEN
+    RAISE EXCEPTION 'since must not be NULL' USING ERRCODE = 'null_value_not_allowed',
+      HINT = 'Use ''-infinity'' to replay every dead delivery of the endpoint.';
+  END IF;
+  UPDATE webhook.delivery d
+     SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL, leased_by = NULL,
+         claim_token = d.claim_token + 1
+   WHERE d.endpoint_id = replay.endpoint_id AND d.status = 'dead' AND d.created_at >= since;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+-- Delete finished events older than `retention` with their deliveries and attempts.
+CREATE FUNCTION webhook.prune(retention interval DEFAULT '7 days') RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE n bigint; horizon bigint;
+BEGIN
+  SELECT pg_snapshot_xmin(prev_snap)::text::bigint INTO horizon FROM webhook.router;
+  WITH old AS (
+    SELECT e.id FROM webhook.event_log e
+     WHERE e.created_at < now() - retention AND e.txid < horizon
+       AND NOT EXISTS (SELECT 1 FROM webhook.delivery d WHERE d.event_id = e.id AND d.status = 'pending')
+  ), a AS (
+    DELETE FROM webhook.attempt_log x USING old WHERE x.event_id = old.id
+  ), d AS (
+    DELETE FROM webhook.delivery x USING old WHERE x.event_id = old.id
+  )
+  DELETE FROM webhook.event_log x USING old WHERE x.id = old.id;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+-- ---------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------
+
+REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int),
+  webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
+  webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint)
+  FROM PUBLIC;
+
+-- The dispatcher's privileges: claim, record, release, route and read the
+-- delivery views, but never SELECT a secret.
+CREATE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int), '
+                 'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
+                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint) TO %s', role);
+  EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
+END
+$$;
