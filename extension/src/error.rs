@@ -14,6 +14,17 @@ pub enum WebhookError {
     Internal(String),
 }
 
+impl From<webhook_signing::SigningError> for WebhookError {
+    fn from(e: webhook_signing::SigningError) -> Self {
+        use webhook_signing::SigningError as S;
+        match e {
+            S::InvalidSecret(m) => WebhookError::InvalidSecret(m),
+            S::InvalidSignature(m) => WebhookError::InvalidSignature(m),
+            S::Internal(m) => WebhookError::Internal(m),
+        }
+    }
+}
+
 impl WebhookError {
     fn code(&self) -> PgSqlErrorCode {
         match self {

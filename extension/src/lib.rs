@@ -13,10 +13,10 @@ mod error;
 mod guc;
 mod outbox;
 mod payload;
-mod sign;
 mod wake;
 
 use error::WebhookError;
+use webhook_signing as sign;
 
 ::pgrx::pg_module_magic!();
 
@@ -31,25 +31,25 @@ pub extern "C-unwind" fn _PG_init() {
 /// `v1,<base64>` Standard Webhooks signature of `msg_id.ts.body`.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn sign(secret: &str, msg_id: &str, ts: i64, body: &str) -> String {
-    sign::sign(secret, msg_id, ts, body.as_bytes()).unwrap_or_else(|e| e.raise())
+    sign::sign(secret, msg_id, ts, body.as_bytes()).unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// Does any `v1,` entry of `signature` (a whole header is accepted) match?
 #[pg_extern(immutable, strict, parallel_safe)]
 fn verify(secret: &str, msg_id: &str, ts: i64, body: &str, signature: &str) -> bool {
-    sign::verify(secret, msg_id, ts, body.as_bytes(), signature).unwrap_or_else(|e| e.raise())
+    sign::verify(secret, msg_id, ts, body.as_bytes(), signature).unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// A fresh `whsec_` secret (32 random bytes).
 #[pg_extern(volatile, parallel_safe, name = "_generate_secret")]
 fn generate_secret() -> String {
-    sign::generate_secret().unwrap_or_else(|e| e.raise())
+    sign::generate_secret().unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// Raise a clear error unless `secret` is a usable `whsec_` secret.
 #[pg_extern(immutable, strict, parallel_safe, name = "_check_secret")]
 fn check_secret(secret: &str) -> bool {
-    sign::decode_secret(secret).map(|_| true).unwrap_or_else(|e| e.raise())
+    sign::decode_secret(secret).map(|_| true).unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// RFC 3339 UTC text of a timestamptz, as used in every envelope.

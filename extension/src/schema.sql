@@ -299,7 +299,9 @@ BEGIN
     RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
   END IF;
   FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'flush'] LOOP
-    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %s', 'webhook_capture_' || op, relation);
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = 'webhook_capture_' || op) THEN
+      EXECUTE format('DROP TRIGGER %I ON %s', 'webhook_capture_' || op, relation);
+    END IF;
   END LOOP;
 END
 $$;
@@ -335,6 +337,9 @@ BEGIN
     RAISE EXCEPTION '% is not a table', relation
       USING ERRCODE = 'wrong_object_type',
             HINT = 'Only tables can be tracked; for a view, track the table(s) it reads from.';
+  END IF;
+  IF rel.nspname IN ('pg_catalog', 'information_schema', 'pg_toast') THEN
+    RAISE EXCEPTION 'system catalog % cannot be tracked', relation USING ERRCODE = 'wrong_object_type';
   END IF;
   IF rel.nspname = 'webhook' THEN
     RAISE EXCEPTION 'pg_webhook''s own tables cannot be tracked' USING ERRCODE = 'wrong_object_type';
@@ -412,7 +417,9 @@ BEGIN
                      'webhook_capture_' || op, upper(op), relation,
                      CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
                      prefix || '.' || op, coalesce(keys, ''), cols);
-    EXCEPTION WHEN OTHERS THEN
+    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+                   OR invalid_object_definition OR feature_not_supported OR undefined_table
+                   OR ambiguous_column OR invalid_text_representation OR grouping_error THEN
       GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
       RAISE EXCEPTION 'invalid condition for % events on %: %', op, relation, msg
         USING ERRCODE = state,
@@ -638,7 +645,7 @@ CREATE FUNCTION webhook.claim(
     exclude_endpoints bigint[] DEFAULT '{}',
     idle_hint_ms      int DEFAULT 0
 ) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
-                 attempt int, url text, headers jsonb, body text, timeout_ms int)
+                 attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ts bigint;
 BEGIN
@@ -650,17 +657,29 @@ BEGIN
   PERFORM webhook.route();
   ts := extract(epoch FROM clock_timestamp())::bigint;
   RETURN QUERY
-  WITH picked AS (
+  WITH cand AS (
+    -- Due deliveries in order, at most max_in_flight per endpoint, so one
+    -- endpoint with a deep backlog cannot fill the whole batch.
+    SELECT c.id, c.rn, c.max_in_flight FROM (
+      SELECT d.id, ep.max_in_flight,
+             row_number() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rn,
+             d.next_attempt_at
+        FROM webhook.delivery d
+        JOIN webhook.endpoint ep ON ep.id = d.endpoint_id AND ep.enabled
+       WHERE d.status = 'pending'
+         AND d.next_attempt_at <= clock_timestamp()
+         AND NOT (d.endpoint_id = ANY (coalesce(exclude_endpoints, '{}')))
+         AND (d.ordering_key IS NULL OR NOT EXISTS (
+                SELECT 1 FROM webhook.delivery p
+                 WHERE p.endpoint_id = d.endpoint_id AND p.ordering_key = d.ordering_key
+                   AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < d.id))
+       ORDER BY d.next_attempt_at, d.id
+       LIMIT max_deliveries * 4) c
+     WHERE c.rn <= c.max_in_flight
+  ), picked AS (
     SELECT d.id
-      FROM webhook.delivery d
-      JOIN webhook.endpoint ep ON ep.id = d.endpoint_id AND ep.enabled
-     WHERE d.status = 'pending'
-       AND d.next_attempt_at <= clock_timestamp()
-       AND NOT (d.endpoint_id = ANY (coalesce(exclude_endpoints, '{}')))
-       AND (d.ordering_key IS NULL OR NOT EXISTS (
-              SELECT 1 FROM webhook.delivery p
-               WHERE p.endpoint_id = d.endpoint_id AND p.ordering_key = d.ordering_key
-                 AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < d.id))
+      FROM webhook.delivery d JOIN cand ON cand.id = d.id
+     WHERE d.status = 'pending' AND d.next_attempt_at <= clock_timestamp()
      ORDER BY d.next_attempt_at, d.id
      LIMIT max_deliveries
      FOR UPDATE OF d SKIP LOCKED
@@ -681,7 +700,7 @@ BEGIN
            'webhook-signature', (SELECT string_agg(webhook.sign(s.secret, upd.event_id::text, ts, ev.body), ' ' ORDER BY s.id DESC)
                                    FROM webhook.endpoint_secret s
                                   WHERE s.endpoint_id = ep.id AND (s.expires_at IS NULL OR s.expires_at > now()))),
-         ev.body, ep.timeout_ms
+         ev.body, ep.timeout_ms, ep.max_in_flight
     FROM upd
     JOIN webhook.endpoint ep ON ep.id = upd.endpoint_id
     JOIN webhook.event_log ev ON ev.id = upd.event_id

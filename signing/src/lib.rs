@@ -7,7 +7,16 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::error::WebhookError;
+/// Why a secret or a signature header was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningError {
+    #[error("invalid webhook secret: {0}")]
+    InvalidSecret(String),
+    #[error("invalid signature header: {0}")]
+    InvalidSignature(String),
+    #[error("{0}")]
+    Internal(String),
+}
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -17,21 +26,21 @@ pub const MIN_KEY_BYTES: usize = 24;
 pub const MAX_KEY_BYTES: usize = 64;
 
 /// Decode a `whsec_<base64>` secret into its key bytes, refusing weak keys.
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, WebhookError> {
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SigningError> {
     let b64 = secret.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
-        WebhookError::InvalidSecret("a secret must start with \"whsec_\"".into())
+        SigningError::InvalidSecret("a secret must start with \"whsec_\"".into())
     })?;
     let key = B64
         .decode(b64.as_bytes())
-        .map_err(|_| WebhookError::InvalidSecret("the part after \"whsec_\" is not valid base64".into()))?;
+        .map_err(|_| SigningError::InvalidSecret("the part after \"whsec_\" is not valid base64".into()))?;
     if key.len() < MIN_KEY_BYTES {
-        return Err(WebhookError::InvalidSecret(format!(
+        return Err(SigningError::InvalidSecret(format!(
             "the key is {} bytes; at least {MIN_KEY_BYTES} are required",
             key.len()
         )));
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(WebhookError::InvalidSecret(format!(
+        return Err(SigningError::InvalidSecret(format!(
             "the key is {} bytes; at most {MAX_KEY_BYTES} are allowed",
             key.len()
         )));
@@ -40,16 +49,16 @@ pub fn decode_secret(secret: &str) -> Result<Vec<u8>, WebhookError> {
 }
 
 /// A fresh `whsec_` secret with 32 bytes from the operating system's CSPRNG.
-pub fn generate_secret() -> Result<String, WebhookError> {
+pub fn generate_secret() -> Result<String, SigningError> {
     let mut key = [0u8; 32];
     getrandom::fill(&mut key)
-        .map_err(|e| WebhookError::Internal(format!("no randomness available: {e}")))?;
+        .map_err(|e| SigningError::Internal(format!("no randomness available: {e}")))?;
     Ok(format!("{SECRET_PREFIX}{}", B64.encode(key)))
 }
 
-fn mac(key: &[u8], msg_id: &str, ts: i64, body: &[u8]) -> Result<HmacSha256, WebhookError> {
+fn mac(key: &[u8], msg_id: &str, ts: i64, body: &[u8]) -> Result<HmacSha256, SigningError> {
     let mut mac = HmacSha256::new_from_slice(key)
-        .map_err(|e| WebhookError::Internal(format!("hmac key rejected: {e}")))?;
+        .map_err(|e| SigningError::Internal(format!("hmac key rejected: {e}")))?;
     mac.update(msg_id.as_bytes());
     mac.update(b".");
     mac.update(ts.to_string().as_bytes());
@@ -59,7 +68,7 @@ fn mac(key: &[u8], msg_id: &str, ts: i64, body: &[u8]) -> Result<HmacSha256, Web
 }
 
 /// One `v1,<base64>` signature entry.
-pub fn sign(secret: &str, msg_id: &str, ts: i64, body: &[u8]) -> Result<String, WebhookError> {
+pub fn sign(secret: &str, msg_id: &str, ts: i64, body: &[u8]) -> Result<String, SigningError> {
     let key = decode_secret(secret)?;
     let tag = mac(&key, msg_id, ts, body)?.finalize().into_bytes();
     Ok(format!("v1,{}", B64.encode(tag)))
@@ -68,13 +77,13 @@ pub fn sign(secret: &str, msg_id: &str, ts: i64, body: &[u8]) -> Result<String, 
 /// True when any `v1,` entry of a (space-separated) signature header matches.
 /// Comparison is constant-time per entry; unknown versions are skipped, as the
 /// specification asks, so a future `v1a,` entry does not break verification.
-pub fn verify(secret: &str, msg_id: &str, ts: i64, body: &[u8], header: &str) -> Result<bool, WebhookError> {
+pub fn verify(secret: &str, msg_id: &str, ts: i64, body: &[u8], header: &str) -> Result<bool, SigningError> {
     let key = decode_secret(secret)?;
     let expected = mac(&key, msg_id, ts, body)?.finalize().into_bytes();
     let mut ok = false;
     for entry in header.split_whitespace() {
         let Some((version, sig)) = entry.split_once(',') else {
-            return Err(WebhookError::InvalidSignature(format!("entry {entry:?} has no comma")));
+            return Err(SigningError::InvalidSignature(format!("entry {entry:?} has no comma")));
         };
         if version != "v1" {
             continue;

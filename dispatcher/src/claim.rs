@@ -1,0 +1,72 @@
+//! Claim: lease a batch of due deliveries through `webhook.claim()`, which
+//! also routes newly committed events and signs each request in the database
+//! (the dispatcher never sees a secret).
+
+use std::time::Duration;
+
+use tokio_postgres::{Client, Statement};
+
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub delivery_id: i64,
+    pub claim_token: i32,
+    pub event_id: i64,
+    pub endpoint_id: i64,
+    /// 1 for the first attempt.
+    pub attempt: i32,
+    pub url: String,
+    pub headers: serde_json::Value,
+    pub body: String,
+    pub timeout_ms: i32,
+    pub max_in_flight: i32,
+}
+
+pub struct Claimer {
+    stmt: Statement,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimRequest<'a> {
+    pub max: i32,
+    pub lease: Duration,
+    pub worker: &'a str,
+    pub exclude: &'a [i64],
+    /// When > 0: tell capturing transactions we are idle for this long if
+    /// the claim comes back empty (they then NOTIFY us).
+    pub idle_hint: Duration,
+}
+
+impl Claimer {
+    pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+        let stmt = client
+            .prepare(
+                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, body, timeout_ms, max_in_flight \
+                   FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int)",
+            )
+            .await?;
+        Ok(Claimer { stmt })
+    }
+
+    pub async fn claim(&self, client: &Client, req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+        let idle_ms = req.idle_hint.as_millis().min(i32::MAX as u128) as i32;
+        let rows = client
+            .query(&self.stmt, &[&req.max, &req.lease.as_secs_f64(), &req.worker, &req.exclude, &idle_ms])
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Claimed {
+                    delivery_id: r.try_get(0)?,
+                    claim_token: r.try_get(1)?,
+                    event_id: r.try_get(2)?,
+                    endpoint_id: r.try_get(3)?,
+                    attempt: r.try_get(4)?,
+                    url: r.try_get(5)?,
+                    headers: r.try_get(6)?,
+                    body: r.try_get(7)?,
+                    timeout_ms: r.try_get(8)?,
+                    max_in_flight: r.try_get(9)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,297 @@
+//! `webhookd run`: the claim loop. claim (routes + signs in the database) →
+//! deliver (bounded concurrency, per-endpoint limits) → record (batched) →
+//! retry or dead (the schedule in retry.rs).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::claim::{ClaimRequest, Claimed, Claimer};
+use crate::deliver::{self, HttpOptions};
+use crate::metrics::Metrics;
+use crate::record::{self, Outcome};
+use crate::retry::{self, Policy};
+use crate::{db, http};
+
+/// Everything `webhookd run` needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub concurrency: usize,
+    pub batch: usize,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub linger: Duration,
+    pub listen: bool,
+    pub http: HttpOptions,
+    pub retry: Policy,
+    pub shutdown_grace: Duration,
+    pub worker: String,
+}
+
+/// Per-endpoint concurrency: a semaphore sized by the endpoint's
+/// `max_in_flight`, plus how many deliveries we hold for it (running or
+/// waiting), so saturated endpoints are left out of the next claim.
+#[derive(Default)]
+struct Endpoints {
+    map: HashMap<i64, (Arc<Semaphore>, usize, usize)>,
+}
+
+impl Endpoints {
+    fn enter(&mut self, id: i64, max: usize) -> Arc<Semaphore> {
+        let max = max.max(1);
+        let entry = self.map.entry(id).or_insert_with(|| (Arc::new(Semaphore::new(max)), max, 0));
+        if entry.1 != max && entry.2 == 0 {
+            *entry = (Arc::new(Semaphore::new(max)), max, 0);
+        }
+        entry.2 += 1;
+        entry.0.clone()
+    }
+    fn leave(&mut self, id: i64) {
+        if let Some(e) = self.map.get_mut(&id) {
+            e.2 = e.2.saturating_sub(1);
+        }
+    }
+    fn saturated(&self) -> Vec<i64> {
+        self.map.iter().filter(|(_, e)| e.2 >= e.1).map(|(id, _)| *id).collect()
+    }
+}
+
+fn outcome_of(policy: &Policy, claimed: &Claimed, attempt: &deliver::Attempt, metrics: &Metrics) -> Outcome {
+    let verdict = retry::verdict(attempt.status, attempt.retry_after);
+    let delay = retry::next_delay(policy, claimed.attempt.max(1) as u32, verdict, rand::random::<f64>());
+    match (verdict, delay) {
+        (retry::Verdict::Delivered, _) => metrics.delivered.fetch_add(1, Ordering::Relaxed),
+        (_, Some(_)) => metrics.retried.fetch_add(1, Ordering::Relaxed),
+        (_, None) => metrics.dead.fetch_add(1, Ordering::Relaxed),
+    };
+    metrics.observe_attempt(attempt.duration);
+    match (&attempt.status, &attempt.error) {
+        (Some(s), _) if (200..300).contains(s) => {
+            tracing::debug!(delivery = claimed.delivery_id, event = claimed.event_id, status = s, "delivered")
+        }
+        (status, error) => tracing::info!(
+            delivery = claimed.delivery_id,
+            event = claimed.event_id,
+            endpoint = claimed.endpoint_id,
+            attempt = claimed.attempt,
+            status = ?status,
+            error = error.as_deref().unwrap_or(""),
+            retry_in = ?delay,
+            "attempt failed"
+        ),
+    }
+    Outcome {
+        delivery_id: claimed.delivery_id,
+        claim_token: claimed.claim_token,
+        http_status: attempt.status.map(i32::from),
+        error: attempt.error.clone(),
+        duration: attempt.duration,
+        excerpt: attempt.excerpt.clone(),
+        retry_at: delay.map(|d| SystemTime::now() + d),
+    }
+}
+
+/// Run until `shutdown` is cancelled; then stop claiming, let in-flight
+/// requests finish within the grace period, release the rest, write every
+/// outcome and return.
+pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let metrics = Metrics::new();
+    let background = CancellationToken::new();
+    let client = deliver::client(&cfg.http)?;
+
+    if let Some(listener) = metrics_listener {
+        let m = metrics.clone();
+        tokio::spawn(http::serve(
+            listener,
+            move |req| {
+                let m = m.clone();
+                async move {
+                    match req.uri().path() {
+                        "/metrics" => http::reply(200, m.render()),
+                        "/healthz" => http::reply(200, "ok\n"),
+                        _ => http::reply(404, "not found\n"),
+                    }
+                }
+            },
+            background.clone(),
+        ));
+        tokio::spawn(crate::metrics::poll_backlog(
+            cfg.database_url.clone(),
+            metrics.clone(),
+            Duration::from_secs(5),
+            background.clone(),
+        ));
+    }
+
+    let wake = Arc::new(Notify::new());
+    if cfg.listen {
+        tokio::spawn(db::listen(cfg.database_url.clone(), "webhook", wake.clone(), background.clone()));
+    }
+
+    let (out_tx, out_rx) = mpsc::channel::<Outcome>(10_000);
+    let recorder = tokio::spawn(record::run(cfg.database_url.clone(), cfg.worker.clone(), out_rx));
+
+    let global = Arc::new(Semaphore::new(cfg.concurrency));
+    let endpoints = Arc::new(Mutex::new(Endpoints::default()));
+    // delivery id → (claim token) of everything claimed and not yet reported.
+    let held: Arc<Mutex<HashMap<i64, i32>>> = Arc::default();
+    let slot_freed = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+
+    let mut conn: Option<(tokio_postgres::Client, Claimer)> = None;
+    let mut backoff = db::Backoff::default();
+    let idle_hint = if cfg.listen { cfg.poll_interval * 2 } else { Duration::ZERO };
+
+    tracing::info!(worker = %cfg.worker, concurrency = cfg.concurrency, listen = cfg.listen, "webhookd running");
+    while !shutdown.is_cancelled() {
+        while tasks.try_join_next().is_some() {}
+        let free = global.available_permits().min(cfg.batch);
+        if free == 0 {
+            tokio::select! {
+                _ = slot_freed.notified() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+            let connected = async {
+                let c = db::connect(&cfg.database_url, "webhookd claim").await?;
+                let claimer = Claimer::prepare(&c).await?;
+                Ok::<_, tokio_postgres::Error>((c, claimer))
+            }
+            .await;
+            match connected {
+                Ok(pair) => {
+                    tracing::info!("connected to the database");
+                    conn = Some(pair);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot connect to the database; retrying");
+                    tokio::select! {
+                        _ = backoff.wait() => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some((pg, claimer)) = conn.as_ref() else { continue };
+        let exclude = endpoints.lock().map(|e| e.saturated()).unwrap_or_default();
+        let req = ClaimRequest {
+            max: free as i32,
+            lease: cfg.lease,
+            worker: &cfg.worker,
+            exclude: &exclude,
+            idle_hint,
+        };
+        let claimed = match claimer.claim(pg, &req).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, "claim failed; reconnecting");
+                conn = None;
+                tokio::select! {
+                    _ = backoff.wait() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+        };
+        metrics.claims.fetch_add(1, Ordering::Relaxed);
+        let got = claimed.len();
+        for c in claimed {
+            let Ok(permit) = global.clone().try_acquire_owned() else {
+                // Cannot happen (we asked for at most the free permits), but
+                // never drop a claimed delivery: give it back.
+                let _ = pg.execute("SELECT webhook.release($1, $2)", &[&vec![c.delivery_id], &vec![c.claim_token]]).await;
+                continue;
+            };
+            let ep_sem = match endpoints.lock() {
+                Ok(mut e) => e.enter(c.endpoint_id, c.max_in_flight as usize),
+                Err(_) => Arc::new(Semaphore::new(1)),
+            };
+            if let Ok(mut h) = held.lock() {
+                h.insert(c.delivery_id, c.claim_token);
+            }
+            let (client, http_opts, policy, metrics, out_tx, endpoints, held, slot_freed) = (
+                client.clone(),
+                cfg.http.clone(),
+                cfg.retry.clone(),
+                metrics.clone(),
+                out_tx.clone(),
+                endpoints.clone(),
+                held.clone(),
+                slot_freed.clone(),
+            );
+            // A request never outlives its lease, or another worker could
+            // send it again while this one is still waiting.
+            let mut c = c;
+            let lease_ms = (cfg.lease.as_millis() as i64 * 8 / 10).max(100) as i32;
+            c.timeout_ms = c.timeout_ms.min(lease_ms);
+            tasks.spawn(async move {
+                let _permit = permit;
+                metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+                let attempt = match ep_sem.acquire().await {
+                    Ok(_ep_permit) => deliver::send(&client, &http_opts, &c).await,
+                    Err(_) => deliver::send(&client, &http_opts, &c).await,
+                };
+                metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                let outcome = outcome_of(&policy, &c, &attempt, &metrics);
+                if let Ok(mut h) = held.lock() {
+                    h.remove(&c.delivery_id);
+                }
+                let _ = out_tx.send(outcome).await;
+                if let Ok(mut e) = endpoints.lock() {
+                    e.leave(c.endpoint_id);
+                }
+                slot_freed.notify_one();
+            });
+        }
+        if got == 0 {
+            // Idle: wait for a NOTIFY (sent only because claim() told
+            // committers we are idle), the poll timer, or shutdown.
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        } else if got < free && !cfg.linger.is_zero() {
+            // A partial batch: stay "busy" for a moment so commits arriving
+            // now are batched into the next claim instead of each notifying.
+            tokio::select! {
+                _ = tokio::time::sleep(cfg.linger) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    tracing::info!(in_flight = tasks.len(), grace = ?cfg.shutdown_grace, "shutting down: draining in-flight deliveries");
+    let drained = tokio::time::timeout(cfg.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
+    let leftover: Vec<(i64, i32)> = held.lock().map(|h| h.iter().map(|(k, v)| (*k, *v)).collect()).unwrap_or_default();
+    if !leftover.is_empty() {
+        let ids: Vec<i64> = leftover.iter().map(|p| p.0).collect();
+        let tokens: Vec<i32> = leftover.iter().map(|p| p.1).collect();
+        match db::connect(&cfg.database_url, "webhookd release").await {
+            Ok(c) => match c.execute("SELECT webhook.release($1, $2)", &[&ids, &tokens]).await {
+                Ok(_) => tracing::info!(released = ids.len(), "released unfinished leases"),
+                Err(e) => tracing::warn!(error = %e, "releasing leases failed; they expire by themselves"),
+            },
+            Err(e) => tracing::warn!(error = %e, "releasing leases failed; they expire by themselves"),
+        }
+    }
+    drop(out_tx);
+    let _ = recorder.await;
+    background.cancel();
+    tracing::info!("webhookd stopped");
+    Ok(())
+}
