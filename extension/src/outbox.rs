@@ -117,6 +117,17 @@ pub fn insert(events: &[Pending]) {
                 "This is a bug in pg_webhook; please report it."
             );
         }
+        // Capture runs as whoever wrote the row; the outbox is not theirs
+        // to write. Like a SECURITY DEFINER function, run this one fixed
+        // statement as the bootstrap superuser (the error path restores the
+        // user id as part of transaction abort).
+        let mut saved_user = pg_sys::InvalidOid;
+        let mut saved_ctx = 0;
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
         let plan = plan();
         let (types, _) = text_array(events.iter().map(|e| Some(e.event_type.clone())));
         let (bodies, _) = text_array(events.iter().map(|e| Some(e.body.clone())));
@@ -131,6 +142,7 @@ pub fn insert(events: &[Pending]) {
         ];
         let nulls = c"     ";
         let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
         if rc != pg_sys::SPI_OK_INSERT as i32 {
             pgrx::ereport!(
                 ERROR,

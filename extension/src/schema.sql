@@ -245,7 +245,7 @@ BEGIN
         USING ERRCODE = 'invalid_parameter_value';
     END IF;
   END LOOP;
-  RETURN (SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers));
+  RETURN coalesce((SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers)), '{}');
 END
 $$;
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install what pg_webhook needs on Debian 12, idempotently: each step is
+# skipped when already done, so `make test` on a warm machine starts at once.
+set -euo pipefail
+
+PGRX_VERSION=0.18.1
+PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+need_pkgs=()
+for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# The Debian package starts a cluster on 5432; we never use it, and leave it alone.
+
+if [ "$(cargo pgrx --version 2>/dev/null | awk '{print $2}')" != "$PGRX_VERSION" ]; then
+  echo "setup: installing cargo-pgrx $PGRX_VERSION (about 10 minutes)"
+  cargo install --locked cargo-pgrx --version "$PGRX_VERSION"
+fi
+
+if ! grep -qs "pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+  echo "setup: cargo pgrx init (system PostgreSQL 15, no download)"
+  cargo pgrx init --pg15 "$PG_CONFIG"
+fi
+
+# Python for the end-to-end tests: pytest, psycopg and the reference
+# Standard Webhooks verifier.
+if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import psycopg, standardwebhooks, pytest" 2>/dev/null; then
+  echo "setup: creating .venv for the end-to-end tests"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r tests/requirements.txt
+fi

@@ -1,0 +1,231 @@
+"""Shared fixtures: a throwaway PostgreSQL cluster, one fresh database per
+test, real `webhookd` processes and real HTTP receivers on 127.0.0.1."""
+
+import http.server
+import itertools
+import json
+import os
+import signal
+import socketserver
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = ROOT / "target" / "test-cluster"
+PORT = int(os.environ.get("PGWEBHOOK_TEST_PORT", "55439"))
+WEBHOOKD = Path(os.environ.get("WEBHOOKD", ROOT / "target" / "release" / "webhookd"))
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+_db_counter = itertools.count()
+
+
+def dsn(dbname="postgres"):
+    return f"postgresql://postgres@127.0.0.1:{PORT}/{dbname}"
+
+
+def cluster(cmd, *args):
+    subprocess.run([str(ROOT / "scripts" / "cluster.sh"), cmd, str(CLUSTER_DIR), *args], check=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster("start", str(PORT), "max_connections = 300")
+    yield PORT
+    cluster("stop")
+
+
+@pytest.fixture
+def dbname(pg_cluster):
+    name = f"t{os.getpid()}_{next(_db_counter)}"
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name}")
+    with psycopg.connect(dsn(name), autocommit=True) as c:
+        c.execute("CREATE EXTENSION pg_webhook")
+        c.execute("ALTER DATABASE {} SET webhook.allow_http = on".format(name))
+    yield name
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def db(dbname):
+    """An autocommit connection to a fresh database with the extension."""
+    with psycopg.connect(dsn(dbname), autocommit=True) as c:
+        yield c
+
+
+def connect(dbname, **kw):
+    return psycopg.connect(dsn(dbname), autocommit=True, **kw)
+
+
+def q(conn, sql, *args):
+    return conn.execute(sql, args).fetchall()
+
+
+def q1(conn, sql, *args):
+    row = conn.execute(sql, args).fetchone()
+    return row[0] if row is not None and len(row) == 1 else row
+
+
+def wait_for(predicate, timeout=20.0, interval=0.02, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+# ---------------------------------------------------------------- receivers
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records each request.
+
+    `behaviour(n, request)` returns (status, headers, body, delay_seconds) for
+    the n-th request (1-based); the default answers 204 at once."""
+
+    def __init__(self, behaviour=None):
+        self.requests = []
+        self.lock = threading.Lock()
+        self.behaviour = behaviour or (lambda n, req: (204, {}, b"", 0))
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                req = {
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                    "path": self.path,
+                    "at": time.time(),
+                }
+                with receiver.lock:
+                    receiver.requests.append(req)
+                    n = len(receiver.requests)
+                status, headers, out, delay = receiver.behaviour(n, req)
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    if isinstance(out, int):
+                        # A huge body, streamed without holding it in memory.
+                        self.send_header("content-length", str(out))
+                        self.end_headers()
+                        chunk = b"x" * 65536
+                        sent = 0
+                        while sent < out:
+                            self.wfile.write(chunk[: min(len(chunk), out - sent)])
+                            sent += len(chunk)
+                    else:
+                        self.send_header("content-length", str(len(out)))
+                        self.end_headers()
+                        self.wfile.write(out)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self):
+        with self.lock:
+            return len(self.requests)
+
+    def ids(self):
+        with self.lock:
+            return [r["headers"]["webhook-id"] for r in self.requests]
+
+    def events(self):
+        with self.lock:
+            return [json.loads(r["body"]) for r in self.requests]
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(behaviour=None):
+        r = Receiver(behaviour)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+# ---------------------------------------------------------------- webhookd
+
+
+class Webhookd:
+    def __init__(self, dbname, *args, env=None):
+        self.log_path = ROOT / "target" / "test-logs" / f"webhookd-{dbname}-{time.time_ns()}.log"
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = open(self.log_path, "wb")
+        e = dict(os.environ)
+        e.update({"DATABASE_URL": dsn(dbname), "WEBHOOKD_LOG": "info"})
+        e.update(env or {})
+        self.proc = subprocess.Popen(
+            [str(WEBHOOKD), "run", "--allow-private-targets", *args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=e,
+        )
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def term(self, timeout=30):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def output(self):
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def webhookd(dbname):
+    started = []
+
+    def start(*args, db=None, env=None):
+        w = Webhookd(db or dbname, *args, env=env)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.stop()
