@@ -47,10 +47,23 @@ impl Claimer {
         Ok(Claimer { stmt })
     }
 
-    pub async fn claim(&self, client: &Client, req: &ClaimRequest<'_>) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    pub async fn claim(
+        &self,
+        client: &Client,
+        req: &ClaimRequest<'_>,
+    ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
         let idle_ms = req.idle_hint.as_millis().min(i32::MAX as u128) as i32;
         let rows = client
-            .query(&self.stmt, &[&req.max, &req.lease.as_secs_f64(), &req.worker, &req.exclude, &idle_ms])
+            .query(
+                &self.stmt,
+                &[
+                    &req.max,
+                    &req.lease.as_secs_f64(),
+                    &req.worker,
+                    &req.exclude,
+                    &idle_ms,
+                ],
+            )
             .await?;
         rows.iter()
             .map(|r| {

@@ -15,7 +15,9 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { next: Duration::from_millis(100) }
+        Backoff {
+            next: Duration::from_millis(100),
+        }
     }
 }
 
@@ -46,7 +48,12 @@ pub async fn connect(url: &str, application_name: &str) -> Result<Client, tokio_
 /// Keep a LISTEN connection open and turn each notification (and each
 /// reconnect, since notifications sent while disconnected are lost) into a
 /// wake-up of the claim loop.
-pub async fn listen(url: String, channel: &'static str, wake: std::sync::Arc<Notify>, shutdown: CancellationToken) {
+pub async fn listen(
+    url: String,
+    channel: &'static str,
+    wake: std::sync::Arc<Notify>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
         let config: tokio_postgres::Config = match url.parse() {

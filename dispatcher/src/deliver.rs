@@ -48,10 +48,16 @@ pub struct Attempt {
 
 fn headers(claimed: &Claimed) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
-    let obj = claimed.headers.as_object().ok_or("headers are not a JSON object")?;
+    let obj = claimed
+        .headers
+        .as_object()
+        .ok_or("headers are not a JSON object")?;
     for (k, v) in obj {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k:?}: {e}"))?;
-        let value = v.as_str().ok_or_else(|| format!("header {k:?} is not a string"))?;
+        let name =
+            HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header {k:?}: {e}"))?;
+        let value = v
+            .as_str()
+            .ok_or_else(|| format!("header {k:?} is not a string"))?;
         let value = HeaderValue::from_str(value).map_err(|e| format!("header {k:?}: {e}"))?;
         map.insert(name, value);
     }
@@ -123,7 +129,9 @@ pub async fn send(client: &reqwest::Client, opts: &HttpOptions, claimed: &Claime
     let mut error = None;
     while body.len() < READ_CAP {
         match tokio::time::timeout_at(deadline.into(), stream.next()).await {
-            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk[..chunk.len().min(READ_CAP - body.len())]),
+            Ok(Some(Ok(chunk))) => {
+                body.extend_from_slice(&chunk[..chunk.len().min(READ_CAP - body.len())])
+            }
             Ok(Some(Err(e))) => {
                 error = Some(format!("reading response: {}", describe(&e)));
                 break;
@@ -134,5 +142,11 @@ pub async fn send(client: &reqwest::Client, opts: &HttpOptions, claimed: &Claime
     }
     body.truncate(EXCERPT_BYTES);
     let excerpt = (!body.is_empty()).then(|| String::from_utf8_lossy(&body).into_owned());
-    Attempt { status: Some(status), error, duration: started.elapsed(), excerpt, retry_after }
+    Attempt {
+        status: Some(status),
+        error,
+        duration: started.elapsed(),
+        excerpt,
+        retry_after,
+    }
 }

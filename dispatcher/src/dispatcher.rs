@@ -45,7 +45,10 @@ struct Endpoints {
 impl Endpoints {
     fn enter(&mut self, id: i64, max: usize) -> Arc<Semaphore> {
         let max = max.max(1);
-        let entry = self.map.entry(id).or_insert_with(|| (Arc::new(Semaphore::new(max)), max, 0));
+        let entry = self
+            .map
+            .entry(id)
+            .or_insert_with(|| (Arc::new(Semaphore::new(max)), max, 0));
         if entry.1 != max && entry.2 == 0 {
             *entry = (Arc::new(Semaphore::new(max)), max, 0);
         }
@@ -58,13 +61,27 @@ impl Endpoints {
         }
     }
     fn saturated(&self) -> Vec<i64> {
-        self.map.iter().filter(|(_, e)| e.2 >= e.1).map(|(id, _)| *id).collect()
+        self.map
+            .iter()
+            .filter(|(_, e)| e.2 >= e.1)
+            .map(|(id, _)| *id)
+            .collect()
     }
 }
 
-fn outcome_of(policy: &Policy, claimed: &Claimed, attempt: &deliver::Attempt, metrics: &Metrics) -> Outcome {
+fn outcome_of(
+    policy: &Policy,
+    claimed: &Claimed,
+    attempt: &deliver::Attempt,
+    metrics: &Metrics,
+) -> Outcome {
     let verdict = retry::verdict(attempt.status, attempt.retry_after);
-    let delay = retry::next_delay(policy, claimed.attempt.max(1) as u32, verdict, rand::random::<f64>());
+    let delay = retry::next_delay(
+        policy,
+        claimed.attempt.max(1) as u32,
+        verdict,
+        rand::random::<f64>(),
+    );
     match (verdict, delay) {
         (retry::Verdict::Delivered, _) => metrics.delivered.fetch_add(1, Ordering::Relaxed),
         (_, Some(_)) => metrics.retried.fetch_add(1, Ordering::Relaxed),
@@ -73,7 +90,12 @@ fn outcome_of(policy: &Policy, claimed: &Claimed, attempt: &deliver::Attempt, me
     metrics.observe_attempt(attempt.duration);
     match (&attempt.status, &attempt.error) {
         (Some(s), _) if (200..300).contains(s) => {
-            tracing::debug!(delivery = claimed.delivery_id, event = claimed.event_id, status = s, "delivered")
+            tracing::debug!(
+                delivery = claimed.delivery_id,
+                event = claimed.event_id,
+                status = s,
+                "delivered"
+            )
         }
         (status, error) => tracing::info!(
             delivery = claimed.delivery_id,
@@ -100,7 +122,11 @@ fn outcome_of(policy: &Policy, claimed: &Claimed, attempt: &deliver::Attempt, me
 /// Run until `shutdown` is cancelled; then stop claiming, let in-flight
 /// requests finish within the grace period, release the rest, write every
 /// outcome and return.
-pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    metrics_listener: Option<tokio::net::TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let background = CancellationToken::new();
     let client = deliver::client(&cfg.http)?;
@@ -131,11 +157,20 @@ pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>,
 
     let wake = Arc::new(Notify::new());
     if cfg.listen {
-        tokio::spawn(db::listen(cfg.database_url.clone(), "webhook", wake.clone(), background.clone()));
+        tokio::spawn(db::listen(
+            cfg.database_url.clone(),
+            "webhook",
+            wake.clone(),
+            background.clone(),
+        ));
     }
 
     let (out_tx, out_rx) = mpsc::channel::<Outcome>(10_000);
-    let recorder = tokio::spawn(record::run(cfg.database_url.clone(), cfg.worker.clone(), out_rx));
+    let recorder = tokio::spawn(record::run(
+        cfg.database_url.clone(),
+        cfg.worker.clone(),
+        out_rx,
+    ));
 
     let global = Arc::new(Semaphore::new(cfg.concurrency));
     let endpoints = Arc::new(Mutex::new(Endpoints::default()));
@@ -146,7 +181,11 @@ pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>,
 
     let mut conn: Option<(tokio_postgres::Client, Claimer)> = None;
     let mut backoff = db::Backoff::default();
-    let idle_hint = if cfg.listen { cfg.poll_interval * 2 } else { Duration::ZERO };
+    let idle_hint = if cfg.listen {
+        cfg.poll_interval * 2
+    } else {
+        Duration::ZERO
+    };
 
     tracing::info!(worker = %cfg.worker, concurrency = cfg.concurrency, listen = cfg.listen, "webhookd running");
     while !shutdown.is_cancelled() {
@@ -182,7 +221,9 @@ pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>,
                 }
             }
         }
-        let Some((pg, claimer)) = conn.as_ref() else { continue };
+        let Some((pg, claimer)) = conn.as_ref() else {
+            continue;
+        };
         let exclude = endpoints.lock().map(|e| e.saturated()).unwrap_or_default();
         let req = ClaimRequest {
             max: free as i32,
@@ -209,7 +250,12 @@ pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>,
             let Ok(permit) = global.clone().try_acquire_owned() else {
                 // Cannot happen (we asked for at most the free permits), but
                 // never drop a claimed delivery: give it back.
-                let _ = pg.execute("SELECT webhook.release($1, $2)", &[&vec![c.delivery_id], &vec![c.claim_token]]).await;
+                let _ = pg
+                    .execute(
+                        "SELECT webhook.release($1, $2)",
+                        &[&vec![c.delivery_id], &vec![c.claim_token]],
+                    )
+                    .await;
                 continue;
             };
             let ep_sem = match endpoints.lock() {
@@ -272,21 +318,34 @@ pub async fn run(cfg: Config, metrics_listener: Option<tokio::net::TcpListener>,
     }
 
     tracing::info!(in_flight = tasks.len(), grace = ?cfg.shutdown_grace, "shutting down: draining in-flight deliveries");
-    let drained = tokio::time::timeout(cfg.shutdown_grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(cfg.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    let leftover: Vec<(i64, i32)> = held.lock().map(|h| h.iter().map(|(k, v)| (*k, *v)).collect()).unwrap_or_default();
+    let leftover: Vec<(i64, i32)> = held
+        .lock()
+        .map(|h| h.iter().map(|(k, v)| (*k, *v)).collect())
+        .unwrap_or_default();
     if !leftover.is_empty() {
         let ids: Vec<i64> = leftover.iter().map(|p| p.0).collect();
         let tokens: Vec<i32> = leftover.iter().map(|p| p.1).collect();
         match db::connect(&cfg.database_url, "webhookd release").await {
-            Ok(c) => match c.execute("SELECT webhook.release($1, $2)", &[&ids, &tokens]).await {
+            Ok(c) => match c
+                .execute("SELECT webhook.release($1, $2)", &[&ids, &tokens])
+                .await
+            {
                 Ok(_) => tracing::info!(released = ids.len(), "released unfinished leases"),
-                Err(e) => tracing::warn!(error = %e, "releasing leases failed; they expire by themselves"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "releasing leases failed; they expire by themselves")
+                }
             },
-            Err(e) => tracing::warn!(error = %e, "releasing leases failed; they expire by themselves"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing leases failed; they expire by themselves")
+            }
         }
     }
     drop(out_tx);

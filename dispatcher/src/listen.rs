@@ -30,7 +30,12 @@ pub struct Options {
 }
 
 /// Why a request failed verification.
-pub fn verify(secret: &str, headers: &hyper::HeaderMap, body: &[u8], now: i64) -> Result<(String, i64), String> {
+pub fn verify(
+    secret: &str,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(String, i64), String> {
     let get = |n: &str| {
         headers
             .get(n)
@@ -39,10 +44,15 @@ pub fn verify(secret: &str, headers: &hyper::HeaderMap, body: &[u8], now: i64) -
             .ok_or_else(|| format!("missing {n} header"))
     };
     let id = get("webhook-id")?;
-    let ts: i64 = get("webhook-timestamp")?.parse().map_err(|_| "webhook-timestamp is not a number".to_string())?;
+    let ts: i64 = get("webhook-timestamp")?
+        .parse()
+        .map_err(|_| "webhook-timestamp is not a number".to_string())?;
     let sig = get("webhook-signature")?;
     if (now - ts).abs() > TOLERANCE_SECS {
-        return Err(format!("timestamp {ts} is {}s away from now (tolerance {TOLERANCE_SECS}s)", now - ts));
+        return Err(format!(
+            "timestamp {ts} is {}s away from now (tolerance {TOLERANCE_SECS}s)",
+            now - ts
+        ));
     }
     match webhook_signing::verify(secret, &id, ts, body, &sig) {
         Ok(true) => Ok((id, ts)),
@@ -56,7 +66,11 @@ pub fn summary(body: &[u8]) -> (String, String) {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return ("?".into(), "(body is not JSON)".into());
     };
-    let ty = v.get("type").and_then(|t| t.as_str()).unwrap_or("?").to_string();
+    let ty = v
+        .get("type")
+        .and_then(|t| t.as_str())
+        .unwrap_or("?")
+        .to_string();
     let data = v.get("data").cloned().unwrap_or(serde_json::Value::Null);
     let fields = |o: &serde_json::Value| -> String {
         o.as_object()
@@ -89,9 +103,17 @@ pub fn summary(body: &[u8]) -> (String, String) {
 }
 
 fn clock() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let secs = now.as_secs() % 86400;
-    format!("{:02}:{:02}:{:02}.{:03}", secs / 3600, (secs / 60) % 60, secs % 60, now.subsec_millis())
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60,
+        now.subsec_millis()
+    )
 }
 
 pub async fn run(listener: tokio::net::TcpListener, opts: Options) -> anyhow::Result<i32> {
@@ -101,13 +123,28 @@ pub async fn run(listener: tokio::net::TcpListener, opts: Options) -> anyhow::Re
     let verified = Arc::new(AtomicU64::new(0));
     let seen = Arc::new(AtomicU64::new(0));
     let opts = Arc::new(opts);
-    let prefix = opts.name.as_ref().map(|n| format!("[{n}] ")).unwrap_or_default();
+    let prefix = opts
+        .name
+        .as_ref()
+        .map(|n| format!("[{n}] "))
+        .unwrap_or_default();
     eprintln!("{prefix}listening on http://{}", listener.local_addr()?);
-    let (s2, code2, verified2, seen2, opts2) =
-        (shutdown.clone(), exit_code.clone(), verified.clone(), seen.clone(), opts.clone());
+    let (s2, code2, verified2, seen2, opts2) = (
+        shutdown.clone(),
+        exit_code.clone(),
+        verified.clone(),
+        seen.clone(),
+        opts.clone(),
+    );
     let handler = move |req: Request<Incoming>| {
-        let (shutdown, exit_code, verified, seen, opts, prefix) =
-            (s2.clone(), code2.clone(), verified2.clone(), seen2.clone(), opts2.clone(), prefix.clone());
+        let (shutdown, exit_code, verified, seen, opts, prefix) = (
+            s2.clone(),
+            code2.clone(),
+            verified2.clone(),
+            seen2.clone(),
+            opts2.clone(),
+            prefix.clone(),
+        );
         async move { handle(req, &opts, &prefix, &shutdown, &exit_code, &verified, &seen).await }
     };
     let server = tokio::spawn(http::serve(listener, handler, shutdown.clone()));
@@ -135,7 +172,10 @@ async fn handle(
         Ok(b) => b.to_bytes(),
         Err(e) => return http::reply(400, format!("reading body: {e}\n")),
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     match verify(&opts.secret, &headers, &body, now) {
         Err(why) => {
             println!("{}{prefix}✗ rejected: {why}", clock());
@@ -147,7 +187,8 @@ async fn handle(
         }
         Ok((id, _ts)) => {
             let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-            let fail = n <= opts.fail_first || (opts.fail_rate > 0.0 && rand::random::<f64>() < opts.fail_rate);
+            let fail = n <= opts.fail_first
+                || (opts.fail_rate > 0.0 && rand::random::<f64>() < opts.fail_rate);
             let (ty, detail) = summary(&body);
             if fail {
                 let status = if n <= opts.fail_first { 503 } else { 500 };
@@ -189,7 +230,11 @@ mod tests {
         // Tampered body, other id, stale timestamp, missing header.
         assert!(verify(SECRET, &headers("msg_1", 1000, &sig), b"{}", 1010).is_err());
         assert!(verify(SECRET, &headers("msg_2", 1000, &sig), body, 1010).is_err());
-        assert!(verify(SECRET, &headers("msg_1", 1000, &sig), body, 1000 + 301).unwrap_err().contains("tolerance"));
+        assert!(
+            verify(SECRET, &headers("msg_1", 1000, &sig), body, 1000 + 301)
+                .unwrap_err()
+                .contains("tolerance")
+        );
         assert!(verify(SECRET, &hyper::HeaderMap::new(), body, 1000).is_err());
     }
 

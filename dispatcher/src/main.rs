@@ -21,7 +21,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
-#[command(name = "webhookd", version, about = "Delivers pg_webhook's signed webhooks from PostgreSQL")]
+#[command(
+    name = "webhookd",
+    version,
+    about = "Delivers pg_webhook's signed webhooks from PostgreSQL"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,7 +72,11 @@ struct RunArgs {
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
     allow_private_targets: bool,
     /// Delays before the 2nd, 3rd, ... attempt, comma separated; then dead.
-    #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = "5s,5m,30m,2h,5h,10h,10h,10h,10h,10h,10h")]
+    #[arg(
+        long,
+        env = "WEBHOOKD_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h,10h,10h,10h,10h"
+    )]
     retry_schedule: String,
     /// ± fraction of each retry delay, randomized.
     #[arg(long, env = "WEBHOOKD_RETRY_JITTER", default_value_t = 0.1)]
@@ -121,7 +129,8 @@ struct StatusArgs {
 }
 
 fn worker_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "webhookd".into());
+    let host =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "webhookd".into());
     format!("{}-{}", host.trim(), std::process::id())
 }
 
@@ -144,7 +153,8 @@ async fn terminated(token: CancellationToken) {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEBHOOKD_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("WEBHOOKD_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -179,7 +189,11 @@ async fn main() -> anyhow::Result<()> {
                     allow_private_targets: a.allow_private_targets,
                     connect_timeout: a.connect_timeout,
                 },
-                retry: retry::Policy { schedule, jitter: a.retry_jitter, ..retry::Policy::default() },
+                retry: retry::Policy {
+                    schedule,
+                    jitter: a.retry_jitter,
+                    ..retry::Policy::default()
+                },
                 shutdown_grace: a.shutdown_grace,
                 worker: a.worker.unwrap_or_else(worker_name),
             };

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const BUCKETS: [f64; 12] = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const BUCKETS: [f64; 12] = [
+    0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -25,7 +27,10 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
-        Arc::new(Metrics { oldest_pending_ms: AtomicI64::new(-1), ..Default::default() })
+        Arc::new(Metrics {
+            oldest_pending_ms: AtomicI64::new(-1),
+            ..Default::default()
+        })
     }
 
     pub fn observe_attempt(&self, d: Duration) {
@@ -36,7 +41,8 @@ impl Metrics {
             }
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.latency_sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn render(&self) -> String {
@@ -44,27 +50,68 @@ impl Metrics {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         s.push_str("# HELP webhookd_deliveries_total Delivery attempts by outcome.\n");
         s.push_str("# TYPE webhookd_deliveries_total counter\n");
-        let _ = writeln!(s, "webhookd_deliveries_total{{outcome=\"succeeded\"}} {}", g(&self.delivered));
-        let _ = writeln!(s, "webhookd_deliveries_total{{outcome=\"retry\"}} {}", g(&self.retried));
-        let _ = writeln!(s, "webhookd_deliveries_total{{outcome=\"dead\"}} {}", g(&self.dead));
+        let _ = writeln!(
+            s,
+            "webhookd_deliveries_total{{outcome=\"succeeded\"}} {}",
+            g(&self.delivered)
+        );
+        let _ = writeln!(
+            s,
+            "webhookd_deliveries_total{{outcome=\"retry\"}} {}",
+            g(&self.retried)
+        );
+        let _ = writeln!(
+            s,
+            "webhookd_deliveries_total{{outcome=\"dead\"}} {}",
+            g(&self.dead)
+        );
         s.push_str("# HELP webhookd_claims_total Claim round trips.\n# TYPE webhookd_claims_total counter\n");
         let _ = writeln!(s, "webhookd_claims_total {}", g(&self.claims));
-        s.push_str("# HELP webhookd_in_flight Requests in flight.\n# TYPE webhookd_in_flight gauge\n");
-        let _ = writeln!(s, "webhookd_in_flight {}", self.in_flight.load(Ordering::Relaxed));
+        s.push_str(
+            "# HELP webhookd_in_flight Requests in flight.\n# TYPE webhookd_in_flight gauge\n",
+        );
+        let _ = writeln!(
+            s,
+            "webhookd_in_flight {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
         s.push_str("# HELP webhookd_backlog Pending deliveries in the database.\n# TYPE webhookd_backlog gauge\n");
-        let _ = writeln!(s, "webhookd_backlog {}", self.backlog.load(Ordering::Relaxed));
+        let _ = writeln!(
+            s,
+            "webhookd_backlog {}",
+            self.backlog.load(Ordering::Relaxed)
+        );
         s.push_str("# HELP webhookd_oldest_pending_seconds Age of the oldest pending delivery.\n");
         s.push_str("# TYPE webhookd_oldest_pending_seconds gauge\n");
         let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
-        let _ = writeln!(s, "webhookd_oldest_pending_seconds {}", if oldest < 0 { 0.0 } else { oldest as f64 / 1000.0 });
+        let _ = writeln!(
+            s,
+            "webhookd_oldest_pending_seconds {}",
+            if oldest < 0 {
+                0.0
+            } else {
+                oldest as f64 / 1000.0
+            }
+        );
         s.push_str("# HELP webhookd_attempt_duration_seconds HTTP attempt latency.\n");
         s.push_str("# TYPE webhookd_attempt_duration_seconds histogram\n");
         for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(s, "webhookd_attempt_duration_seconds_bucket{{le=\"{b}\"}} {}", g(&self.buckets[i]));
+            let _ = writeln!(
+                s,
+                "webhookd_attempt_duration_seconds_bucket{{le=\"{b}\"}} {}",
+                g(&self.buckets[i])
+            );
         }
         let count = g(&self.latency_count);
-        let _ = writeln!(s, "webhookd_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(s, "webhookd_attempt_duration_seconds_sum {}", g(&self.latency_sum_us) as f64 / 1e6);
+        let _ = writeln!(
+            s,
+            "webhookd_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            s,
+            "webhookd_attempt_duration_seconds_sum {}",
+            g(&self.latency_sum_us) as f64 / 1e6
+        );
         let _ = writeln!(s, "webhookd_attempt_duration_seconds_count {count}");
         s
     }
@@ -79,7 +126,10 @@ pub async fn poll_backlog(
 ) {
     let mut client = None;
     loop {
-        if client.as_ref().is_none_or(|c: &tokio_postgres::Client| c.is_closed()) {
+        if client
+            .as_ref()
+            .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
+        {
             client = crate::db::connect(&url, "webhookd metrics").await.ok();
         }
         if let Some(c) = client.as_ref() {
@@ -93,7 +143,9 @@ pub async fn poll_backlog(
             match r {
                 Ok(row) => {
                     metrics.backlog.store(row.get(0), Ordering::Relaxed);
-                    metrics.oldest_pending_ms.store(row.get(1), Ordering::Relaxed);
+                    metrics
+                        .oldest_pending_ms
+                        .store(row.get(1), Ordering::Relaxed);
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "backlog query failed");

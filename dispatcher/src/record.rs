@@ -25,18 +25,27 @@ pub struct Outcome {
 
 const MAX_BATCH: usize = 1000;
 
-async fn write(client: &Client, batch: &[Outcome], worker: &str) -> Result<(), tokio_postgres::Error> {
+async fn write(
+    client: &Client,
+    batch: &[Outcome],
+    worker: &str,
+) -> Result<(), tokio_postgres::Error> {
     let ids: Vec<i64> = batch.iter().map(|o| o.delivery_id).collect();
     let tokens: Vec<i32> = batch.iter().map(|o| o.claim_token).collect();
     let statuses: Vec<Option<i32>> = batch.iter().map(|o| o.http_status).collect();
     let errors: Vec<Option<String>> = batch.iter().map(|o| o.error.clone()).collect();
-    let durations: Vec<f64> = batch.iter().map(|o| o.duration.as_secs_f64() * 1000.0).collect();
+    let durations: Vec<f64> = batch
+        .iter()
+        .map(|o| o.duration.as_secs_f64() * 1000.0)
+        .collect();
     let excerpts: Vec<Option<String>> = batch.iter().map(|o| o.excerpt.clone()).collect();
     let retry: Vec<Option<SystemTime>> = batch.iter().map(|o| o.retry_at).collect();
     client
         .execute(
             "SELECT webhook.record($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[&ids, &tokens, &statuses, &errors, &durations, &excerpts, &retry, &worker],
+            &[
+                &ids, &tokens, &statuses, &errors, &durations, &excerpts, &retry, &worker,
+            ],
         )
         .await?;
     Ok(())

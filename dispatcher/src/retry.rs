@@ -28,10 +28,22 @@ pub fn verdict(status: Option<u16>, retry_after: Option<Duration>) -> Verdict {
 pub fn default_schedule() -> Vec<Duration> {
     const M: u64 = 60;
     const H: u64 = 3600;
-    [5, 5 * M, 30 * M, 2 * H, 5 * H, 10 * H, 10 * H, 10 * H, 10 * H, 10 * H, 10 * H]
-        .into_iter()
-        .map(Duration::from_secs)
-        .collect()
+    [
+        5,
+        5 * M,
+        30 * M,
+        2 * H,
+        5 * H,
+        10 * H,
+        10 * H,
+        10 * H,
+        10 * H,
+        10 * H,
+        10 * H,
+    ]
+    .into_iter()
+    .map(Duration::from_secs)
+    .collect()
 }
 
 /// How the schedule bends to receivers and spreads load.
@@ -46,7 +58,11 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { schedule: default_schedule(), jitter: 0.1, max_retry_after: Duration::from_secs(6 * 3600) }
+        Policy {
+            schedule: default_schedule(),
+            jitter: 0.1,
+            max_retry_after: Duration::from_secs(6 * 3600),
+        }
     }
 }
 
@@ -72,7 +88,9 @@ pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Dura
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let at = humantime::parse_rfc3339_weak(value).ok().or_else(|| httpdate(value))?;
+    let at = humantime::parse_rfc3339_weak(value)
+        .ok()
+        .or_else(|| httpdate(value))?;
     at.duration_since(now).ok().or(Some(Duration::ZERO))
 }
 
@@ -83,9 +101,11 @@ fn httpdate(value: &str) -> Option<std::time::SystemTime> {
         return None;
     }
     let day: u64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])? as u64
+    let month = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ]
+    .iter()
+    .position(|m| *m == parts[2])? as u64
         + 1;
     let year: u64 = parts[3].parse().ok()?;
     let iso = format!("{year:04}-{month:02}-{day:02}T{}Z", parts[4]);
@@ -104,20 +124,28 @@ mod tests {
     use super::*;
 
     fn no_jitter() -> Policy {
-        Policy { jitter: 0.0, ..Policy::default() }
+        Policy {
+            jitter: 0.0,
+            ..Policy::default()
+        }
     }
 
     #[test]
     fn production_schedule_spans_about_three_days() {
         let p = no_jitter();
         let failed = Verdict::Failed { retry_after: None };
-        let delays: Vec<Duration> = (1..).map_while(|a| next_delay(&p, a, failed, 0.5)).collect();
+        let delays: Vec<Duration> = (1..)
+            .map_while(|a| next_delay(&p, a, failed, 0.5))
+            .collect();
         assert_eq!(delays[0], Duration::from_secs(5));
         assert_eq!(delays[1], Duration::from_secs(300));
         assert_eq!(delays[2], Duration::from_secs(1800));
         assert_eq!(delays[3], Duration::from_secs(7200));
         let total: Duration = delays.iter().sum();
-        assert!(total > Duration::from_secs(2 * 86400) && total < Duration::from_secs(3 * 86400), "{total:?}");
+        assert!(
+            total > Duration::from_secs(2 * 86400) && total < Duration::from_secs(3 * 86400),
+            "{total:?}"
+        );
         // 11 retries: attempt 12 is the last, then dead.
         assert_eq!(delays.len(), 11);
         assert_eq!(next_delay(&p, 12, failed, 0.5), None);
@@ -130,7 +158,10 @@ mod tests {
         assert_eq!(next_delay(&p, 1, Verdict::Gone, 0.5), None);
         assert_eq!(verdict(Some(204), None), Verdict::Delivered);
         assert_eq!(verdict(Some(410), None), Verdict::Gone);
-        assert_eq!(verdict(Some(500), None), Verdict::Failed { retry_after: None });
+        assert_eq!(
+            verdict(Some(500), None),
+            Verdict::Failed { retry_after: None }
+        );
         assert_eq!(verdict(None, None), Verdict::Failed { retry_after: None });
     }
 
@@ -147,20 +178,37 @@ mod tests {
     #[test]
     fn retry_after_is_honoured_within_bounds() {
         let p = no_jitter();
-        let asked = |s| Verdict::Failed { retry_after: Some(Duration::from_secs(s)) };
+        let asked = |s| Verdict::Failed {
+            retry_after: Some(Duration::from_secs(s)),
+        };
         // Later than the schedule: honoured.
-        assert_eq!(next_delay(&p, 1, asked(60), 0.5), Some(Duration::from_secs(60)));
+        assert_eq!(
+            next_delay(&p, 1, asked(60), 0.5),
+            Some(Duration::from_secs(60))
+        );
         // Earlier than the schedule: the schedule wins.
-        assert_eq!(next_delay(&p, 2, asked(1), 0.5), Some(Duration::from_secs(300)));
+        assert_eq!(
+            next_delay(&p, 2, asked(1), 0.5),
+            Some(Duration::from_secs(300))
+        );
         // Absurd: capped.
-        assert_eq!(next_delay(&p, 1, asked(10 * 86400), 0.5), Some(Duration::from_secs(6 * 3600)));
+        assert_eq!(
+            next_delay(&p, 1, asked(10 * 86400), 0.5),
+            Some(Duration::from_secs(6 * 3600))
+        );
     }
 
     #[test]
     fn retry_after_formats() {
         let now = std::time::UNIX_EPOCH + Duration::from_secs(784_111_777);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
+            Some(Duration::from_secs(10))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
@@ -168,7 +216,11 @@ mod tests {
     fn schedules_parse() {
         assert_eq!(
             parse_schedule("100ms, 2s,1m").unwrap(),
-            vec![Duration::from_millis(100), Duration::from_secs(2), Duration::from_secs(60)]
+            vec![
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
         );
         assert!(parse_schedule("5 parsecs").is_err());
     }

@@ -31,7 +31,12 @@ pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
                 Some("multicast address")
             } else if seg[0] == 0x64 && seg[1] == 0xff9b {
                 // NAT64 embeds an IPv4 address in the last 32 bits.
-                let v4 = Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+                let v4 = Ipv4Addr::new(
+                    (seg[6] >> 8) as u8,
+                    seg[6] as u8,
+                    (seg[7] >> 8) as u8,
+                    seg[7] as u8,
+                );
                 forbidden_v4(v4).map(|_| "NAT64 address of a forbidden IPv4 address")
             } else if seg[0] == 0x2001 && seg[1] == 0xdb8 {
                 Some("documentation address")
@@ -83,7 +88,11 @@ pub fn check_literal(host: &str) -> Result<(), Refused> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
         if let Some(reason) = forbidden(ip) {
-            return Err(Refused { host: host.to_string(), addr: ip, reason });
+            return Err(Refused {
+                host: host.to_string(),
+                addr: ip,
+                reason,
+            });
         }
     }
     Ok(())
@@ -97,14 +106,19 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         Box::pin(async move {
             let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let mut first_refusal = None;
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
                 .filter(|a| match forbidden(a.ip()) {
                     None => true,
                     Some(reason) => {
-                        first_refusal.get_or_insert(Refused { host: host.clone(), addr: a.ip(), reason });
+                        first_refusal.get_or_insert(Refused {
+                            host: host.clone(),
+                            addr: a.ip(),
+                            reason,
+                        });
                         false
                     }
                 })
@@ -137,9 +151,24 @@ mod tests {
     #[test]
     fn refuses_special_addresses() {
         for a in [
-            "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
-            "224.0.0.1", "255.255.255.255", "::1", "::", "fd00:ec2::254", "fe80::1", "::ffff:127.0.0.1",
-            "::ffff:10.1.2.3", "::ffff:93.184.216.34", "64:ff9b::a00:1", "::127.0.0.1",
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.1.2.3",
+            "::ffff:93.184.216.34",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
         ] {
             assert!(forbidden(ip(a)).is_some(), "{a} should be refused");
         }

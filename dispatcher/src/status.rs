@@ -23,7 +23,10 @@ pub async fn run(database_url: &str) -> anyhow::Result<()> {
             &[],
         )
         .await?;
-    println!("{:>4}  {:<40} {:<8} {:>8} {:>6}  {:<19}  {:<19}", "id", "url", "state", "backlog", "dead", "last success", "last failure");
+    println!(
+        "{:>4}  {:<40} {:<8} {:>8} {:>6}  {:<19}  {:<19}",
+        "id", "url", "state", "backlog", "dead", "last success", "last failure"
+    );
     for r in rows {
         let id: i64 = r.get(0);
         let url: String = r.get(1);

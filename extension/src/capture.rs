@@ -80,7 +80,9 @@ fn op_name(event: u32) -> &'static str {
 /// Called by PostgreSQL's trigger manager with a valid `fcinfo`.
 #[no_mangle]
 #[pg_guard]
-pub unsafe extern "C-unwind" fn webhook_capture_row(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn webhook_capture_row(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     let ctx = (*fcinfo).context;
     if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
         pgrx::ereport!(
@@ -93,7 +95,9 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(fcinfo: pg_sys::FunctionCall
     let td = ctx as *mut pg_sys::TriggerData;
     let trigger = (*td).tg_trigger;
     let event = (*td).tg_event;
-    if (event & pg_sys::TRIGGER_EVENT_ROW) == 0 || (event & pg_sys::TRIGGER_EVENT_TIMINGMASK) != pg_sys::TRIGGER_EVENT_AFTER {
+    if (event & pg_sys::TRIGGER_EVENT_ROW) == 0
+        || (event & pg_sys::TRIGGER_EVENT_TIMINGMASK) != pg_sys::TRIGGER_EVENT_AFTER
+    {
         pgrx::ereport!(
             ERROR,
             PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
@@ -115,7 +119,11 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(fcinfo: pg_sys::FunctionCall
     let event_type = arg(0).into_owned();
     let keys = parse_attnums(&arg(1));
     let only = arg(2);
-    let only = if only.is_empty() { None } else { Some(parse_attnums(&only)) };
+    let only = if only.is_empty() {
+        None
+    } else {
+        Some(parse_attnums(&only))
+    };
 
     let rel = (*td).tg_relation;
     let tupdesc = (*rel).rd_att;
@@ -182,7 +190,9 @@ pub extern "C" fn pg_finfo_webhook_capture_row() -> &'static pg_sys::Pg_finfo_re
 /// Called by PostgreSQL's trigger manager with a valid `fcinfo`.
 #[no_mangle]
 #[pg_guard]
-pub unsafe extern "C-unwind" fn webhook_capture_flush(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+pub unsafe extern "C-unwind" fn webhook_capture_flush(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
     let ctx = (*fcinfo).context;
     if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
         pgrx::ereport!(

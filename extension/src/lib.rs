@@ -31,13 +31,15 @@ pub extern "C-unwind" fn _PG_init() {
 /// `v1,<base64>` Standard Webhooks signature of `msg_id.ts.body`.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn sign(secret: &str, msg_id: &str, ts: i64, body: &str) -> String {
-    sign::sign(secret, msg_id, ts, body.as_bytes()).unwrap_or_else(|e| WebhookError::from(e).raise())
+    sign::sign(secret, msg_id, ts, body.as_bytes())
+        .unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// Does any `v1,` entry of `signature` (a whole header is accepted) match?
 #[pg_extern(immutable, strict, parallel_safe)]
 fn verify(secret: &str, msg_id: &str, ts: i64, body: &str, signature: &str) -> bool {
-    sign::verify(secret, msg_id, ts, body.as_bytes(), signature).unwrap_or_else(|e| WebhookError::from(e).raise())
+    sign::verify(secret, msg_id, ts, body.as_bytes(), signature)
+        .unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// A fresh `whsec_` secret (32 random bytes).
@@ -49,7 +51,9 @@ fn generate_secret() -> String {
 /// Raise a clear error unless `secret` is a usable `whsec_` secret.
 #[pg_extern(immutable, strict, parallel_safe, name = "_check_secret")]
 fn check_secret(secret: &str) -> bool {
-    sign::decode_secret(secret).map(|_| true).unwrap_or_else(|e| WebhookError::from(e).raise())
+    sign::decode_secret(secret)
+        .map(|_| true)
+        .unwrap_or_else(|e| WebhookError::from(e).raise())
 }
 
 /// RFC 3339 UTC text of a timestamptz, as used in every envelope.
@@ -92,16 +96,23 @@ mod tests {
         );
         assert_eq!(
             sig,
-            Ok(Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".to_string()))
+            Ok(Some(
+                "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=".to_string()
+            ))
         );
     }
 
     #[pg_test]
     fn capture_writes_one_event_per_row() {
-        Spi::run("CREATE TABLE t (id int PRIMARY KEY, n numeric, b bytea, ts timestamptz, a int[])").unwrap();
+        Spi::run(
+            "CREATE TABLE t (id int PRIMARY KEY, n numeric, b bytea, ts timestamptz, a int[])",
+        )
+        .unwrap();
         Spi::run("SELECT webhook.track('t')").unwrap();
         Spi::run("INSERT INTO t VALUES (1, 12345678901234567890.000000001, '\\x0102', '2001-02-03 04:05:06.5+00', '{1,NULL,3}'), (2, 'NaN', NULL, NULL, '{}')").unwrap();
-        let n = Spi::get_one::<i64>("SELECT count(*) FROM webhook.events WHERE event_type = 't.insert'");
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM webhook.events WHERE event_type = 't.insert'",
+        );
         assert_eq!(n, Ok(Some(2)));
         let new = Spi::get_one::<String>(
             "SELECT (payload->'data'->'new')::text FROM webhook.events WHERE event_type = 't.insert' ORDER BY id LIMIT 1",

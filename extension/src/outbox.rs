@@ -28,7 +28,9 @@ pub fn current_txid() -> i64 {
     unsafe { pg_sys::GetTopFullTransactionId().value as i64 }
 }
 
-unsafe fn text_array(items: impl ExactSizeIterator<Item = Option<String>>) -> (pg_sys::Datum, bool) {
+unsafe fn text_array(
+    items: impl ExactSizeIterator<Item = Option<String>>,
+) -> (pg_sys::Datum, bool) {
     let n = items.len();
     let mut datums: Vec<pg_sys::Datum> = Vec::with_capacity(n);
     let mut nulls: Vec<bool> = Vec::with_capacity(n);
@@ -147,7 +149,10 @@ pub fn insert(events: &[Pending]) {
             pgrx::ereport!(
                 ERROR,
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!("pg_webhook: writing {} event(s) to the outbox failed (SPI code {rc})", events.len()),
+                format!(
+                    "pg_webhook: writing {} event(s) to the outbox failed (SPI code {rc})",
+                    events.len()
+                ),
                 "Check that the webhook schema is intact."
             );
         }

@@ -78,7 +78,13 @@ fn push_date(out: &mut String, unix_days: i64) {
 fn push_time_of_day(out: &mut String, usecs: i64) {
     let secs = usecs / 1_000_000;
     let frac = usecs % 1_000_000;
-    let _ = write!(out, "{:02}:{:02}:{:02}", secs / 3600, (secs / 60) % 60, secs % 60);
+    let _ = write!(
+        out,
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        (secs / 60) % 60,
+        secs % 60
+    );
     if frac != 0 {
         let s = format!("{:06}", frac);
         out.push('.');
@@ -138,7 +144,10 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
         pg_sys::FLOAT4OID | pg_sys::FLOAT8OID | pg_sys::NUMERICOID => {
             let text = output_text(value, base);
             // NaN and ±Infinity have no JSON number form.
-            if text.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+            if text
+                .bytes()
+                .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+            {
                 push_json_str(out, &text);
             } else {
                 out.push_str(&text);
@@ -204,7 +213,9 @@ unsafe fn push_array(out: &mut String, value: pg_sys::Datum, elem: pg_sys::Oid) 
     }
     // The dimensions follow the fixed ArrayType header (ARR_DIMS).
     let dims_ptr = (arr as *const u8).add(std::mem::size_of::<pg_sys::ArrayType>()) as *const i32;
-    let dims: Vec<usize> = (0..ndim as usize).map(|i| *dims_ptr.add(i) as usize).collect();
+    let dims: Vec<usize> = (0..ndim as usize)
+        .map(|i| *dims_ptr.add(i) as usize)
+        .collect();
 
     let mut len: i16 = 0;
     let mut byval = false;
@@ -213,7 +224,16 @@ unsafe fn push_array(out: &mut String, value: pg_sys::Datum, elem: pg_sys::Oid) 
     let mut elems: *mut pg_sys::Datum = std::ptr::null_mut();
     let mut nulls: *mut bool = std::ptr::null_mut();
     let mut n: i32 = 0;
-    pg_sys::deconstruct_array(arr, elem, len.into(), byval, align, &mut elems, &mut nulls, &mut n);
+    pg_sys::deconstruct_array(
+        arr,
+        elem,
+        len.into(),
+        byval,
+        align,
+        &mut elems,
+        &mut nulls,
+        &mut n,
+    );
     let mut idx = 0usize;
     push_array_dim(out, &dims, 0, elems, nulls, n as usize, &mut idx, elem);
 }
@@ -251,7 +271,8 @@ unsafe fn push_array_dim(
 unsafe fn push_composite(out: &mut String, value: pg_sys::Datum) {
     let header = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
     let datum_fields = (*header).t_choice.t_datum;
-    let tupdesc = pg_sys::lookup_rowtype_tupdesc(datum_fields.datum_typeid, datum_fields.datum_typmod);
+    let tupdesc =
+        pg_sys::lookup_rowtype_tupdesc(datum_fields.datum_typeid, datum_fields.datum_typmod);
     let mut tuple = pg_sys::HeapTupleData {
         t_len: pgrx::varlena::varsize(header as *const pg_sys::varlena) as u32,
         t_self: pg_sys::ItemPointerData::default(),
@@ -309,7 +330,11 @@ pub unsafe fn push_row(
 ///
 /// # Safety
 /// As for [`push_row`].
-pub unsafe fn key_text(tuple: *mut pg_sys::HeapTupleData, tupdesc: pg_sys::TupleDesc, keys: &[i16]) -> Option<String> {
+pub unsafe fn key_text(
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: pg_sys::TupleDesc,
+    keys: &[i16],
+) -> Option<String> {
     if keys.is_empty() {
         return None;
     }

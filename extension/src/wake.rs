@@ -43,7 +43,8 @@ fn map_state() -> Result<&'static AtomicI64, WebhookError> {
     let db = unsafe { pg_sys::MyDatabaseId };
     // Backends run with the data directory as their working directory.
     let dir = std::path::Path::new("pg_webhook");
-    std::fs::create_dir_all(dir).map_err(|e| WebhookError::Internal(format!("creating pg_webhook/: {e}")))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| WebhookError::Internal(format!("creating pg_webhook/: {e}")))?;
     let path = dir.join(format!("idle.{}", u32::from(db)));
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -75,7 +76,12 @@ fn map_state() -> Result<&'static AtomicI64, WebhookError> {
         )));
     }
     let ptr = ptr as *mut AtomicI64;
-    match STATE.compare_exchange(std::ptr::null_mut(), ptr, Ordering::AcqRel, Ordering::Acquire) {
+    match STATE.compare_exchange(
+        std::ptr::null_mut(),
+        ptr,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
         // SAFETY: page-aligned mapping of 8 bytes is a valid AtomicI64.
         Ok(_) => Ok(unsafe { &*ptr }),
         Err(winner) => {
@@ -90,7 +96,11 @@ fn map_state() -> Result<&'static AtomicI64, WebhookError> {
 /// Dispatcher side: idle for the next `idle_ms` milliseconds (0: busy).
 pub fn set_idle(idle_ms: i64) -> Result<(), WebhookError> {
     let state = map_state()?;
-    let deadline = if idle_ms <= 0 { 0 } else { now_ms().saturating_add(idle_ms) };
+    let deadline = if idle_ms <= 0 {
+        0
+    } else {
+        now_ms().saturating_add(idle_ms)
+    };
     state.store(deadline, Ordering::Release);
     Ok(())
 }

@@ -27,12 +27,12 @@ pub const MAX_KEY_BYTES: usize = 64;
 
 /// Decode a `whsec_<base64>` secret into its key bytes, refusing weak keys.
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SigningError> {
-    let b64 = secret.strip_prefix(SECRET_PREFIX).ok_or_else(|| {
-        SigningError::InvalidSecret("a secret must start with \"whsec_\"".into())
+    let b64 = secret
+        .strip_prefix(SECRET_PREFIX)
+        .ok_or_else(|| SigningError::InvalidSecret("a secret must start with \"whsec_\"".into()))?;
+    let key = B64.decode(b64.as_bytes()).map_err(|_| {
+        SigningError::InvalidSecret("the part after \"whsec_\" is not valid base64".into())
     })?;
-    let key = B64
-        .decode(b64.as_bytes())
-        .map_err(|_| SigningError::InvalidSecret("the part after \"whsec_\" is not valid base64".into()))?;
     if key.len() < MIN_KEY_BYTES {
         return Err(SigningError::InvalidSecret(format!(
             "the key is {} bytes; at least {MIN_KEY_BYTES} are required",
@@ -77,13 +77,21 @@ pub fn sign(secret: &str, msg_id: &str, ts: i64, body: &[u8]) -> Result<String, 
 /// True when any `v1,` entry of a (space-separated) signature header matches.
 /// Comparison is constant-time per entry; unknown versions are skipped, as the
 /// specification asks, so a future `v1a,` entry does not break verification.
-pub fn verify(secret: &str, msg_id: &str, ts: i64, body: &[u8], header: &str) -> Result<bool, SigningError> {
+pub fn verify(
+    secret: &str,
+    msg_id: &str,
+    ts: i64,
+    body: &[u8],
+    header: &str,
+) -> Result<bool, SigningError> {
     let key = decode_secret(secret)?;
     let expected = mac(&key, msg_id, ts, body)?.finalize().into_bytes();
     let mut ok = false;
     for entry in header.split_whitespace() {
         let Some((version, sig)) = entry.split_once(',') else {
-            return Err(SigningError::InvalidSignature(format!("entry {entry:?} has no comma")));
+            return Err(SigningError::InvalidSignature(format!(
+                "entry {entry:?} has no comma"
+            )));
         };
         if version != "v1" {
             continue;

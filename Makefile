@@ -1,0 +1,59 @@
+# pg_webhook — the two commands: `make demo` and `make test`.
+SHELL := /bin/bash
+PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+PGRX_TEST_DATA := $(CURDIR)/target/pgrx-test-data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# cargo pgrx writes into the system's PostgreSQL directories.
+PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
+
+.PHONY: setup install build-extension webhookd test lint unit-test pg-test e2e-test demo bench bench-capture clean
+
+setup:
+	@scripts/setup.sh
+
+## Install the extension into the local PostgreSQL 15 and build target/release/webhookd.
+install: setup build-extension webhookd
+
+build-extension:
+	cd extension && cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_INSTALL_FLAGS)
+
+webhookd:
+	cargo build --release -p webhookd
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cd extension && cargo clippy --all-targets --features pg_test -- -D warnings
+
+unit-test:
+	cargo test --workspace --exclude pg_webhook
+
+# #[pg_test]s run inside a backend of a cluster owned by the `postgres` user
+# (PostgreSQL refuses to run as root).
+pg-test: setup
+	@mkdir -p $(PGRX_TEST_DATA)
+	@if [ "$$(id -u)" = 0 ]; then chown postgres: $(PGRX_TEST_DATA); fi
+	cd extension && if [ "$$(id -u)" = 0 ]; then \
+	    cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
+	  else cargo pgrx test pg15; fi
+
+e2e-test: install
+	.venv/bin/pytest -q tests
+
+## Every test: formatting, lints, unit tests, #[pg_test]s, end-to-end tests.
+test: setup lint unit-test pg-test e2e-test
+
+## Build, start a throwaway cluster and show the shop demo.
+demo: install
+	scripts/demo.sh
+
+bench-capture: install
+	scripts/bench_capture.sh
+
+bench: bench-capture
+
+clean:
+	-scripts/cluster.sh stop target/test-cluster
+	-scripts/cluster.sh stop target/demo-cluster
+	-scripts/cluster.sh stop target/bench-cluster
+	cargo clean
