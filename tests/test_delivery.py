@@ -312,3 +312,13 @@ def test_metrics_and_healthz(db, receiver, webhookd):
     text = get("/metrics")
     assert "webhookd_attempt_duration_seconds_bucket" in text and "webhookd_backlog" in text
     assert get("/healthz") == "ok\n"
+
+
+def test_rate_limit_spaces_requests(db, receiver, webhookd):
+    r = receiver()
+    setup_orders(db, r.url, rate_limit=5)
+    webhookd(*FAST)
+    db.execute("INSERT INTO orders (customer) SELECT 'c' FROM generate_series(1, 10)")
+    wait_for(lambda: r.count() == 10, 20)
+    span = r.requests[-1]["at"] - r.requests[0]["at"]
+    assert span >= 1.6, span

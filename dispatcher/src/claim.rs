@@ -19,6 +19,8 @@ pub struct Claimed {
     pub body: String,
     pub timeout_ms: i32,
     pub max_in_flight: i32,
+    /// Requests per second at most, if the endpoint has a limit.
+    pub rate_limit: Option<i32>,
 }
 
 pub struct Claimer {
@@ -40,7 +42,7 @@ impl Claimer {
     pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         let stmt = client
             .prepare(
-                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, body, timeout_ms, max_in_flight \
+                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, body, timeout_ms, max_in_flight, rate_limit \
                    FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int)",
             )
             .await?;
@@ -78,6 +80,7 @@ impl Claimer {
                     body: r.try_get(7)?,
                     timeout_ms: r.try_get(8)?,
                     max_in_flight: r.try_get(9)?,
+                    rate_limit: r.try_get(10)?,
                 })
             })
             .collect()

@@ -40,9 +40,23 @@ pub struct Config {
 #[derive(Default)]
 struct Endpoints {
     map: HashMap<i64, (Arc<Semaphore>, usize, usize)>,
+    /// Next free send slot per rate-limited endpoint.
+    pace: HashMap<i64, tokio::time::Instant>,
 }
 
 impl Endpoints {
+    /// When a request to `id` may start under `per_second` (spacing requests
+    /// evenly: no bursts beyond the limit).
+    fn slot(&mut self, id: i64, per_second: Option<i32>) -> Option<tokio::time::Instant> {
+        let per_second = per_second.filter(|r| *r > 0)?;
+        let interval = Duration::from_secs_f64(1.0 / per_second as f64);
+        let now = tokio::time::Instant::now();
+        let next = self.pace.entry(id).or_insert(now);
+        let at = (*next).max(now);
+        *next = at + interval;
+        Some(at)
+    }
+
     fn enter(&mut self, id: i64, max: usize) -> Arc<Semaphore> {
         let max = max.max(1);
         let entry = self
@@ -283,9 +297,16 @@ pub async fn run(
             tasks.spawn(async move {
                 let _permit = permit;
                 metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-                let attempt = match ep_sem.acquire().await {
-                    Ok(_ep_permit) => deliver::send(&client, &http_opts, &c).await,
-                    Err(_) => deliver::send(&client, &http_opts, &c).await,
+                let attempt = {
+                    let _ep_permit = ep_sem.acquire().await;
+                    let slot = endpoints
+                        .lock()
+                        .ok()
+                        .and_then(|mut e| e.slot(c.endpoint_id, c.rate_limit));
+                    if let Some(at) = slot {
+                        tokio::time::sleep_until(at).await;
+                    }
+                    deliver::send(&client, &http_opts, &c).await
                 };
                 metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
                 let outcome = outcome_of(&policy, &c, &attempt, &metrics);

@@ -242,7 +242,8 @@ BEGIN
     IF lower(k) IN ('host', 'content-length', 'content-type', 'user-agent', 'transfer-encoding', 'connection')
        OR lower(k) LIKE 'webhook-%' THEN
       RAISE EXCEPTION 'header % is set by pg_webhook and cannot be overridden', quote_literal(k)
-        USING ERRCODE = 'invalid_parameter_value';
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'content-type, user-agent and the webhook-* headers are part of the Standard Webhooks request; choose another name.';
     END IF;
   END LOOP;
   RETURN coalesce((SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers)), '{}');
@@ -476,14 +477,15 @@ BEGIN
   ms := (extract(epoch FROM timeout) * 1000)::int;
   IF ms IS NULL OR ms < 100 OR ms > 300000 THEN
     RAISE EXCEPTION 'timeout must be between 100 milliseconds and 5 minutes'
-      USING ERRCODE = 'invalid_parameter_value';
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 15 seconds; receivers should answer quickly and work asynchronously.';
   END IF;
   IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
-    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000' USING ERRCODE = 'invalid_parameter_value';
+    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'It bounds concurrent requests to this endpoint; the default is 16.';
   END IF;
   IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
     RAISE EXCEPTION 'rate_limit must be positive (requests per second) or NULL for none'
-      USING ERRCODE = 'invalid_parameter_value';
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no limit.';
   END IF;
   IF secret IS NOT NULL THEN
     PERFORM webhook._check_secret(secret);
@@ -499,7 +501,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.endpoint_secret(endpoint_id bigint) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql AS $$
 BEGIN
   PERFORM webhook._endpoint(endpoint_id);
   RETURN (SELECT s.secret FROM webhook.endpoint_secret s
@@ -645,7 +647,8 @@ CREATE FUNCTION webhook.claim(
     exclude_endpoints bigint[] DEFAULT '{}',
     idle_hint_ms      int DEFAULT 0
 ) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
-                 attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int)
+                 attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int,
+                 rate_limit int)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ts bigint;
 BEGIN
@@ -700,7 +703,7 @@ BEGIN
            'webhook-signature', (SELECT string_agg(webhook.sign(s.secret, upd.event_id::text, ts, ev.body), ' ' ORDER BY s.id DESC)
                                    FROM webhook.endpoint_secret s
                                   WHERE s.endpoint_id = ep.id AND (s.expires_at IS NULL OR s.expires_at > now()))),
-         ev.body, ep.timeout_ms, ep.max_in_flight
+         ev.body, ep.timeout_ms, ep.max_in_flight, ep.rate_limit
     FROM upd
     JOIN webhook.endpoint ep ON ep.id = upd.endpoint_id
     JOIN webhook.event_log ev ON ev.id = upd.event_id

@@ -1,0 +1,229 @@
+"""Endpoints, subscriptions, secrets, rotation, signing and the dispatcher role."""
+
+import base64
+import json
+import time
+
+import psycopg
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from conftest import SECRET, connect, q, q1
+
+VECTOR = dict(
+    secret="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    msg_id="msg_p5jXN8AQM9LWM0D4loKWxJek",
+    ts=1614265330,
+    body='{"test": 2432232314}',
+    sig="v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+)
+
+
+def claim(db, n=100):
+    rows = q(
+        db,
+        "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, body FROM webhook.claim(%s)",
+        n,
+    )
+    return [dict(zip(["delivery_id", "claim_token", "event_id", "endpoint_id", "attempt", "url", "headers", "body"], r)) for r in rows]
+
+
+def test_sign_and_verify_match_the_standard_webhooks_vector(db):
+    v = VECTOR
+    assert q1(db, "SELECT webhook.sign(%s, %s, %s, %s)", v["secret"], v["msg_id"], v["ts"], v["body"]) == v["sig"]
+    assert q1(db, "SELECT webhook.verify(%s, %s, %s, %s, %s)", v["secret"], v["msg_id"], v["ts"], v["body"], v["sig"])
+    assert not q1(db, "SELECT webhook.verify(%s, %s, %s, %s, %s)", v["secret"], v["msg_id"], v["ts"] + 1, v["body"], v["sig"])
+    assert q1(
+        db, "SELECT webhook.verify(%s, %s, %s, %s, %s)", v["secret"], v["msg_id"], v["ts"], v["body"], "v1,bm9wZQ== " + v["sig"]
+    )
+
+
+def test_generated_secrets(db):
+    ep = q1(db, "SELECT webhook.create_endpoint('https://example.com/hook')")
+    secret = q1(db, "SELECT webhook.endpoint_secret(%s)", ep)
+    assert secret.startswith("whsec_")
+    assert len(base64.b64decode(secret[6:])) >= 24
+    other = q1(db, "SELECT webhook.endpoint_secret(webhook.create_endpoint('https://example.com/other'))")
+    assert other != secret
+
+
+@pytest.mark.parametrize(
+    "args, sqlstate, fragment",
+    [
+        ("'ftp://example.com/x'", "22023", "scheme"),
+        ("'example.com/hook'", "22023", "invalid endpoint URL"),
+        ("'https://user:pw@example.com/x'", "22023", "credentials"),
+        ("'https:///nohost'", "22023", "invalid endpoint URL"),
+        ("'https://example.com/a b'", "22023", "invalid endpoint URL"),
+        ("NULL", "22023", "invalid endpoint URL"),
+        ("'https://example.com/x', '{}'", "22023", "at least one"),
+        ("'https://example.com/x', '{orders.*.x}'", "22023", "pattern"),
+        ("'https://example.com/x', '{\"orders insert\"}'", "22023", "pattern"),
+        ("'https://example.com/x', '{*}', 'whsec_c2hvcnQ='", "22023", "at least 24"),
+        ("'https://example.com/x', '{*}', 'not-a-secret'", "22023", "whsec_"),
+        ("'https://example.com/x', '{*}', 'whsec_!!!!'", "22023", "base64"),
+        ("'https://example.com/x', headers => '{\"webhook-id\": \"x\"}'", "22023", "cannot be overridden"),
+        ("'https://example.com/x', timeout => '10 minutes'", "22023", "timeout"),
+    ],
+)
+def test_create_endpoint_rejects_bad_input(db, args, sqlstate, fragment):
+    with pytest.raises(psycopg.Error) as err:
+        db.execute(f"SELECT webhook.create_endpoint({args})")
+    assert err.value.sqlstate == sqlstate
+    assert fragment in str(err.value)
+    assert err.value.diag.message_hint
+    assert q1(db, "SELECT count(*) FROM webhook.endpoint") == 0
+
+
+def test_http_needs_the_setting(db):
+    db.execute("SET webhook.allow_http = off")
+    with pytest.raises(psycopg.Error) as err:
+        db.execute("SELECT webhook.create_endpoint('http://example.com/x')")
+    assert "https" in str(err.value) and "allow_http" in err.value.diag.message_hint
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        "webhook.endpoint_secret(999)",
+        "webhook.rotate_secret(999)",
+        "webhook.disable_endpoint(999)",
+        "webhook.enable_endpoint(999)",
+        "webhook.delete_endpoint(999)",
+        "webhook.send_test(999)",
+        "webhook.replay(999, now())",
+        "webhook.redeliver(999)",
+    ],
+)
+def test_unknown_ids_are_clear_errors(db, fn):
+    with pytest.raises(psycopg.Error) as err:
+        db.execute(f"SELECT {fn}")
+    assert err.value.sqlstate == "P0002"
+    assert "does not exist" in str(err.value)
+
+
+def test_patterns_route_to_the_right_endpoints(db):
+    db.execute("CREATE TABLE orders (id int PRIMARY KEY)")
+    db.execute("CREATE TABLE reviews (id int PRIMARY KEY)")
+    db.execute("SELECT webhook.track('orders'); SELECT webhook.track('reviews')")
+    exact = q1(db, "SELECT webhook.create_endpoint('https://a.example/x', '{orders.insert}')")
+    prefix = q1(db, "SELECT webhook.create_endpoint('https://b.example/x', '{orders.*}')")
+    every = q1(db, "SELECT webhook.create_endpoint('https://c.example/x', '{*}')")
+    two = q1(db, "SELECT webhook.create_endpoint('https://d.example/x', '{reviews.insert,loyalty.*}')")
+    off = q1(db, "SELECT webhook.create_endpoint('https://e.example/x')")
+    db.execute("SELECT webhook.disable_endpoint(%s)", (off,))
+    db.execute("INSERT INTO orders VALUES (1); UPDATE orders SET id = 2; INSERT INTO reviews VALUES (1)")
+    db.execute("SELECT webhook.emit('loyalty.points_earned', '{}'); SELECT webhook.emit('ordersx.insert', '{}')")
+    db.execute("SELECT webhook.route()")
+    got = {
+        ep: sorted(types)
+        for ep, types in q(
+            db, "SELECT endpoint_id, array_agg(event_type) FROM webhook.deliveries GROUP BY 1"
+        )
+    }
+    assert got == {
+        exact: ["orders.insert"],
+        prefix: ["orders.insert", "orders.update"],
+        every: sorted(["orders.insert", "orders.update", "reviews.insert", "loyalty.points_earned", "ordersx.insert"]),
+        two: ["loyalty.points_earned", "reviews.insert"],
+    }
+    # Views exist with the documented columns before any dispatcher ran.
+    cols = [d.name for d in db.execute("SELECT * FROM webhook.deliveries LIMIT 0").description]
+    for c in ["event_id", "endpoint_id", "event_type", "status", "attempts", "next_attempt_at", "last_http_status", "last_error"]:
+        assert c in cols
+    health = q(db, "SELECT endpoint_id, backlog, dead FROM webhook.endpoint_health ORDER BY 1")
+    assert (every, 5, 0) in health
+
+
+def test_claim_returns_signed_requests_a_reference_verifier_accepts(db):
+    db.execute("SELECT webhook.create_endpoint('https://example.com/x', '{*}', %s, headers => '{\"X-Shop\": \"demo\"}')", (SECRET,))
+    eid = q1(db, "SELECT webhook.emit('orders.insert', '{\"id\": 1, \"total\": 9.99}')")
+    (c,) = claim(db)
+    h = c["headers"]
+    assert h["webhook-id"] == str(eid)
+    assert abs(int(h["webhook-timestamp"]) - time.time()) < 5
+    assert h["content-type"] == "application/json" and h["x-shop"] == "demo"
+    assert c["body"] == q1(db, "SELECT body FROM webhook.event_log WHERE id = %s", eid)
+    payload = Webhook(SECRET).verify(c["body"], h)
+    assert payload["type"] == "orders.insert" and payload["data"] == {"id": 1, "total": 9.99}
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(c["body"].replace("9.99", "0.01"), h)
+    # Claimed: leased, not claimable again.
+    assert claim(db) == []
+
+
+def test_rotation_overlap_then_only_the_new_secret(db):
+    ep = q1(db, "SELECT webhook.create_endpoint('https://example.com/x', '{*}', %s)", SECRET)
+    new = q1(db, "SELECT webhook.rotate_secret(%s, NULL, '2 seconds')", ep)
+    assert new != SECRET and q1(db, "SELECT webhook.endpoint_secret(%s)", ep) == new
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    (c,) = claim(db)
+    assert len(c["headers"]["webhook-signature"].split()) == 2
+    Webhook(SECRET).verify(c["body"], c["headers"])
+    Webhook(new).verify(c["body"], c["headers"])
+    time.sleep(2.2)
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    (c,) = claim(db)
+    assert len(c["headers"]["webhook-signature"].split()) == 1
+    Webhook(new).verify(c["body"], c["headers"])
+    with pytest.raises(WebhookVerificationError):
+        Webhook(SECRET).verify(c["body"], c["headers"])
+
+
+def test_send_test_goes_to_one_endpoint(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example/x')")
+    q1(db, "SELECT webhook.create_endpoint('https://b.example/x')")
+    eid = q1(db, "SELECT webhook.send_test(%s)", a)
+    (c,) = claim(db)
+    assert c["endpoint_id"] == a and c["event_id"] == eid
+    assert json.loads(c["body"])["type"] == "webhook.test"
+
+
+def test_delete_endpoint_removes_its_state(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example/x')")
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    db.execute("SELECT webhook.route()")
+    db.execute("SELECT webhook.delete_endpoint(%s)", (a,))
+    assert q1(db, "SELECT count(*) FROM webhook.delivery") == 0
+    assert q1(db, "SELECT count(*) FROM webhook.endpoint_secret") == 0
+
+
+def test_dispatcher_role_can_claim_but_never_read_secrets(db, dbname):
+    db.execute("DO $$ BEGIN CREATE ROLE webhookd_test LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    db.execute("SELECT webhook.grant_dispatcher('webhookd_test')")
+    db.execute("SELECT webhook.create_endpoint('https://example.com/x', '{*}', %s)", (SECRET,))
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    with psycopg.connect(f"postgresql://webhookd_test@127.0.0.1:{db.info.port}/{dbname}", autocommit=True) as d:
+        (c,) = claim(d)
+        Webhook(SECRET).verify(c["body"], c["headers"])
+        d.execute(
+            "SELECT webhook.record(ARRAY[%s]::bigint[], ARRAY[%s]::int[], '{204}', '{NULL}', '{1.5}', '{NULL}', '{NULL}')",
+            (c["delivery_id"], c["claim_token"]),
+        )
+        assert q1(d, "SELECT status FROM webhook.deliveries") == "succeeded"
+        for forbidden in [
+            "SELECT secret FROM webhook.endpoint_secret",
+            "SELECT webhook.endpoint_secret(1)",
+            "SELECT * FROM webhook.endpoint",
+        ]:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                d.execute(forbidden)
+    # And a role without the grant cannot claim at all.
+    db.execute("DO $$ BEGIN CREATE ROLE nobody_test LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    with psycopg.connect(f"postgresql://nobody_test@127.0.0.1:{db.info.port}/{dbname}", autocommit=True) as n:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            n.execute("SELECT * FROM webhook.claim()")
+
+
+def test_stale_lease_report_does_not_clobber(db):
+    db.execute("SELECT webhook.create_endpoint('https://example.com/x')")
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    (c,) = q(db, "SELECT delivery_id, claim_token FROM webhook.claim(10, '0 seconds')")
+    time.sleep(0.05)
+    (c2,) = q(db, "SELECT delivery_id, claim_token FROM webhook.claim(10)")
+    assert c2[1] == c[1] + 1
+    # The first worker's late failure report: logged, state untouched.
+    n = q1(db, "SELECT webhook.record(ARRAY[%s]::bigint[], ARRAY[%s]::int[], '{500}', '{late}', '{1}', '{NULL}', '{NULL}')", *c)
+    assert n == 0
+    assert q1(db, "SELECT status FROM webhook.deliveries") == "pending"
+    assert q1(db, "SELECT count(*) FROM webhook.attempts") == 1
