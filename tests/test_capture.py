@@ -161,12 +161,27 @@ def test_columns_and_condition(db):
     assert [e[1] for e in evs] == ["review.insert", "review.update", "review.update"]
     assert evs[0][2]["data"]["new"] == {"id": 2, "rating": 1, "meta": {}}
     assert evs[2][2]["data"]["old"] == {"id": 2, "rating": 1, "meta": {"x": 1}}
-    # Calling track() again replaces the configuration.
-    db.execute("SELECT webhook.track('reviews', '{delete}')")
+    # Calling track() again with the same prefix replaces the configuration.
+    db.execute("SELECT webhook.track('reviews', '{delete}', 'review')")
     db.execute("INSERT INTO reviews VALUES (3, 'cup', 1, 'meh', NULL)")
     db.execute("DELETE FROM reviews WHERE id = 3")
-    assert [e[1] for e in events(db, evs[-1][0])] == ["reviews.delete"]
-    assert q(db, "SELECT relation::text, events FROM webhook.tracked_tables") == [("reviews", ["delete"])]
+    assert [e[1] for e in events(db, evs[-1][0])] == ["review.delete"]
+    assert q(db, "SELECT relation::text, event_prefix, events FROM webhook.tracked_tables") == [
+        ("reviews", "review", ["delete"])
+    ]
+
+
+def test_one_table_under_two_prefixes(db):
+    db.execute("CREATE TABLE reviews (id int PRIMARY KEY, rating int)")
+    db.execute("SELECT webhook.track('reviews', '{insert}')")
+    db.execute("SELECT webhook.track('reviews', '{insert}', 'support.low_rating', 'NEW.rating <= 2')")
+    db.execute("INSERT INTO reviews VALUES (1, 5), (2, 1)")
+    got = q(db, "SELECT event_type, ordering_key FROM webhook.event_log ORDER BY event_type, ordering_key")
+    assert got == [("reviews.insert", "1"), ("reviews.insert", "2"), ("support.low_rating.insert", "2")]
+    db.execute("SELECT webhook.untrack('reviews', 'support.low_rating')")
+    assert q(db, "SELECT event_prefix FROM webhook.tracked_tables") == [("reviews",)]
+    db.execute("SELECT webhook.untrack('reviews')")
+    assert q1(db, "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'reviews'::regclass") == 0
 
 
 @pytest.mark.parametrize(

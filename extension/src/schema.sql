@@ -274,14 +274,17 @@ LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_flush';
 
 -- Tracked tables are exactly the tables carrying our triggers, so there is
 -- no second copy of the configuration to go stale (DROP TABLE takes both).
+-- Row triggers are named webhook_capture_<op>:<event prefix>; one table can
+-- be captured under several prefixes (every review as reviews.*, low ones
+-- also as support.low_rating.*).
 CREATE VIEW webhook.tracked_tables AS
 SELECT t.tgrelid::regclass AS relation,
-       array_agg(substr(t.tgname, length('webhook_capture_') + 1) ORDER BY t.tgname) AS events,
-       array_agg(split_part(encode(t.tgargs, 'escape'), '\000', 1) ORDER BY t.tgname) AS event_types,
+       split_part(t.tgname, ':', 2) AS event_prefix,
+       array_agg(split_part(substr(t.tgname, length('webhook_capture_') + 1), ':', 1) ORDER BY t.tgname) AS events,
        array_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname) AS triggers
   FROM pg_trigger t
- WHERE t.tgname IN ('webhook_capture_insert', 'webhook_capture_update', 'webhook_capture_delete')
- GROUP BY t.tgrelid;
+ WHERE t.tgname LIKE 'webhook\_capture\_%:%'
+ GROUP BY t.tgrelid, split_part(t.tgname, ':', 2);
 
 CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
 LANGUAGE sql STABLE AS $$
@@ -292,18 +295,25 @@ LANGUAGE sql STABLE AS $$
   SELECT oid FROM b WHERE typbasetype = 0
 $$;
 
-CREATE FUNCTION webhook.untrack(relation regclass) RETURNS void
+CREATE FUNCTION webhook.untrack(relation regclass, event_prefix text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql AS $$
-DECLARE op text;
+DECLARE trig text;
 BEGIN
   IF relation IS NULL THEN
     RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
   END IF;
-  FOREACH op IN ARRAY ARRAY['insert', 'update', 'delete', 'flush'] LOOP
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = 'webhook_capture_' || op) THEN
-      EXECUTE format('DROP TRIGGER %I ON %s', 'webhook_capture_' || op, relation);
-    END IF;
+  FOR trig IN SELECT tgname FROM pg_trigger
+               WHERE tgrelid = relation AND tgname LIKE 'webhook\_capture\_%'
+                 AND (event_prefix IS NULL OR split_part(tgname, ':', 2) = event_prefix)
+                 AND tgname <> 'webhook_capture_flush' LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', trig, relation);
   END LOOP;
+  -- The statement trigger goes with the last capture.
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname LIKE 'webhook\_capture\_%:%') THEN
+    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = 'webhook_capture_flush') THEN
+      EXECUTE format('DROP TRIGGER webhook_capture_flush ON %s', relation);
+    END IF;
+  END IF;
 END
 $$;
 
@@ -359,10 +369,10 @@ BEGIN
   ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
 
   prefix := coalesce(event_prefix, rel.relname);
-  IF NOT webhook._event_type_ok(prefix || '.insert') THEN
+  IF NOT webhook._event_type_ok(prefix || '.insert') OR length(prefix) > 40 THEN
     RAISE EXCEPTION 'invalid event prefix %', quote_literal(prefix)
       USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'Event prefixes use letters, digits, _ and -, in dot-separated parts (shop.orders); pass event_prefix for tables with other characters in their names.';
+            HINT = 'Event prefixes use letters, digits, _ and -, in dot-separated parts (shop.orders), at most 40 characters; pass event_prefix for tables with other characters in their names.';
   END IF;
 
   -- The ordering key is the primary key (NULL without one: such events
@@ -404,7 +414,7 @@ BEGIN
     END LOOP;
   END IF;
 
-  PERFORM webhook.untrack(relation);
+  PERFORM webhook.untrack(relation, prefix);
   FOREACH op IN ARRAY ops LOOP
     when_sql := NULL;
     IF condition IS NOT NULL THEN
@@ -415,7 +425,7 @@ BEGIN
     END IF;
     BEGIN
       EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
-                     'webhook_capture_' || op, upper(op), relation,
+                     'webhook_capture_' || op || ':' || prefix, upper(op), relation,
                      CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
                      prefix || '.' || op, coalesce(keys, ''), cols);
     EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
@@ -427,8 +437,10 @@ BEGIN
               HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
     END;
   END LOOP;
-  EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
-                 'FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture_flush()', relation);
+  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = 'webhook_capture_flush') THEN
+    EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
+                   'FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture_flush()', relation);
+  END IF;
 END
 $$;
 
