@@ -128,7 +128,12 @@ pub async fn run(listener: tokio::net::TcpListener, opts: Options) -> anyhow::Re
         .as_ref()
         .map(|n| format!("[{n}] "))
         .unwrap_or_default();
-    eprintln!("{prefix}listening on http://{}", listener.local_addr()?);
+    // One write, so several receivers sharing a terminal do not interleave.
+    let banner = format!("{prefix}listening on http://{}\n", listener.local_addr()?);
+    {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(banner.as_bytes());
+    }
     let (s2, code2, verified2, seen2, opts2) = (
         shutdown.clone(),
         exit_code.clone(),
@@ -178,7 +183,7 @@ async fn handle(
         .unwrap_or(0);
     match verify(&opts.secret, &headers, &body, now) {
         Err(why) => {
-            println!("{}{prefix}✗ rejected: {why}", clock());
+            println!("{} {prefix}✗ rejected: {why}", clock());
             if opts.strict {
                 exit_code.store(1, Ordering::SeqCst);
                 shutdown.cancel();
@@ -192,10 +197,10 @@ async fn handle(
             let (ty, detail) = summary(&body);
             if fail {
                 let status = if n <= opts.fail_first { 503 } else { 500 };
-                println!("{}{prefix}✓ {id:>6}  {ty:<24} {detail}  → answering {status} (simulated failure)", clock());
+                println!("{} {prefix}✓ {id:>6}  {ty:<24} {detail}  → answering {status} (simulated failure)", clock());
                 return http::reply(status, "simulated failure\n");
             }
-            println!("{}{prefix}✓ {id:>6}  {ty:<24} {detail}", clock());
+            println!("{} {prefix}✓ {id:>6}  {ty:<24} {detail}", clock());
             if opts.json {
                 println!("{}", String::from_utf8_lossy(&body));
             }

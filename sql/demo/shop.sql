@@ -40,7 +40,7 @@ CREATE TABLE reviews (
 -- Placing an order: the order row, the stock, the loyalty points and the
 -- loyalty event commit together, or not at all.
 CREATE FUNCTION place_order(p_customer bigint, p_product bigint, p_quantity int) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = shop, pg_catalog AS $$
 DECLARE o orders; points int;
 BEGIN
   UPDATE products SET stock = stock - p_quantity WHERE id = p_product AND stock >= p_quantity;
@@ -61,7 +61,7 @@ END $$;
 
 -- Restocking: customers waiting for an item hear when it is back.
 CREATE FUNCTION restock(p_product bigint, p_quantity int) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = shop, pg_catalog AS $$
 DECLARE before int;
 BEGIN
   SELECT stock INTO before FROM products WHERE id = p_product FOR UPDATE;
