@@ -1,14 +1,15 @@
-//! Capture: row triggers turn each row change into one event, buffered in
-//! backend memory; a statement trigger (and, as a backstop, pre-commit) writes
-//! the buffer into the outbox with one SPI call, so a 100,000-row COPY costs a
-//! handful of multi-row inserts instead of 100,000 SPI round trips.
+//! Capture: an AFTER ROW trigger turns each row change into one event and
+//! writes it straight into the outbox (a heap insert, no SPI and no executor:
+//! see outbox.rs), so a 100,000-row COPY costs 100,000 cheap inserts rather
+//! than 100,000 SPI round trips. BENCHMARKS.md compares this with the
+//! buffered, statement-level design it replaced.
 //!
 //! Trigger arguments, written by `webhook.track()`:
 //!   0: event type (`orders.insert`)
 //!   1: ordering-key attribute numbers, comma separated (the primary key)
 //!   2: payload attribute numbers, comma separated, empty for all columns
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::ffi::CStr;
 
 use pgrx::pg_sys;
@@ -17,48 +18,21 @@ use pgrx::prelude::*;
 use crate::payload;
 use crate::{outbox, wake};
 
-/// One event waiting for the end of its statement.
+/// One captured event, ready for the outbox.
 pub struct Pending {
-    /// Subtransaction that captured it; dropped if that subtransaction aborts.
-    pub subxact: pg_sys::SubTransactionId,
     pub event_type: String,
     pub body: String,
     pub ordering_key: Option<String>,
     pub created_at: i64,
 }
 
-/// Events are flushed mid-statement once this many are buffered, so memory
-/// stays bounded for any statement size.
-const FLUSH_AT: usize = 5_000;
-
 thread_local! {
-    static BUFFER: RefCell<Vec<Pending>> = const { RefCell::new(Vec::new()) };
     /// This transaction wrote at least one event (decides the NOTIFY).
     static WROTE: Cell<bool> = const { Cell::new(false) };
 }
 
 pub fn mark_written() {
     WROTE.with(|w| w.set(true));
-}
-
-pub fn push(p: Pending) {
-    let full = BUFFER.with(|b| {
-        let mut b = b.borrow_mut();
-        b.push(p);
-        b.len() >= FLUSH_AT
-    });
-    mark_written();
-    if full {
-        flush();
-    }
-}
-
-/// Write every buffered event into the outbox.
-pub fn flush() {
-    let events = BUFFER.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    if !events.is_empty() {
-        outbox::insert(&events);
-    }
 }
 
 fn parse_attnums(s: &str) -> Vec<i16> {
@@ -167,47 +141,18 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
 
     let key_tuple = if new.is_null() { old } else { new };
     let ordering_key = payload::key_text(key_tuple, tupdesc, &keys);
-    push(Pending {
-        subxact: pg_sys::GetCurrentSubTransactionId(),
+    outbox::insert(&Pending {
         event_type,
         body,
         ordering_key,
         created_at,
     });
+    mark_written();
     pg_sys::Datum::from(0usize)
 }
 
 #[no_mangle]
 pub extern "C" fn pg_finfo_webhook_capture_row() -> &'static pg_sys::Pg_finfo_record {
-    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
-    &V1
-}
-
-/// The AFTER STATEMENT trigger installed beside the row triggers: writes the
-/// statement's events into the outbox in one go.
-///
-/// # Safety
-/// Called by PostgreSQL's trigger manager with a valid `fcinfo`.
-#[no_mangle]
-#[pg_guard]
-pub unsafe extern "C-unwind" fn webhook_capture_flush(
-    fcinfo: pg_sys::FunctionCallInfo,
-) -> pg_sys::Datum {
-    let ctx = (*fcinfo).context;
-    if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_TriggerData {
-        pgrx::ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            "webhook capture functions can only be called as triggers",
-            "Use webhook.track(table) to install them."
-        );
-    }
-    flush();
-    pg_sys::Datum::from(0usize)
-}
-
-#[no_mangle]
-pub extern "C" fn pg_finfo_webhook_capture_flush() -> &'static pg_sys::Pg_finfo_record {
     const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
     &V1
 }
@@ -218,36 +163,17 @@ pub extern "C" fn pg_finfo_webhook_capture_flush() -> &'static pg_sys::Pg_finfo_
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     match event {
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => {
-            // Backstop: a row trigger fired without its statement trigger
-            // (a partition written directly, say). Never commit them unwritten.
-            flush();
             if WROTE.with(|w| w.get()) && crate::guc::notify_enabled() && wake::dispatcher_idle() {
                 wake::notify();
             }
         }
-        pg_sys::XactEvent::XACT_EVENT_PRE_PREPARE => flush(),
         pg_sys::XactEvent::XACT_EVENT_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_ABORT
         | pg_sys::XactEvent::XACT_EVENT_PREPARE
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
-            BUFFER.with(|b| b.borrow_mut().clear());
             WROTE.with(|w| w.set(false));
         }
         _ => {}
-    }
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn on_subxact(
-    event: pg_sys::SubXactEvent::Type,
-    my_subid: pg_sys::SubTransactionId,
-    _parent: pg_sys::SubTransactionId,
-    _arg: *mut std::ffi::c_void,
-) {
-    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
-        // Subtransaction ids grow monotonically, so everything captured at or
-        // above the aborted one belongs to it or to its children.
-        BUFFER.with(|b| b.borrow_mut().retain(|p| p.subxact < my_subid));
     }
 }
 
@@ -255,6 +181,5 @@ pub fn register_callbacks() {
     // SAFETY: called once from _PG_init; the callbacks live for the process.
     unsafe {
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
-        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
 }

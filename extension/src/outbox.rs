@@ -6,20 +6,37 @@
 //! and a lower id can commit after a higher one.
 
 use std::cell::Cell;
-use std::ffi::CString;
+use std::ffi::CStr;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::capture::Pending;
 
-const INSERT_SQL: &str = "INSERT INTO webhook.event_log (txid, event_type, body, ordering_key, created_at) \
-     SELECT $1, u.t, u.b, u.k, u.c FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(t, b, k, c)";
+extern "C-unwind" {
+    // commands/sequence.h is not among pgrx's bindings; exported since
+    // PostgreSQL 10 (identity columns use it) with this signature.
+    fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+}
+
+const SCHEMA: &CStr = c"webhook";
+const TABLE: &CStr = c"event_log";
+const SEQUENCE: &CStr = c"event_id_seq";
+/// Columns of webhook.event_log, in order (checked when the table is opened).
+const COLUMNS: [&str; 7] = [
+    "id",
+    "txid",
+    "event_type",
+    "body",
+    "ordering_key",
+    "endpoint_id",
+    "created_at",
+];
 
 thread_local! {
-    /// The prepared insert, kept for the life of the backend. PostgreSQL's
-    /// plan cache re-plans it if the table is dropped and recreated.
-    static PLAN: Cell<pg_sys::SPIPlanPtr> = const { Cell::new(std::ptr::null_mut()) };
+    /// (event_log, event_id_seq) OIDs, looked up once per backend and again
+    /// whenever the table is no longer what we expect (extension recreated).
+    static TARGET: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
 }
 
 /// Top-level transaction id as a plain bigint (xid8 without the epoch games).
@@ -28,134 +45,102 @@ pub fn current_txid() -> i64 {
     unsafe { pg_sys::GetTopFullTransactionId().value as i64 }
 }
 
-unsafe fn text_array(
-    items: impl ExactSizeIterator<Item = Option<String>>,
-) -> (pg_sys::Datum, bool) {
-    let n = items.len();
-    let mut datums: Vec<pg_sys::Datum> = Vec::with_capacity(n);
-    let mut nulls: Vec<bool> = Vec::with_capacity(n);
-    for item in items {
-        match item {
-            Some(s) => {
-                datums.push(pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
-                    s.as_ptr().cast(),
-                    s.len() as i32,
-                )));
-                nulls.push(false);
-            }
-            None => {
-                datums.push(pg_sys::Datum::from(0usize));
-                nulls.push(true);
-            }
-        }
-    }
-    let mut dims = [n as i32];
-    let mut lbs = [1i32];
-    let arr = pg_sys::construct_md_array(
-        datums.as_mut_ptr(),
-        nulls.as_mut_ptr(),
-        1,
-        dims.as_mut_ptr(),
-        lbs.as_mut_ptr(),
-        pg_sys::TEXTOID,
-        -1,
-        false,
-        pg_sys::TYPALIGN_INT as std::ffi::c_char,
+fn schema_broken(what: &str) -> ! {
+    pgrx::ereport!(
+        ERROR,
+        PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+        format!("pg_webhook's outbox is missing or altered: {what}"),
+        "Reinstall the extension: DROP EXTENSION pg_webhook CASCADE; CREATE EXTENSION pg_webhook;"
     );
-    (pg_sys::Datum::from(arr), false)
 }
 
-unsafe fn timestamptz_array(items: &[i64]) -> pg_sys::Datum {
-    let mut datums: Vec<pg_sys::Datum> = items.iter().map(|&t| pg_sys::Datum::from(t)).collect();
-    let arr = pg_sys::construct_array(
-        datums.as_mut_ptr(),
-        datums.len() as i32,
-        pg_sys::TIMESTAMPTZOID,
-        8,
-        true,
-        pg_sys::TYPALIGN_DOUBLE as std::ffi::c_char,
-    );
-    pg_sys::Datum::from(arr)
-}
-
-unsafe fn plan() -> pg_sys::SPIPlanPtr {
-    let existing = PLAN.with(|p| p.get());
-    if !existing.is_null() {
-        return existing;
+unsafe fn lookup() -> (pg_sys::Oid, pg_sys::Oid) {
+    let nsp = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
+    if nsp == pg_sys::InvalidOid {
+        schema_broken("schema webhook does not exist");
     }
-    let sql = CString::new(INSERT_SQL).unwrap_or_default();
-    let mut types = [
-        pg_sys::INT8OID,
-        pg_sys::TEXTARRAYOID,
-        pg_sys::TEXTARRAYOID,
-        pg_sys::TEXTARRAYOID,
-        pg_sys::TIMESTAMPTZARRAYOID,
-    ];
-    let plan = pg_sys::SPI_prepare(sql.as_ptr(), types.len() as i32, types.as_mut_ptr());
-    if plan.is_null() {
-        let code = pg_sys::SPI_result;
-        pgrx::ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            format!("pg_webhook: preparing the outbox insert failed (SPI code {code})"),
-            "Check that the webhook schema is intact; ALTER EXTENSION pg_webhook UPDATE or reinstall it."
-        );
+    let rel = pg_sys::get_relname_relid(TABLE.as_ptr(), nsp);
+    let seq = pg_sys::get_relname_relid(SEQUENCE.as_ptr(), nsp);
+    if rel == pg_sys::InvalidOid || seq == pg_sys::InvalidOid {
+        schema_broken("webhook.event_log or webhook.event_id_seq does not exist");
     }
-    pg_sys::SPI_keepplan(plan);
-    PLAN.with(|p| p.set(plan));
-    plan
+    TARGET.with(|t| t.set(Some((rel, seq))));
+    (rel, seq)
 }
 
-/// Insert `events` into the outbox with one SPI call.
-pub fn insert(events: &[Pending]) {
-    // SAFETY: SPI is used in a connect/finish pair within this transaction;
-    // errors raised by PostgreSQL unwind through pg_guard'ed callers.
+/// Does `rel` look like webhook.event_log, column for column?
+unsafe fn is_event_log(rel: pg_sys::Relation) -> bool {
+    let name = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
+    let desc = (*rel).rd_att;
+    if name != TABLE || (*desc).natts as usize != COLUMNS.len() {
+        return false;
+    }
+    let attrs = (*desc).attrs.as_slice(COLUMNS.len());
+    attrs.iter().zip(COLUMNS).all(|(a, c)| {
+        !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == c.as_bytes()
+    })
+}
+
+unsafe fn text_datum(s: &str) -> pg_sys::Datum {
+    pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
+        s.as_ptr().cast(),
+        s.len() as i32,
+    ))
+}
+
+/// Insert one event into the outbox.
+///
+/// This is the capture hot path, so it skips SPI and the executor: one heap
+/// insert plus its index entries, like COPY does per row. That is safe here
+/// because the table is ours: no user triggers, rules, RLS or constraints
+/// beyond NOT NULL (which we satisfy) hang on it. Permissions are not
+/// checked, as for a SECURITY DEFINER function: whoever may write a tracked
+/// table may produce its events. A failed (sub)transaction takes the row
+/// with it, as for any insert.
+pub fn insert(event: &Pending) {
+    // SAFETY: inside a transaction (we are called from a trigger); the
+    // relation is opened with RowExclusiveLock, held to the end of the
+    // transaction; datums live in the current memory context until the
+    // tuple is formed and written.
     unsafe {
-        if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                "pg_webhook: SPI_connect failed",
-                "This is a bug in pg_webhook; please report it."
-            );
+        let (mut rel_oid, mut seq_oid) = TARGET.with(|t| t.get()).unwrap_or_else(|| lookup());
+        let mut rel = pg_sys::try_table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
+        if rel.is_null() || !is_event_log(rel) {
+            if !rel.is_null() {
+                pg_sys::table_close(rel, pg_sys::RowExclusiveLock as i32);
+            }
+            (rel_oid, seq_oid) = lookup();
+            rel = pg_sys::table_open(rel_oid, pg_sys::RowExclusiveLock as i32);
+            if !is_event_log(rel) {
+                schema_broken("webhook.event_log does not have the expected columns");
+            }
         }
-        // Capture runs as whoever wrote the row; the outbox is not theirs
-        // to write. Like a SECURITY DEFINER function, run this one fixed
-        // statement as the bootstrap superuser (the error path restores the
-        // user id as part of transaction abort).
-        let mut saved_user = pg_sys::InvalidOid;
-        let mut saved_ctx = 0;
-        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
-        pg_sys::SetUserIdAndSecContext(
-            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
-            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
-        );
-        let plan = plan();
-        let (types, _) = text_array(events.iter().map(|e| Some(e.event_type.clone())));
-        let (bodies, _) = text_array(events.iter().map(|e| Some(e.body.clone())));
-        let (keys, _) = text_array(events.iter().map(|e| e.ordering_key.clone()));
-        let times: Vec<i64> = events.iter().map(|e| e.created_at).collect();
+        let id = nextval_internal(seq_oid, false);
         let mut values = [
+            pg_sys::Datum::from(id),
             pg_sys::Datum::from(current_txid()),
-            types,
-            bodies,
-            keys,
-            timestamptz_array(&times),
+            text_datum(&event.event_type),
+            text_datum(&event.body),
+            event
+                .ordering_key
+                .as_deref()
+                .map(|k| text_datum(k))
+                .unwrap_or(pg_sys::Datum::from(0usize)),
+            pg_sys::Datum::from(0usize),
+            pg_sys::Datum::from(event.created_at),
         ];
-        let nulls = c"     ";
-        let rc = pg_sys::SPI_execute_plan(plan, values.as_mut_ptr(), nulls.as_ptr(), false, 0);
-        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
-        if rc != pg_sys::SPI_OK_INSERT as i32 {
-            pgrx::ereport!(
-                ERROR,
-                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-                format!(
-                    "pg_webhook: writing {} event(s) to the outbox failed (SPI code {rc})",
-                    events.len()
-                ),
-                "Check that the webhook schema is intact."
-            );
-        }
-        pg_sys::SPI_finish();
+        let mut nulls = [
+            false,
+            false,
+            false,
+            false,
+            event.ordering_key.is_none(),
+            true,
+            false,
+        ];
+        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        pg_sys::CatalogTupleInsert(rel, tuple);
+        pg_sys::heap_freetuple(tuple);
+        pg_sys::table_close(rel, pg_sys::NoLock as i32);
     }
 }

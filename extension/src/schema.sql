@@ -269,8 +269,6 @@ $$;
 
 CREATE FUNCTION webhook._capture_row() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_row';
-CREATE FUNCTION webhook._capture_flush() RETURNS trigger
-LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_flush';
 
 -- Tracked tables are exactly the tables carrying our triggers, so there is
 -- no second copy of the configuration to go stale (DROP TABLE takes both).
@@ -304,16 +302,9 @@ BEGIN
   END IF;
   FOR trig IN SELECT tgname FROM pg_trigger
                WHERE tgrelid = relation AND tgname LIKE 'webhook\_capture\_%'
-                 AND (event_prefix IS NULL OR split_part(tgname, ':', 2) = event_prefix)
-                 AND tgname <> 'webhook_capture_flush' LOOP
+                 AND (event_prefix IS NULL OR split_part(tgname, ':', 2) = event_prefix) LOOP
     EXECUTE format('DROP TRIGGER %I ON %s', trig, relation);
   END LOOP;
-  -- The statement trigger goes with the last capture.
-  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname LIKE 'webhook\_capture\_%:%') THEN
-    IF EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = 'webhook_capture_flush') THEN
-      EXECUTE format('DROP TRIGGER webhook_capture_flush ON %s', relation);
-    END IF;
-  END IF;
 END
 $$;
 
@@ -437,10 +428,6 @@ BEGIN
               HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
     END;
   END LOOP;
-  IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = relation AND tgname = 'webhook_capture_flush') THEN
-    EXECUTE format('CREATE TRIGGER webhook_capture_flush AFTER INSERT OR UPDATE OR DELETE ON %s '
-                   'FOR EACH STATEMENT EXECUTE FUNCTION webhook._capture_flush()', relation);
-  END IF;
 END
 $$;
 
