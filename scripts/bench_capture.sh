@@ -39,7 +39,7 @@ reset_tables() {
 
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(psql -XtAc 'SELECT version()' | cut -d, -f1)"
 echo "synchronous_commit=$SYNC, $CLIENTS clients, ${SECS}s per run, $REPS interleaved repetitions"
-echo "pg_test_fsync (open_datasync 8k write, ops/sec): $($PGBIN/pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/open_datasync/ {print $(NF-2); exit}')"
+echo "pg_test_fsync (fdatasync, one 8kB write): $($PGBIN/pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/fdatasync/ && /ops\/sec/ {print $2 " ops/sec"; exit}')"
 
 declare -A results
 for rep in $(seq "$REPS"); do
@@ -62,6 +62,11 @@ printf '  %-34s %8d  %.2fx\n' "plain table" "$plain" 1
 printf '  %-34s %8d  %.2fx\n' "pg_webhook" "$tracked" "$(echo "$tracked / $plain" | bc -l)"
 printf '  %-34s %8d  %.2fx\n' "naive PL/pgSQL trigger + NOTIFY" "$naive" "$(echo "$naive / $plain" | bc -l)"
 printf '  pg_webhook vs naive: %.2fx\n' "$(echo "$tracked / $naive" | bc -l)"
+# Paired ratios (each repetition against the plain run next to it) are less
+# sensitive to drift over the run than the ratio of medians.
+paired=$(paste -d' ' <(echo "${results[tracked]}" | tr ' ' '\n' | grep -v '^$') <(echo "${results[plain]}" | tr ' ' '\n' | grep -v '^$') \
+         | awk '{printf "%.4f\n", $1 / $2}' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}')
+printf '  pg_webhook / plain, median of paired repetitions: %.2fx\n' "$paired"
 
 echo
 echo "bulk: 100,000 rows, median of 3 (ms, ratio to plain):"

@@ -229,7 +229,7 @@ def test_untrack_drop_table_and_drop_extension(shop):
     assert q(db, "SELECT * FROM webhook.tracked_tables") == []
     db.execute(ORDERS.replace("CREATE TYPE status AS ENUM ('new', 'paid', 'shipped');", ""))
     db.execute("SELECT webhook.track('orders')")
-    db.execute("DROP EXTENSION pg_webhook CASCADE")
+    db.execute("DROP EXTENSION pg_webhook")
     assert q1(db, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'webhook%%'") == 0
     db.execute("INSERT INTO orders (customer) VALUES ('after drop')")
     assert q1(db, "SELECT count(*) FROM orders") == 1
@@ -349,3 +349,15 @@ def test_route_refuses_to_run_after_writes(db):
             db.execute("SELECT webhook.emit('a.b', '{}')")
             db.execute("SELECT webhook.route()")
     assert err.value.sqlstate == "25001"
+
+
+def test_payload_follows_renames(db):
+    db.execute("CREATE SCHEMA s1; CREATE TABLE s1.t (id int PRIMARY KEY)")
+    db.execute("SELECT webhook.track('s1.t', event_prefix => 't')")
+    db.execute("INSERT INTO s1.t VALUES (1)")
+    db.execute("ALTER TABLE s1.t RENAME TO u")
+    db.execute("INSERT INTO s1.u VALUES (2)")
+    db.execute("ALTER SCHEMA s1 RENAME TO s2")
+    db.execute("INSERT INTO s2.u VALUES (3)")
+    tables = [json.loads(b)["data"]["table"] for (b,) in q(db, "SELECT body FROM webhook.event_log ORDER BY id")]
+    assert tables == ["s1.t", "s1.u", "s2.u"]

@@ -48,6 +48,49 @@ fn op_name(event: u32) -> &'static str {
     }
 }
 
+thread_local! {
+    /// relation OID → "schema.table"; cleared on any relcache or schema
+    /// invalidation (renames are rare, lookups per row are not).
+    static NAMES: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, String>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    static NAMES_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_names(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
+    NAMES.with(|n| n.borrow_mut().clear());
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_names_schema(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    NAMES.with(|n| n.borrow_mut().clear());
+}
+
+unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
+    let relid = (*rel).rd_id;
+    if let Some(name) = NAMES.with(|n| n.borrow().get(&relid).cloned()) {
+        return name;
+    }
+    if !NAMES_CALLBACK.with(|c| c.replace(true)) {
+        pg_sys::CacheRegisterRelcacheCallback(Some(forget_names), pg_sys::Datum::from(0usize));
+        // ALTER SCHEMA ... RENAME invalidates the namespace cache, not relcache.
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::NAMESPACEOID as i32,
+            Some(forget_names_schema),
+            pg_sys::Datum::from(0usize),
+        );
+    }
+    let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
+    let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
+    let name = if nsp.is_null() {
+        relname.into_owned()
+    } else {
+        format!("{}.{}", CStr::from_ptr(nsp).to_string_lossy(), relname)
+    };
+    NAMES.with(|n| n.borrow_mut().insert(relid, name.clone()));
+    name
+}
+
 /// The AFTER ROW trigger installed by `webhook.track()`.
 ///
 /// # Safety
@@ -115,14 +158,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     body.push_str(",\"timestamp\":");
     payload::push_timestamp(&mut body, created_at, true);
     body.push_str(",\"data\":{\"table\":");
-    let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
-    let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
-    let qualified = if nsp.is_null() {
-        relname.into_owned()
-    } else {
-        format!("{}.{}", CStr::from_ptr(nsp).to_string_lossy(), relname)
-    };
-    payload::push_json_str(&mut body, &qualified);
+    payload::push_json_str(&mut body, &qualified_name(rel));
     body.push_str(",\"op\":\"");
     body.push_str(op);
     body.push_str("\",\"new\":");

@@ -13,6 +13,7 @@ use std::fmt::Write;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
+use pgrx::pg_guard;
 use pgrx::pg_sys;
 
 /// Append `s` as a JSON string literal.
@@ -122,27 +123,138 @@ pub fn now_pg_usecs() -> i64 {
 
 // ---- datums ----------------------------------------------------------------
 
+/// How values of one type are written; looked up once per type per backend
+/// (the syscache lookups and fmgr setup otherwise dominate capture cost).
+#[derive(Clone, Copy)]
+enum Kind {
+    Bool,
+    Int2,
+    Int4,
+    Int8,
+    /// float4/float8/numeric: output function text, a JSON number unless NaN/Infinity.
+    Number(*mut pg_sys::FmgrInfo),
+    /// json/jsonb: output function text, embedded as is.
+    Json(*mut pg_sys::FmgrInfo),
+    /// text, varchar: the bytes themselves.
+    Text,
+    Bytea,
+    TimestampTz,
+    Timestamp,
+    Date,
+    Time,
+    Array(pg_sys::Oid),
+    Composite,
+    /// Anything else: the output function's text as a JSON string.
+    Other(*mut pg_sys::FmgrInfo),
+}
+
+thread_local! {
+    static KINDS: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, Kind>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_types(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
+    // A type changed (ALTER TYPE, a dropped and recreated domain...): start
+    // over. The FmgrInfos stay allocated in TopMemoryContext; such changes
+    // are rare enough that the few bytes do not matter.
+    KINDS.with(|k| k.borrow_mut().clear());
+}
+
+unsafe fn output_fn(typid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
+    let mut func = pg_sys::InvalidOid;
+    let mut varlena = false;
+    pg_sys::getTypeOutputInfo(typid, &mut func, &mut varlena);
+    let finfo = pg_sys::MemoryContextAllocZero(
+        pg_sys::TopMemoryContext,
+        std::mem::size_of::<pg_sys::FmgrInfo>(),
+    ) as *mut pg_sys::FmgrInfo;
+    pg_sys::fmgr_info_cxt(func, finfo, pg_sys::TopMemoryContext);
+    finfo
+}
+
+unsafe fn kind(typid: pg_sys::Oid) -> Kind {
+    if let Some(k) = KINDS.with(|k| k.borrow().get(&typid).copied()) {
+        return k;
+    }
+    if !CALLBACK.with(|c| c.replace(true)) {
+        pg_sys::CacheRegisterSyscacheCallback(
+            pg_sys::SysCacheIdentifier::TYPEOID as i32,
+            Some(forget_types),
+            pg_sys::Datum::from(0usize),
+        );
+    }
+    let base = pg_sys::getBaseType(typid);
+    let k = match base {
+        pg_sys::BOOLOID => Kind::Bool,
+        pg_sys::INT2OID => Kind::Int2,
+        pg_sys::INT4OID => Kind::Int4,
+        pg_sys::INT8OID => Kind::Int8,
+        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID | pg_sys::NUMERICOID => Kind::Number(output_fn(base)),
+        pg_sys::JSONOID | pg_sys::JSONBOID => Kind::Json(output_fn(base)),
+        pg_sys::TEXTOID | pg_sys::VARCHAROID => Kind::Text,
+        pg_sys::BYTEAOID => Kind::Bytea,
+        pg_sys::TIMESTAMPTZOID => Kind::TimestampTz,
+        pg_sys::TIMESTAMPOID => Kind::Timestamp,
+        pg_sys::DATEOID => Kind::Date,
+        pg_sys::TIMEOID => Kind::Time,
+        _ => {
+            let elem = pg_sys::get_element_type(base);
+            if elem != pg_sys::InvalidOid {
+                Kind::Array(elem)
+            } else if pg_sys::get_typtype(base) as u8 == b'c' || base == pg_sys::RECORDOID {
+                Kind::Composite
+            } else {
+                Kind::Other(output_fn(base))
+            }
+        }
+    };
+    KINDS.with(|m| m.borrow_mut().insert(typid, k));
+    k
+}
+
+/// Integers without the formatting machinery (this runs for every key column).
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    // The buffer holds ASCII digits only.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+unsafe fn call_output(finfo: *mut pg_sys::FmgrInfo, value: pg_sys::Datum) -> String {
+    let cstr = pg_sys::OutputFunctionCall(finfo, value);
+    let s = CStr::from_ptr(cstr).to_string_lossy().into_owned();
+    pg_sys::pfree(cstr.cast());
+    s
+}
+
 /// Append the JSON form of a non-null datum of type `typid`.
 ///
 /// # Safety
-/// `value` must be a valid, non-null datum of type `typid` (with `typmod`),
-/// and the call must happen inside a PostgreSQL backend with a memory context
-/// that may be reset afterwards (output functions palloc).
-pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::Oid, typmod: i32) {
-    let base = pg_sys::getBaseType(typid);
-    match base {
-        pg_sys::BOOLOID => out.push_str(if value.value() != 0 { "true" } else { "false" }),
-        pg_sys::INT2OID => {
-            let _ = write!(out, "{}", value.value() as i16);
-        }
-        pg_sys::INT4OID => {
-            let _ = write!(out, "{}", value.value() as i32);
-        }
-        pg_sys::INT8OID => {
-            let _ = write!(out, "{}", value.value() as i64);
-        }
-        pg_sys::FLOAT4OID | pg_sys::FLOAT8OID | pg_sys::NUMERICOID => {
-            let text = output_text(value, base);
+/// `value` must be a valid, non-null datum of type `typid`, and the call must
+/// happen inside a PostgreSQL backend with a memory context that may be reset
+/// afterwards (output functions palloc).
+pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::Oid) {
+    match kind(typid) {
+        Kind::Bool => out.push_str(if value.value() != 0 { "true" } else { "false" }),
+        Kind::Int2 => push_int(out, value.value() as i16 as i64),
+        Kind::Int4 => push_int(out, value.value() as i32 as i64),
+        Kind::Int8 => push_int(out, value.value() as i64),
+        Kind::Number(f) => {
+            let text = call_output(f, value);
             // NaN and ±Infinity have no JSON number form.
             if text
                 .bytes()
@@ -153,17 +265,27 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
                 out.push_str(&text);
             }
         }
-        pg_sys::JSONOID | pg_sys::JSONBOID => out.push_str(&output_text(value, base)),
-        pg_sys::BYTEAOID => {
+        Kind::Json(f) => out.push_str(&call_output(f, value)),
+        Kind::Text => {
+            let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+            let bytes = pgrx::varlena::varlena_to_byte_slice(v);
+            // The server encoding is UTF-8 in every cluster we support
+            // writing JSON from; lossy conversion only guards against bugs.
+            match std::str::from_utf8(bytes) {
+                Ok(text) => push_json_str(out, text),
+                Err(_) => push_json_str(out, &String::from_utf8_lossy(bytes)),
+            }
+        }
+        Kind::Bytea => {
             let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
             let bytes = pgrx::varlena::varlena_to_byte_slice(v);
             out.push('"');
             B64.encode_string(bytes, out);
             out.push('"');
         }
-        pg_sys::TIMESTAMPTZOID => push_timestamp(out, value.value() as i64, true),
-        pg_sys::TIMESTAMPOID => push_timestamp(out, value.value() as i64, false),
-        pg_sys::DATEOID => {
+        Kind::TimestampTz => push_timestamp(out, value.value() as i64, true),
+        Kind::Timestamp => push_timestamp(out, value.value() as i64, false),
+        Kind::Date => {
             let days = value.value() as i32;
             if days == i32::MAX {
                 out.push_str("\"infinity\"");
@@ -175,22 +297,14 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
                 out.push('"');
             }
         }
-        pg_sys::TIMEOID => {
+        Kind::Time => {
             out.push('"');
             push_time_of_day(out, value.value() as i64);
             out.push('"');
         }
-        _ => {
-            let elem = pg_sys::get_element_type(base);
-            if elem != pg_sys::InvalidOid {
-                push_array(out, value, elem);
-            } else if pg_sys::get_typtype(base) as u8 == b'c' || base == pg_sys::RECORDOID {
-                push_composite(out, value);
-            } else {
-                let _ = typmod;
-                push_json_str(out, &output_text(value, base));
-            }
-        }
+        Kind::Array(elem) => push_array(out, value, elem),
+        Kind::Composite => push_composite(out, value),
+        Kind::Other(f) => push_json_str(out, &call_output(f, value)),
     }
 }
 
@@ -260,7 +374,7 @@ unsafe fn push_array_dim(
             if *nulls.add(*idx) {
                 out.push_str("null");
             } else {
-                push_datum(out, *elems.add(*idx), elem, -1);
+                push_datum(out, *elems.add(*idx), elem);
             }
             *idx += 1;
         }
@@ -320,7 +434,7 @@ pub unsafe fn push_row(
         if isnull[i] {
             out.push_str("null");
         } else {
-            push_datum(out, values[i], att.atttypid, att.atttypmod);
+            push_datum(out, values[i], att.atttypid);
         }
     }
     out.push('}');
@@ -362,6 +476,15 @@ mod tests {
         let mut s = String::new();
         push_json_str(&mut s, "a\"b\\c\nd\u{1}é€😀");
         assert_eq!(s, "\"a\\\"b\\\\c\\nd\\u0001é€😀\"");
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0i64, 7, -7, 1234567890, i64::MIN, i64::MAX] {
+            let mut s = String::new();
+            push_int(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
     }
 
     #[test]

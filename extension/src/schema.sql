@@ -284,6 +284,27 @@ SELECT t.tgrelid::regclass AS relation,
  WHERE t.tgname LIKE 'webhook\_capture\_%:%'
  GROUP BY t.tgrelid, split_part(t.tgname, ':', 2);
 
+-- DROP EXTENSION pg_webhook removes the capture triggers it installed on
+-- user tables (they depend on the extension's trigger function, so without
+-- this it would need CASCADE). ddl_command_start cannot see which extension
+-- is being dropped; the statement text can.
+CREATE FUNCTION webhook._on_drop_extension() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  IF current_query() !~* '\mpg_webhook\M' THEN
+    RETURN;
+  END IF;
+  FOR r IN SELECT t.tgrelid::regclass AS rel, t.tgname
+             FROM pg_trigger t
+            WHERE t.tgfoid = 'webhook._capture_row'::regproc LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.rel);
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER webhook_drop_extension ON ddl_command_start
+  WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION webhook._on_drop_extension();
+
 CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
 LANGUAGE sql STABLE AS $$
   WITH RECURSIVE b(oid, typbasetype) AS (
