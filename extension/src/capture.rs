@@ -198,10 +198,15 @@ pub extern "C" fn pg_finfo_webhook_capture_row() -> &'static pg_sys::Pg_finfo_re
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     match event {
-        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT => {
-            if WROTE.with(|w| w.get()) && crate::guc::notify_enabled() && wake::dispatcher_idle() {
-                wake::notify();
-            }
+        // Pre-commit, not in the trigger: reading the flag as late as possible
+        // narrows the window in which a dispatcher that has just gone idle
+        // misses this commit (its poll timer covers what remains).
+        pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
+            if WROTE.with(|w| w.get())
+                && crate::guc::notify_enabled()
+                && wake::dispatcher_idle() =>
+        {
+            wake::notify();
         }
         pg_sys::XactEvent::XACT_EVENT_COMMIT
         | pg_sys::XactEvent::XACT_EVENT_ABORT
