@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPS=${REPS:-5}
-SECS=${SECS:-10}
+SECS=${SECS:-8}
 CLIENTS=${CLIENTS:-8}
 SYNC=${SYNC:-off}
 PORT=${PORT:-55441}
@@ -21,7 +21,7 @@ scripts/cluster.sh start "$DIR" "$PORT" "synchronous_commit = $SYNC" "max_wal_si
 trap 'scripts/cluster.sh stop "$DIR"' EXIT
 psql -qX -d postgres -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench"
 psql -qX -c "ALTER SYSTEM SET synchronous_commit = $SYNC" -c "SELECT pg_reload_conf()" >/dev/null
-psql -qX -c "CREATE EXTENSION pg_webhook" -f bench/capture.sql >/dev/null
+psql -qX -c "CREATE EXTENSION pg_webhook" -f bench/sql/capture.sql >/dev/null
 
 tmp=$(mktemp -d)
 for v in plain tracked naive; do

@@ -323,8 +323,11 @@ pub async fn run(
         if got == 0 {
             // Idle: wait for a NOTIFY (sent only because claim() told
             // committers we are idle), the poll timer, or shutdown.
+            // With endpoints left out for being saturated, a finished request
+            // can make work claimable again: wake on that too.
             tokio::select! {
                 _ = wake.notified() => {}
+                _ = slot_freed.notified(), if !exclude.is_empty() => {}
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
                 _ = shutdown.cancelled() => break,
             }
