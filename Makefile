@@ -6,7 +6,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: setup install build-extension webhookd test lint unit-test pg-test e2e-test demo bench bench-capture clean
+.PHONY: setup install build-extension webhookd test lint unit-test pg-test e2e-test demo bench bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
@@ -50,7 +50,11 @@ demo: install
 bench-capture: install
 	scripts/bench_capture.sh
 
-bench: bench-capture
+bench-delivery: install
+	scripts/bench_delivery.sh
+
+## Every benchmark (see BENCHMARKS.md).
+bench: bench-capture bench-delivery
 
 clean:
 	-scripts/cluster.sh stop target/test-cluster
