@@ -19,7 +19,7 @@ use crate::payload;
 use crate::{outbox, wake};
 
 /// One captured event, ready for the outbox.
-pub struct Pending {
+pub struct Event {
     pub event_type: String,
     pub body: String,
     pub ordering_key: Option<String>,
@@ -56,16 +56,28 @@ thread_local! {
     static NAMES_CALLBACK: Cell<bool> = const { Cell::new(false) };
 }
 
+/// Relcache invalidation callback.
+///
+/// # Safety
+/// Called by PostgreSQL's cache invalidation machinery only.
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_names(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     NAMES.with(|n| n.borrow_mut().clear());
 }
 
+/// Namespace syscache invalidation callback.
+///
+/// # Safety
+/// Called by PostgreSQL's cache invalidation machinery only.
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_names_schema(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
     NAMES.with(|n| n.borrow_mut().clear());
 }
 
+/// "schema.table" of `rel`, cached per backend.
+///
+/// # Safety
+/// `rel` must be an open relation, inside a transaction.
 unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
     let relid = (*rel).rd_id;
     if let Some(name) = NAMES.with(|n| n.borrow().get(&relid).cloned()) {
@@ -177,7 +189,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
 
     let key_tuple = if new.is_null() { old } else { new };
     let ordering_key = payload::key_text(key_tuple, tupdesc, &keys);
-    outbox::insert(&Pending {
+    outbox::insert(&Event {
         event_type,
         body,
         ordering_key,
@@ -195,6 +207,10 @@ pub extern "C" fn pg_finfo_webhook_capture_row() -> &'static pg_sys::Pg_finfo_re
 
 // ---- transaction hooks -----------------------------------------------------
 
+/// Transaction callback: NOTIFY an idle dispatcher at pre-commit.
+///
+/// # Safety
+/// Registered with RegisterXactCallback; called by PostgreSQL only.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     match event {

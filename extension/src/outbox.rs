@@ -11,7 +11,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
-use crate::capture::Pending;
+use crate::capture::Event;
 
 extern "C-unwind" {
     // commands/sequence.h is not among pgrx's bindings; exported since
@@ -54,6 +54,8 @@ fn schema_broken(what: &str) -> ! {
     );
 }
 
+/// # Safety
+/// Inside a transaction (catalog lookups).
 unsafe fn lookup() -> (pg_sys::Oid, pg_sys::Oid) {
     let nsp = pg_sys::get_namespace_oid(SCHEMA.as_ptr(), true);
     if nsp == pg_sys::InvalidOid {
@@ -69,6 +71,8 @@ unsafe fn lookup() -> (pg_sys::Oid, pg_sys::Oid) {
 }
 
 /// Does `rel` look like webhook.event_log, column for column?
+/// # Safety
+/// `rel` must be an open relation.
 unsafe fn is_event_log(rel: pg_sys::Relation) -> bool {
     let name = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
     let desc = (*rel).rd_att;
@@ -81,6 +85,8 @@ unsafe fn is_event_log(rel: pg_sys::Relation) -> bool {
     })
 }
 
+/// # Safety
+/// Allocates in CurrentMemoryContext: inside a backend only.
 unsafe fn text_datum(s: &str) -> pg_sys::Datum {
     pg_sys::Datum::from(pg_sys::cstring_to_text_with_len(
         s.as_ptr().cast(),
@@ -97,7 +103,7 @@ unsafe fn text_datum(s: &str) -> pg_sys::Datum {
 /// checked, as for a SECURITY DEFINER function: whoever may write a tracked
 /// table may produce its events. A failed (sub)transaction takes the row
 /// with it, as for any insert.
-pub fn insert(event: &Pending) {
+pub fn insert(event: &Event) {
     // SAFETY: inside a transaction (we are called from a trigger); the
     // relation is opened with RowExclusiveLock, held to the end of the
     // transaction; datums live in the current memory context until the

@@ -154,6 +154,8 @@ thread_local! {
     static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// # Safety
+/// Called by PostgreSQL's cache invalidation machinery only.
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_types(_arg: pg_sys::Datum, _cacheid: i32, _hash: u32) {
     // A type changed (ALTER TYPE, a dropped and recreated domain...): start
@@ -162,6 +164,9 @@ unsafe extern "C-unwind" fn forget_types(_arg: pg_sys::Datum, _cacheid: i32, _ha
     KINDS.with(|k| k.borrow_mut().clear());
 }
 
+/// # Safety
+/// Inside a transaction (catalog lookup); the FmgrInfo lives in
+/// TopMemoryContext for the life of the backend.
 unsafe fn output_fn(typid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
     let mut func = pg_sys::InvalidOid;
     let mut varlena = false;
@@ -174,6 +179,8 @@ unsafe fn output_fn(typid: pg_sys::Oid) -> *mut pg_sys::FmgrInfo {
     finfo
 }
 
+/// # Safety
+/// Inside a transaction (catalog lookups on a cache miss).
 unsafe fn kind(typid: pg_sys::Oid) -> Kind {
     if let Some(k) = KINDS.with(|k| k.borrow().get(&typid).copied()) {
         return k;
@@ -234,6 +241,8 @@ fn push_int(out: &mut String, v: i64) {
     out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
 }
 
+/// # Safety
+/// `finfo` must be the output function of `value`'s type.
 unsafe fn call_output(finfo: *mut pg_sys::FmgrInfo, value: pg_sys::Datum) -> String {
     let cstr = pg_sys::OutputFunctionCall(finfo, value);
     let s = CStr::from_ptr(cstr).to_string_lossy().into_owned();
@@ -308,6 +317,8 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
     }
 }
 
+/// # Safety
+/// `value` must be a valid datum of type `typid`.
 unsafe fn output_text(value: pg_sys::Datum, typid: pg_sys::Oid) -> String {
     let mut func = pg_sys::InvalidOid;
     let mut varlena = false;
@@ -318,6 +329,8 @@ unsafe fn output_text(value: pg_sys::Datum, typid: pg_sys::Oid) -> String {
     s
 }
 
+/// # Safety
+/// `value` must be a valid array datum whose elements are of type `elem`.
 unsafe fn push_array(out: &mut String, value: pg_sys::Datum, elem: pg_sys::Oid) {
     let arr = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *mut pg_sys::ArrayType;
     let ndim = (*arr).ndim;
@@ -353,6 +366,9 @@ unsafe fn push_array(out: &mut String, value: pg_sys::Datum, elem: pg_sys::Oid) 
 }
 
 #[allow(clippy::too_many_arguments)]
+/// # Safety
+/// `elems`/`nulls` must hold `n` entries from `deconstruct_array` of an
+/// array with dimensions `dims`.
 unsafe fn push_array_dim(
     out: &mut String,
     dims: &[usize],
@@ -382,6 +398,8 @@ unsafe fn push_array_dim(
     out.push(']');
 }
 
+/// # Safety
+/// `value` must be a valid composite (record) datum.
 unsafe fn push_composite(out: &mut String, value: pg_sys::Datum) {
     let header = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as pg_sys::HeapTupleHeader;
     let datum_fields = (*header).t_choice.t_datum;
