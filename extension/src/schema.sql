@@ -671,7 +671,7 @@ CREATE FUNCTION webhook.claim(
                  attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int,
                  rate_limit int)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE ts bigint; skip bigint[];
+DECLARE ts bigint; skip bigint[]; t_now timestamptz;
 BEGIN
   -- Say "idle" before looking, so a commit racing with an empty claim still
   -- notifies (see wake.rs); cleared again below when work was found.
@@ -679,7 +679,9 @@ BEGIN
     PERFORM webhook._set_idle(idle_hint_ms);
   END IF;
   PERFORM webhook.route();
-  ts := extract(epoch FROM clock_timestamp())::bigint;
+  -- Once, not per scanned row (clock_timestamp() is volatile).
+  t_now := clock_timestamp();
+  ts := extract(epoch FROM t_now)::bigint;
   -- Disabled and saturated endpoints are filtered on the index scan itself
   -- (an array, not a join), so the planner keeps the ordered scan of
   -- delivery_due + LIMIT even with stale statistics on this busy table.
@@ -689,7 +691,7 @@ BEGIN
     SELECT d.id, d.endpoint_id, d.next_attempt_at
       FROM webhook.delivery d
      WHERE d.status = 'pending'
-       AND d.next_attempt_at <= clock_timestamp()
+       AND d.next_attempt_at <= t_now
        AND d.endpoint_id <> ALL (skip)
        AND (d.ordering_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM webhook.delivery p
@@ -708,13 +710,13 @@ BEGIN
   ), picked AS (
     SELECT d.id
       FROM webhook.delivery d JOIN cand ON cand.id = d.id
-     WHERE d.status = 'pending' AND d.next_attempt_at <= clock_timestamp()
+     WHERE d.status = 'pending' AND d.next_attempt_at <= t_now
      ORDER BY d.next_attempt_at, d.id
      LIMIT max_deliveries
      FOR UPDATE OF d SKIP LOCKED
   ), upd AS (
     UPDATE webhook.delivery d
-       SET next_attempt_at = clock_timestamp() + lease,
+       SET next_attempt_at = t_now + lease,
            claim_token = d.claim_token + 1,
            leased_by = worker
       FROM picked WHERE d.id = picked.id
