@@ -361,3 +361,21 @@ def test_payload_follows_renames(db):
     db.execute("INSERT INTO s2.u VALUES (3)")
     tables = [json.loads(b)["data"]["table"] for (b,) in q(db, "SELECT body FROM webhook.event_log ORDER BY id")]
     assert tables == ["s1.t", "s1.u", "s2.u"]
+
+
+def test_routing_in_chunks_keeps_order_and_loses_nothing(db, dbname):
+    db.execute("CREATE TABLE t (id int PRIMARY KEY)")
+    db.execute("SELECT webhook.track('t')")
+    db.execute("SELECT webhook.create_endpoint('http://127.0.0.1:9/x')")
+    db.execute("INSERT INTO t SELECT g FROM generate_series(1, 25) g")
+    with connect(dbname) as late:
+        late.execute("BEGIN")
+        late.execute("INSERT INTO t VALUES (100)")  # commits after the window opened
+        assert q1(db, "SELECT webhook.route(10)") == 10
+        late.execute("COMMIT")
+    assert q1(db, "SELECT webhook.route(10)") == 10
+    assert q1(db, "SELECT webhook.route(10)") == 5  # the window's rest; closes it
+    assert q1(db, "SELECT webhook.route(10)") == 1  # the late commit, next window
+    assert q1(db, "SELECT webhook.route(10)") == 0
+    keys = [int(k) for (k,) in q(db, "SELECT e.ordering_key FROM webhook.delivery d JOIN webhook.event_log e ON e.id = d.event_id ORDER BY d.id")]
+    assert keys == list(range(1, 26)) + [100]

@@ -641,10 +641,11 @@ BEGIN
       FROM webhook.event_log e
      WHERE e.txid >= pg_snapshot_xmin(st.prev_snap)::text::bigint
        AND e.txid < pg_snapshot_xmax(cur)::text::bigint
+       AND e.id > st.last_id
        AND pg_visible_in_snapshot(e.txid::text::xid8, cur)
        AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev_snap)
   ), ev AS (
-    SELECT * FROM win WHERE win.id > st.last_id ORDER BY win.id LIMIT max_events
+    SELECT * FROM win ORDER BY win.id LIMIT max_events
   ), ins AS (
     INSERT INTO webhook.delivery (event_id, endpoint_id, ordering_key)
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
