@@ -12,7 +12,7 @@ REPS=${REPS:-5}
 SECS=${SECS:-8}
 CLIENTS=${CLIENTS:-8}
 SYNC=${SYNC:-off}
-PORT=${PORT:-55441}
+PORT=${PORT:-25441}
 DIR=target/bench-cluster
 PGBIN=/usr/lib/postgresql/15/bin
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres PGDATABASE=bench

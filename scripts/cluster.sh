@@ -49,7 +49,8 @@ case "$cmd" in
       } | as_owner tee -a "$dir/data/postgresql.conf" >/dev/null
     fi
     if ! as_owner "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-      as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+      # -p: the port given now wins over the one written at initdb.
+      as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null
     fi
     ;;
   stop)

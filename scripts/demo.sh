@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BASE=${DEMO_PORT_BASE:-55450}
+# Below the kernel's ephemeral port range (32768+), so an outgoing
+# connection can never be holding one of our listening ports.
+BASE=${DEMO_PORT_BASE:-25450}
 DIR=${DEMO_DIR:-target/demo-cluster}
 PACE=${DEMO_PACE:-0.6}
 WEBHOOKD=${WEBHOOKD:-target/release/webhookd}

@@ -17,7 +17,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_DIR = ROOT / "target" / "test-cluster"
-PORT = int(os.environ.get("PGWEBHOOK_TEST_PORT", "55439"))
+# Fixed ports stay below the ephemeral range (32768+): a client socket of
+# the suite itself could otherwise hold the port a server needs.
+PORT = int(os.environ.get("PGWEBHOOK_TEST_PORT", "25439"))
 WEBHOOKD = Path(os.environ.get("WEBHOOKD", ROOT / "target" / "release" / "webhookd"))
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 

@@ -14,7 +14,7 @@ LINE = re.compile(r"\[(\w+)\] ✓ +(\d+) +(\S+)")
 def test_demo_delivers_the_scenario():
     env = dict(
         os.environ,
-        DEMO_PORT_BASE="55460",
+        DEMO_PORT_BASE="25460",
         DEMO_DIR=str(ROOT / "target" / "demo-test-cluster"),
         DEMO_PACE="0",
         WEBHOOKD=str(WEBHOOKD),
