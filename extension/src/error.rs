@@ -6,44 +6,38 @@ use pgrx::PgSqlErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
-    #[error("invalid webhook secret: {0}")]
-    InvalidSecret(String),
-    #[error("invalid signature header: {0}")]
-    InvalidSignature(String),
+    /// Secret and signature errors come from the shared signing crate as is.
+    #[error(transparent)]
+    Signing(#[from] webhook_signing::SigningError),
     #[error("{0}")]
     Internal(String),
 }
 
-impl From<webhook_signing::SigningError> for WebhookError {
-    fn from(e: webhook_signing::SigningError) -> Self {
-        use webhook_signing::SigningError as S;
-        match e {
-            S::InvalidSecret(m) => WebhookError::InvalidSecret(m),
-            S::InvalidSignature(m) => WebhookError::InvalidSignature(m),
-            S::Internal(m) => WebhookError::Internal(m),
-        }
-    }
-}
-
 impl WebhookError {
     fn code(&self) -> PgSqlErrorCode {
+        use webhook_signing::SigningError as S;
         match self {
-            WebhookError::InvalidSecret(_) | WebhookError::InvalidSignature(_) => {
+            WebhookError::Signing(S::InvalidSecret(_) | S::InvalidSignature(_)) => {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
-            WebhookError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            WebhookError::Signing(S::Internal(_)) | WebhookError::Internal(_) => {
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+            }
         }
     }
 
     fn hint(&self) -> &'static str {
+        use webhook_signing::SigningError as S;
         match self {
-            WebhookError::InvalidSecret(_) => {
+            WebhookError::Signing(S::InvalidSecret(_)) => {
                 "Pass NULL to generate a secret, or a secret of the form whsec_<base64 of at least 24 bytes>."
             }
-            WebhookError::InvalidSignature(_) => {
+            WebhookError::Signing(S::InvalidSignature(_)) => {
                 "A webhook-signature header is a space-separated list of v1,<base64> entries."
             }
-            WebhookError::Internal(_) => "This is a bug in pg_webhook; please report it.",
+            WebhookError::Signing(S::Internal(_)) | WebhookError::Internal(_) => {
+                "This is a bug in pg_webhook; please report it."
+            }
         }
     }
 
