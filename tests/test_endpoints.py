@@ -227,3 +227,68 @@ def test_stale_lease_report_does_not_clobber(db):
     assert n == 0
     assert q1(db, "SELECT status FROM webhook.deliveries") == "pending"
     assert q1(db, "SELECT count(*) FROM webhook.attempts") == 1
+
+
+def ok(db, rows):
+    """Report 200 for claimed rows (delivery_id, claim_token, ...)."""
+    ids = [r["delivery_id"] for r in rows]
+    tokens = [r["claim_token"] for r in rows]
+    n = len(rows)
+    db.execute(
+        "SELECT webhook.record(%s::bigint[], %s::int[], %s::int[], %s::text[], %s::float8[], %s::text[], %s::timestamptz[])",
+        (ids, tokens, [200] * n, [None] * n, [1.0] * n, [None] * n, [None] * n),
+    )
+
+
+def test_claim_routes_and_leases_new_events_in_one_step(db):
+    db.execute("SELECT webhook.create_endpoint('https://example.com/x')")
+    db.execute("SELECT webhook.emit('a.b', jsonb_build_object('n', g)) FROM generate_series(1, 5) g")
+    rows = claim(db, 3)
+    assert [r["attempt"] for r in rows] == [1, 1, 1]
+    assert [r["claim_token"] for r in rows] == [1, 1, 1]
+    # In event order; only as many events are routed as were asked for,
+    # each delivery created leased (never re-found through the due index).
+    assert [json.loads(r["body"])["data"]["n"] for r in rows] == [1, 2, 3]
+    assert q(db, "SELECT status, next_attempt_at > now(), claim_token FROM webhook.delivery ORDER BY id") == [
+        ("pending", True, 1)] * 3
+    rest = claim(db, 10)
+    assert [json.loads(r["body"])["data"]["n"] for r in rest] == [4, 5]
+    assert claim(db, 10) == []
+
+
+def test_claim_respects_max_in_flight_and_excluded_endpoints_for_new_events(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', max_in_flight => 2)")
+    b = q1(db, "SELECT webhook.create_endpoint('https://b.example.com/x')")
+    db.execute("SELECT webhook.emit('a.b', jsonb_build_object('n', g)) FROM generate_series(1, 4) g")
+    rows = q(db, "SELECT endpoint_id, event_id FROM webhook.claim(100, exclude_endpoints => %s::bigint[])", [b])
+    # a: capped at its max_in_flight; b: excluded (saturated in the caller).
+    assert [r[0] for r in rows] == [a, a]
+    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE status = 'pending'") == 8
+    rows = q(db, "SELECT endpoint_id, event_id FROM webhook.claim(100)")
+    assert sorted(r[0] for r in rows) == [a, a, b, b, b, b]
+    assert claim(db, 100) == []
+
+
+def test_claim_of_new_events_keeps_one_in_flight_per_ordering_key(db):
+    db.execute("CREATE TABLE acct (id int PRIMARY KEY, balance int)")
+    db.execute("SELECT webhook.track('acct')")
+    db.execute("SELECT webhook.create_endpoint('https://example.com/x', ordered => true)")
+    with db.transaction():
+        db.execute("INSERT INTO acct VALUES (1, 0), (2, 0)")
+        db.execute("UPDATE acct SET balance = 10 WHERE id = 1")
+        db.execute("UPDATE acct SET balance = 20 WHERE id = 1")
+    seen = []
+    for _ in range(5):
+        rows = claim(db, 100)
+        keys = [json.loads(r["body"])["data"]["new"]["id"] for r in rows]
+        assert len(keys) == len(set(keys)), "two deliveries of one key in flight"
+        seen += [(json.loads(r["body"])["type"], json.loads(r["body"])["data"]["new"]) for r in rows]
+        # While a key's delivery is in flight, its next one waits.
+        assert claim(db, 100) == []
+        ok(db, rows)
+    assert [s for s in seen if s[1]["id"] == 1] == [
+        ("acct.insert", {"id": 1, "balance": 0}),
+        ("acct.update", {"id": 1, "balance": 10}),
+        ("acct.update", {"id": 1, "balance": 20}),
+    ]
+    assert [s for s in seen if s[1]["id"] == 2] == [("acct.insert", {"id": 2, "balance": 0})]

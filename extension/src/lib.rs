@@ -13,6 +13,7 @@ mod error;
 mod guc;
 mod outbox;
 mod payload;
+mod route;
 mod wake;
 
 use error::WebhookError;
@@ -33,6 +34,22 @@ pub extern "C-unwind" fn _PG_init() {
 fn sign(secret: &str, msg_id: &str, ts: i64, body: &str) -> String {
     sign::sign(secret, msg_id, ts, body.as_bytes())
         .unwrap_or_else(|e| WebhookError::from(e).raise())
+}
+
+/// The `webhook-signature` header: one `v1,` signature per secret, space
+/// separated (several while a rotated-out secret is still signing).
+#[pg_extern(immutable, strict, parallel_safe, name = "_sign_all")]
+fn sign_all(secrets: Array<'_, &str>, msg_id: &str, ts: i64, body: &str) -> String {
+    let mut header = String::new();
+    for secret in secrets.iter().flatten() {
+        let sig = sign::sign(secret, msg_id, ts, body.as_bytes())
+            .unwrap_or_else(|e| WebhookError::from(e).raise());
+        if !header.is_empty() {
+            header.push(' ');
+        }
+        header.push_str(&sig);
+    }
+    header
 }
 
 /// Does any `v1,` entry of `signature` (a whole header is accepted) match?

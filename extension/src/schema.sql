@@ -36,12 +36,14 @@ SELECT id, event_type, body::jsonb AS payload, body, ordering_key, created_at, t
   FROM webhook.event_log;
 
 -- Routing progress: events of transactions visible in cur_snap but not in
--- prev_snap form the current window; last_id is how far into it we are.
+-- prev_snap form the current window; their ids lie in (last_id, hi_id], and
+-- last_id is how far into it we are.
 CREATE TABLE webhook.router (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     prev_snap pg_snapshot NOT NULL,
     cur_snap  pg_snapshot,
-    last_id   bigint NOT NULL DEFAULT 0
+    last_id   bigint NOT NULL DEFAULT 0,
+    hi_id     bigint NOT NULL DEFAULT 0
 );
 -- Nothing before this transaction (which creates the outbox) can have events.
 INSERT INTO webhook.router (prev_snap)
@@ -166,13 +168,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
   SELECT t IS NOT NULL AND length(t) <= 200 AND t ~ '^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$'
 $$;
 
-CREATE FUNCTION webhook._matches(patterns text[], event_type text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT EXISTS (
-    SELECT 1 FROM unnest(patterns) AS p
-     WHERE p = '*' OR p = event_type
-        OR (right(p, 2) = '.*' AND left(event_type, length(p) - 1) = left(p, -1)))
-$$;
+-- webhook._matches(patterns, event_type) is in Rust (route.rs): it runs once
+-- per (event, endpoint) pair when routing.
 
 CREATE FUNCTION webhook._check_patterns(patterns text[]) RETURNS text[]
 LANGUAGE plpgsql IMMUTABLE AS $$
@@ -613,88 +610,176 @@ $$;
 -- Fan out committed events into deliveries, in commit order. Events are taken
 -- by transaction visibility between two snapshots (never by an id cursor,
 -- which would skip a transaction that commits after a higher id).
-CREATE FUNCTION webhook.route(max_events int DEFAULT 10000) RETURNS int
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE st webhook.router; cur pg_snapshot; n int; last bigint;
+--
+-- With lease_max > 0 (called by claim()), up to lease_max of the new
+-- deliveries are created already leased to `worker` until lease_until and
+-- their ids returned: a fresh delivery is then written once here and once by
+-- record(), never re-found through the due index and updated in between.
+-- Only deliveries that could be claimed right now are leased: endpoint not in
+-- `skip`, within the endpoint's max_in_flight, and for an ordered endpoint
+-- the first pending delivery of its ordering key. The rest are created due
+-- now and claimed through the due index.
+-- The id range of a routing window: read once per window through the txid
+-- index (never a sequential scan, whatever the statistics say: the outbox
+-- grows far faster than ANALYZE runs).
+CREATE FUNCTION webhook._window_bounds(prev pg_snapshot, cur pg_snapshot, OUT lo bigint, OUT hi bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp SET enable_seqscan = off AS $$
 BEGIN
-  IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
-    RAISE EXCEPTION 'webhook.route() must run before its transaction writes anything'
-      USING ERRCODE = 'active_sql_transaction',
-            HINT = 'Call it (or webhook.claim()) as the first statement of a transaction.';
-  END IF;
-  IF current_setting('transaction_isolation') <> 'read committed' THEN
-    RAISE EXCEPTION 'webhook.route() needs READ COMMITTED isolation'
-      USING ERRCODE = 'active_sql_transaction';
-  END IF;
-  -- One router at a time; others simply skip (several webhookd may run).
-  IF NOT pg_try_advisory_xact_lock(7347627150212) THEN
-    RETURN 0;
-  END IF;
-  -- A new statement, so its snapshot is taken after the lock.
-  SELECT * INTO st FROM webhook.router;
-  cur := coalesce(st.cur_snap, pg_current_snapshot());
-  -- The window is found through the txid index (MATERIALIZED keeps the
-  -- planner from walking the id index from last_id, which is 0 at the start
-  -- of every window, through the whole table); only then ordered by id.
-  WITH win AS MATERIALIZED (
-    SELECT e.id, e.event_type, e.ordering_key, e.endpoint_id
+  -- OFFSET 0: no min/max rewrite into walks of the primary key from both
+  -- ends (each would cross every event outside the window).
+  SELECT min(w.id), max(w.id) INTO lo, hi FROM (
+    SELECT e.id
       FROM webhook.event_log e
-     WHERE e.txid >= pg_snapshot_xmin(st.prev_snap)::text::bigint
+     WHERE e.txid >= pg_snapshot_xmin(prev)::text::bigint
        AND e.txid < pg_snapshot_xmax(cur)::text::bigint
-       AND e.id > st.last_id
        AND pg_visible_in_snapshot(e.txid::text::xid8, cur)
-       AND NOT pg_visible_in_snapshot(e.txid::text::xid8, st.prev_snap)
-  ), ev AS (
-    SELECT * FROM win ORDER BY win.id LIMIT max_events
-  ), ins AS (
-    INSERT INTO webhook.delivery (event_id, endpoint_id, ordering_key)
-    SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
+       AND NOT pg_visible_in_snapshot(e.txid::text::xid8, prev)
+    OFFSET 0) w;
+END
+$$;
+
+-- The next chunk of a window, in id order: a walk of the primary key from
+-- `after`, so each chunk costs its own size (a bitmap scan + sort, the plan
+-- stale statistics invite, would re-read the whole rest of the window).
+CREATE FUNCTION webhook._window_chunk(prev pg_snapshot, cur pg_snapshot, after bigint, hi bigint, n int)
+RETURNS TABLE (id bigint, event_type text, ordering_key text, endpoint_id bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off AS $$
+BEGIN
+  RETURN QUERY
+  SELECT e.id, e.event_type, e.ordering_key, e.endpoint_id
+    FROM webhook.event_log e
+   WHERE e.id > after AND e.id <= hi
+     AND e.txid >= pg_snapshot_xmin(prev)::text::bigint
+     AND e.txid < pg_snapshot_xmax(cur)::text::bigint
+     AND pg_visible_in_snapshot(e.txid::text::xid8, cur)
+     AND NOT pg_visible_in_snapshot(e.txid::text::xid8, prev)
+   ORDER BY e.id
+   LIMIT n;
+END
+$$;
+
+CREATE FUNCTION webhook._route(max_events int, cur pg_snapshot, lease_until timestamptz, lease_max int,
+                               skip bigint[], worker text, OUT routed int, OUT leased bigint[])
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE st webhook.router; last bigint; hi bigint;
+BEGIN
+  -- The caller holds the router lock and took `cur` after taking it and
+  -- before its transaction had an xid (see _route_begin()).
+  leased := '{}';
+  routed := 0;
+  SELECT * INTO st FROM webhook.router;
+  IF st.cur_snap IS NOT NULL THEN
+    cur := st.cur_snap;
+    last := st.last_id;
+    hi := st.hi_id;
+  ELSE
+    SELECT b.lo - 1, b.hi INTO last, hi FROM webhook._window_bounds(st.prev_snap, cur) AS b;
+    IF hi IS NULL THEN
+      UPDATE webhook.router SET prev_snap = cur;
+      RETURN;
+    END IF;
+  END IF;
+  WITH ev AS (
+    SELECT * FROM webhook._window_chunk(st.prev_snap, cur, last, hi, max_events)
+  ), pair AS (
+    SELECT ev.id AS event_id, ep.id AS endpoint_id, ep.max_in_flight,
+           CASE WHEN ep.ordered THEN ev.ordering_key END AS ordering_key,
+           lease_max > 0 AND ep.id <> ALL (skip) AS free
       FROM ev
       JOIN webhook.endpoint ep
         ON ep.enabled AND CASE WHEN ev.endpoint_id IS NULL
                                THEN webhook._matches(ep.event_types, ev.event_type)
                                ELSE ep.id = ev.endpoint_id END
-     ORDER BY ev.id, ep.id
+  ), ready AS (
+    -- An ordered key waits for the key's earlier pending delivery.
+    SELECT pair.*, pair.free AND (pair.ordering_key IS NULL OR (
+             row_number() OVER (PARTITION BY pair.endpoint_id, pair.ordering_key ORDER BY pair.event_id) = 1
+             AND NOT EXISTS (SELECT 1 FROM webhook.delivery p
+                              WHERE p.endpoint_id = pair.endpoint_id AND p.ordering_key = pair.ordering_key
+                                AND p.status = 'pending' AND p.ordering_key IS NOT NULL))) AS ok
+      FROM pair
+  ), capped AS (
+    SELECT ready.*, ready.ok AND row_number() OVER (PARTITION BY ready.endpoint_id, ready.ok ORDER BY ready.event_id)
+                                 <= ready.max_in_flight AS ok2
+      FROM ready
+  ), ranked AS (
+    SELECT capped.*, capped.ok2 AND row_number() OVER (PARTITION BY capped.ok2 ORDER BY capped.event_id, capped.endpoint_id)
+                                    <= lease_max AS lease
+      FROM capped
+  ), ins AS (
+    INSERT INTO webhook.delivery (event_id, endpoint_id, ordering_key, next_attempt_at, claim_token, leased_by)
+    SELECT r.event_id, r.endpoint_id, r.ordering_key,
+           CASE WHEN r.lease THEN lease_until ELSE now() END,
+           CASE WHEN r.lease THEN 1 ELSE 0 END,
+           CASE WHEN r.lease THEN worker END
+      FROM ranked r
+     ORDER BY r.event_id, r.endpoint_id
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
+    RETURNING webhook.delivery.id, webhook.delivery.claim_token
   )
-  SELECT count(*), max(ev.id) INTO n, last FROM ev;
-  IF n < max_events THEN
-    UPDATE webhook.router SET prev_snap = cur, cur_snap = NULL, last_id = 0;
+  SELECT count(*), max(ev.id),
+         coalesce((SELECT array_agg(ins.id ORDER BY ins.id) FROM ins WHERE ins.claim_token = 1), '{}')
+    INTO routed, last, leased FROM ev;
+  routed := coalesce(routed, 0);
+  IF routed < max_events OR last >= hi THEN
+    UPDATE webhook.router SET prev_snap = cur, cur_snap = NULL, last_id = 0, hi_id = 0;
   ELSE
-    UPDATE webhook.router SET cur_snap = cur, last_id = last;
+    UPDATE webhook.router SET cur_snap = cur, last_id = last, hi_id = hi;
   END IF;
-  RETURN n;
 END
 $$;
 
--- Claim due deliveries: lease them and return everything needed to send
--- them, signed, so the dispatcher never reads a secret.
-CREATE FUNCTION webhook.claim(
-    max_deliveries    int DEFAULT 100,
-    lease             interval DEFAULT '60 seconds',
-    worker            text DEFAULT NULL,
-    exclude_endpoints bigint[] DEFAULT '{}',
-    idle_hint_ms      int DEFAULT 0
-) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
-                 attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int,
-                 rate_limit int)
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE ts bigint; skip bigint[]; t_now timestamptz;
+-- Whether this transaction may route now: one router at a time (others
+-- simply skip; several webhookd may run), and the routing snapshot must be
+-- taken before the transaction has an xid, or its own later events would
+-- fall into a window already closed.
+CREATE FUNCTION webhook._route_begin() RETURNS pg_snapshot
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  -- Say "idle" before looking, so a commit racing with an empty claim still
-  -- notifies (see wake.rs); cleared again below when work was found.
-  IF idle_hint_ms > 0 THEN
-    PERFORM webhook._set_idle(idle_hint_ms);
+  IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+    RAISE EXCEPTION 'webhook.route() and webhook.claim() must run before their transaction writes anything'
+      USING ERRCODE = 'active_sql_transaction',
+            HINT = 'Call it as the first statement of a transaction (or in autocommit mode).';
   END IF;
-  PERFORM webhook.route();
-  -- Once, not per scanned row (clock_timestamp() is volatile).
-  t_now := clock_timestamp();
-  ts := extract(epoch FROM t_now)::bigint;
-  -- Disabled and saturated endpoints are filtered on the index scan itself
-  -- (an array, not a join), so the planner keeps the ordered scan of
-  -- delivery_due + LIMIT even with stale statistics on this busy table.
-  skip := coalesce(exclude_endpoints, '{}') || ARRAY(SELECT e.id FROM webhook.endpoint e WHERE NOT e.enabled);
-  RETURN QUERY
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    RAISE EXCEPTION 'webhook.route() and webhook.claim() need READ COMMITTED isolation'
+      USING ERRCODE = 'active_sql_transaction';
+  END IF;
+  IF NOT pg_try_advisory_xact_lock(7347627150212) THEN
+    RETURN NULL;
+  END IF;
+  -- pg_current_snapshot() is volatile: evaluated now, after the lock.
+  RETURN pg_current_snapshot();
+END
+$$;
+
+CREATE FUNCTION webhook.route(max_events int DEFAULT 10000) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Queue statements are short: compiling them (the planner's cost estimates
+-- on these tables are often far off) or re-planning them per call would
+-- cost more than running them.
+SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+DECLARE snap pg_snapshot := webhook._route_begin();
+BEGIN
+  IF snap IS NULL THEN
+    RETURN 0;
+  END IF;
+  RETURN (webhook._route(max_events, snap, NULL, 0, '{}', NULL)).routed;
+END
+$$;
+
+-- Due deliveries (retries, expired leases, deliveries routed while their
+-- endpoint was busy), oldest first, locked. The planner settings pin the
+-- ordered scan of delivery_due: on this busy table the statistics are often
+-- stale (an empty table at the last ANALYZE, 50,000 due rows now), and the
+-- bitmap scan + sort it then picks read every due row on each claim (30 ms
+-- for a claim of 64 out of a 50,000-row backlog, see BENCHMARKS.md).
+CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, skip bigint[]) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+DECLARE ids bigint[];
+BEGIN
   WITH due AS (
     SELECT d.id, d.endpoint_id, d.next_attempt_at
       FROM webhook.delivery d
@@ -722,28 +807,83 @@ BEGIN
      ORDER BY d.next_attempt_at, d.id
      LIMIT max_deliveries
      FOR UPDATE OF d SKIP LOCKED
-  ), upd AS (
-    UPDATE webhook.delivery d
-       SET next_attempt_at = t_now + lease,
-           claim_token = d.claim_token + 1,
-           leased_by = worker
-      FROM picked WHERE d.id = picked.id
-    RETURNING d.id, d.claim_token, d.event_id, d.endpoint_id, d.attempts
   )
-  SELECT upd.id, upd.claim_token, upd.event_id, upd.endpoint_id, upd.attempts + 1, ep.url,
+  SELECT coalesce(array_agg(picked.id), '{}') INTO ids FROM picked;
+  RETURN ids;
+END
+$$;
+
+-- Claim due deliveries: lease them and return everything needed to send
+-- them, signed, so the dispatcher never reads a secret. Due deliveries come
+-- first (they are older), then newly committed events, routed and leased in
+-- one step.
+CREATE FUNCTION webhook.claim(
+    max_deliveries    int DEFAULT 100,
+    lease             interval DEFAULT '60 seconds',
+    worker            text DEFAULT NULL,
+    exclude_endpoints bigint[] DEFAULT '{}',
+    idle_hint_ms      int DEFAULT 0
+) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
+                 attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int,
+                 rate_limit int)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Queue statements are short: compiling them (the planner's cost estimates
+-- on these tables are often far off) or re-planning them per call would
+-- cost more than running them. Every join here is a handful of rows looked
+-- up by key; stale statistics must not turn one into a merge join walking
+-- the outbox, or a key lookup into a sequential scan.
+SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE ts bigint; skip bigint[]; t_now timestamptz; due bigint[]; fresh bigint[]; room int; snap pg_snapshot;
+-- due: everything leased by this call (due, then fresh)
+BEGIN
+  -- Say "idle" before looking, so a commit racing with an empty claim still
+  -- notifies (see wake.rs); cleared again below when work was found.
+  IF idle_hint_ms > 0 THEN
+    PERFORM webhook._set_idle(idle_hint_ms);
+  END IF;
+  snap := webhook._route_begin();
+  -- Once, not per scanned row (clock_timestamp() is volatile).
+  t_now := clock_timestamp();
+  ts := extract(epoch FROM t_now)::bigint;
+  -- Disabled and saturated endpoints are filtered on the index scan itself
+  -- (an array, not a join).
+  skip := coalesce(exclude_endpoints, '{}') || ARRAY(SELECT e.id FROM webhook.endpoint e WHERE NOT e.enabled);
+  due := webhook._due(max_deliveries, t_now, skip);
+  IF cardinality(due) > 0 THEN
+    UPDATE webhook.delivery d
+       SET next_attempt_at = t_now + lease, claim_token = d.claim_token + 1, leased_by = worker
+     WHERE d.id = ANY (due);
+  END IF;
+  room := max_deliveries - cardinality(due);
+  fresh := '{}';
+  IF room > 0 AND snap IS NOT NULL THEN
+    SELECT r.leased INTO fresh FROM webhook._route(room, snap, t_now + lease, room, skip, worker) AS r;
+    due := due || fresh;
+  END IF;
+  RETURN QUERY
+  WITH sec AS (
+    -- Each endpoint's signing secrets once per claim, newest first.
+    SELECT s.endpoint_id, array_agg(s.secret ORDER BY s.id DESC) AS secrets
+      FROM webhook.endpoint_secret s
+     WHERE s.endpoint_id IN (SELECT x.endpoint_id FROM webhook.delivery x WHERE x.id = ANY (due))
+       AND (s.expires_at IS NULL OR s.expires_at > now())
+     GROUP BY s.endpoint_id
+  )
+  SELECT d.id, d.claim_token, d.event_id, d.endpoint_id, d.attempts + 1, ep.url,
          ep.headers || jsonb_build_object(
            'content-type', 'application/json',
            'user-agent', 'pg_webhook/' || webhook._version(),
-           'webhook-id', upd.event_id::text,
+           'webhook-id', d.event_id::text,
            'webhook-timestamp', ts::text,
-           'webhook-signature', (SELECT string_agg(webhook.sign(s.secret, upd.event_id::text, ts, ev.body), ' ' ORDER BY s.id DESC)
-                                   FROM webhook.endpoint_secret s
-                                  WHERE s.endpoint_id = ep.id AND (s.expires_at IS NULL OR s.expires_at > now()))),
+           'webhook-signature', webhook._sign_all(sec.secrets, d.event_id::text, ts, ev.body)),
          ev.body, ep.timeout_ms, ep.max_in_flight, ep.rate_limit
-    FROM upd
-    JOIN webhook.endpoint ep ON ep.id = upd.endpoint_id
-    JOIN webhook.event_log ev ON ev.id = upd.event_id
-   ORDER BY upd.id;
+    FROM webhook.delivery d
+    JOIN webhook.endpoint ep ON ep.id = d.endpoint_id
+    JOIN webhook.event_log ev ON ev.id = d.event_id
+    LEFT JOIN sec ON sec.endpoint_id = d.endpoint_id
+   WHERE d.id = ANY (due)
+   ORDER BY d.id;
   IF FOUND AND idle_hint_ms > 0 THEN
     PERFORM webhook._set_idle(0);
   END IF;
@@ -762,7 +902,11 @@ CREATE FUNCTION webhook.record(
     retry_at          timestamptz[],
     worker            text DEFAULT NULL
 ) RETURNS int
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Queue statements are short: compiling them (the planner's cost estimates
+-- on these tables are often far off) or re-planning them per call would
+-- cost more than running them.
+SET jit = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE n int;
 BEGIN
   WITH o AS (
@@ -892,6 +1036,9 @@ $$;
 -- ---------------------------------------------------------------------------
 
 REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int),
+  webhook._route(int, pg_snapshot, timestamptz, int, bigint[], text), webhook._route_begin(),
+  webhook._window_bounds(pg_snapshot, pg_snapshot), webhook._window_chunk(pg_snapshot, pg_snapshot, bigint, bigint, int),
+  webhook._due(int, timestamptz, bigint[]),
   webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
   webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint)
   FROM PUBLIC;
