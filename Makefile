@@ -1,12 +1,13 @@
 # pg_webhook — the two commands: `make demo` and `make test`.
 SHELL := /bin/bash
 PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
+QUICK ?= 0
 PGRX_TEST_DATA := $(CURDIR)/target/pgrx-test-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: setup install build-extension webhookd test lint unit-test pg-test e2e-test demo bench bench-capture bench-delivery clean
+.PHONY: setup install build-extension webhookd test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
@@ -47,14 +48,19 @@ test: setup lint unit-test pg-test e2e-test
 demo: install
 	scripts/demo.sh
 
-bench-capture: install
-	scripts/bench_capture.sh
+bench-setup: install
+	@scripts/setup.sh bench
 
-bench-delivery: install
-	scripts/bench_delivery.sh
+## Every benchmark (see BENCHMARKS.md); QUICK=1 runs each briefly (< 5 min)
+## and leaves BENCHMARKS.md alone.
+bench: bench-setup
+	QUICK=$(QUICK) scripts/bench.sh
 
-## Every benchmark (see BENCHMARKS.md).
-bench: bench-capture bench-delivery
+bench-capture: bench-setup
+	QUICK=$(QUICK) ONLY=B1 scripts/bench.sh
+
+bench-delivery: bench-setup
+	QUICK=$(QUICK) ONLY="B3 B5 B6" scripts/bench.sh
 
 clean:
 	-scripts/cluster.sh stop target/test-cluster

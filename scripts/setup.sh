@@ -40,3 +40,17 @@ if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import psycopg, standardw
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r tests/requirements.txt
 fi
+
+# `scripts/setup.sh bench`: what only `make bench` needs — PgQ (a peer in
+# B1) and matplotlib for the plots.
+if [ "${1:-}" = bench ]; then
+  if ! dpkg -s postgresql-15-pgq3 >/dev/null 2>&1; then
+    echo "setup: installing postgresql-15-pgq3"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql-15-pgq3 >/dev/null
+  fi
+  if ! .venv/bin/python -c "import matplotlib" 2>/dev/null; then
+    echo "setup: installing matplotlib for the benchmark plots"
+    .venv/bin/pip install -q -r bench/requirements.txt
+  fi
+fi

@@ -295,7 +295,7 @@ def notifications(conn, timeout=0.5):
     return got
 
 
-def test_notify_once_per_transaction_and_only_when_dispatcher_idle(shop, dbname):
+def test_notify_once_per_idle_period_and_only_when_dispatcher_idle(shop, dbname):
     db = shop
     with connect(dbname) as listener:
         listener.execute("LISTEN webhook")
@@ -310,7 +310,12 @@ def test_notify_once_per_transaction_and_only_when_dispatcher_idle(shop, dbname)
             db.execute("SELECT webhook.emit('x.y', '{}')")
         got = notifications(listener)
         assert len(got) == 1 and got[0].channel == "webhook" and got[0].payload == ""
-        # A transaction without events does not notify.
+        # That commit took the flag down: the next ones do not notify until
+        # the dispatcher (woken by the first) says it is idle again.
+        db.execute("INSERT INTO orders (customer) VALUES ('b')")
+        assert notifications(listener) == []
+        db.execute("SELECT webhook._set_idle(60000)")
+        # A transaction without events does not notify (nor take the flag).
         db.execute("SELECT 1")
         assert notifications(listener) == []
         # Poll-only operation.
@@ -318,6 +323,9 @@ def test_notify_once_per_transaction_and_only_when_dispatcher_idle(shop, dbname)
         db.execute("INSERT INTO orders (customer) VALUES ('quiet')")
         assert notifications(listener) == []
         db.execute("RESET webhook.notify")
+        # The flag is still up for the next commit.
+        db.execute("INSERT INTO orders (customer) VALUES ('c')")
+        assert len(notifications(listener)) == 1
         db.execute("SELECT webhook._set_idle(0)")
 
 

@@ -1,27 +1,29 @@
-//! pgwh-bench: end-to-end measurements of pg_webhook against a running
-//! PostgreSQL and `webhookd` (started by `scripts/bench_delivery.sh`).
+//! pgwh-bench: the end-to-end side of `make bench` (scripts/bench.sh).
 //!
-//! It runs a verifying receiver in-process, so the commit time of each order
-//! (taken when its INSERT's COMMIT returns) and its receipt time come from one
-//! clock.
+//! - `setup`: the `bench_orders` table tracked by pg_webhook, endpoints.
+//! - `setup-baseline` / `baseline`: the Hasura-style comparison (baseline.rs).
+//! - `step`: open-loop producer at a fixed rate for a while, with a
+//!   receiver in the same process, so the commit time of each order (when
+//!   its COMMIT returned) and its receipt time share one clock.
+//! - `drain`: receive until N orders arrived; the delivery rate.
+//! - `receive`: receive (and verify) until killed.
 //!
-//! - `latency`: open-loop producer at a fixed rate; commit → receipt p50/p99/p999.
-//! - `drain`: N events committed while no dispatcher runs; then the time until
-//!   all N arrived once the dispatcher starts (delivery capacity).
+//! Every measurement is printed and appended as one JSON line to `--json`.
+
+mod baseline;
+mod receiver;
+mod stats;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio_postgres::NoTls;
+
+use receiver::{Behaviour, Seen};
 
 #[derive(Parser)]
 #[command(about = "End-to-end benchmarks for pg_webhook")]
@@ -32,121 +34,118 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Open-loop load at --rate for --duration; report commit → receipt latency.
-    Latency {
-        #[arg(long)]
-        database_url: String,
-        #[arg(long)]
-        port: u16,
-        #[arg(long)]
-        rate: u64,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
-        duration: Duration,
-        #[arg(long, default_value_t = 8)]
-        connections: usize,
-    },
-    /// Receive until --count events arrived; report the delivery rate.
-    Drain {
-        #[arg(long)]
-        port: u16,
-        #[arg(long)]
-        count: u64,
-        #[arg(long)]
-        secret: String,
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "300s")]
-        timeout: Duration,
-    },
-    /// Set up the schema and the endpoint; print the endpoint's secret.
+    /// Create bench_orders, track it, create one endpoint per --url (all
+    /// with the same secret); print the secret.
     Setup {
         #[arg(long)]
         database_url: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        url: Vec<String>,
+        #[arg(long, default_value_t = 64)]
+        max_in_flight: i32,
+    },
+    /// Create bench_orders with the Hasura-style capture trigger.
+    SetupBaseline {
+        #[arg(long)]
+        database_url: String,
+    },
+    /// Run the Hasura-style dispatcher until killed.
+    Baseline {
+        #[arg(long)]
+        database_url: String,
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 100)]
+        batch: i64,
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+        fetch_interval: Duration,
+        #[arg(long, default_value_t = 100)]
+        pool: usize,
+    },
+    /// Open-loop load at --rate events/s for --duration; commit → receipt latency.
+    Step(StepArgs),
+    /// Receive until --count orders arrived; report the delivery rate.
+    Drain(DrainArgs),
+    /// Receive (and verify, with --secret) until killed.
+    Receive {
         #[arg(long)]
         port: u16,
+        #[arg(long)]
+        secret: Option<String>,
     },
 }
 
-/// What the receiver saw: order id → receipt instant, and failures.
-#[derive(Default)]
-struct Seen {
-    at: HashMap<i64, Instant>,
-    received: u64,
-    bad: u64,
+#[derive(clap::Args)]
+struct StepArgs {
+    #[arg(long)]
+    database_url: String,
+    #[arg(long)]
+    port: u16,
+    /// Events (rows) per second offered.
+    #[arg(long)]
+    rate: u64,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    duration: Duration,
+    /// Rows per INSERT transaction.
+    #[arg(long, default_value_t = 1)]
+    rows_per_tx: u64,
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Verify signatures with this secret (none: the unsigned baseline).
+    #[arg(long)]
+    secret: Option<String>,
+    /// Latency is measured for requests to this path.
+    #[arg(long, default_value = "/hook")]
+    path: String,
+    /// PATH=SHARE: answer 500 to that share of requests to PATH.
+    #[arg(long, value_parser = parse_fail)]
+    fail: Vec<(String, f64)>,
+    /// PORT=DURATION: a second receiver port that only starts listening
+    /// after DURATION (an endpoint that is down at first).
+    #[arg(long, value_parser = parse_down)]
+    down: Option<(u16, Duration)>,
+    /// How long to wait for stragglers after the last commit.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    settle: Duration,
+    /// KEY=VALUE added to the JSON record (repeatable).
+    #[arg(long, value_parser = parse_tag)]
+    tag: Vec<(String, String)>,
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
-async fn receiver(port: u16, secret: String, seen: Arc<Mutex<Seen>>) -> anyhow::Result<SocketAddr> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
-    let addr = listener.local_addr()?;
-    let secret = Arc::new(secret);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let (seen, secret) = (seen.clone(), secret.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (seen, secret) = (seen.clone(), secret.clone());
-                    async move {
-                        let status = handle(req, &secret, &seen).await;
-                        let mut r = Response::new(Full::new(bytes::Bytes::new()));
-                        *r.status_mut() = hyper::StatusCode::from_u16(status)
-                            .unwrap_or(hyper::StatusCode::BAD_REQUEST);
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(addr)
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((k.to_string(), v.to_string()))
 }
 
-async fn handle(req: Request<Incoming>, secret: &str, seen: &Mutex<Seen>) -> u16 {
-    let now = Instant::now();
-    let h = req.headers().clone();
-    let Ok(body) = req.into_body().collect().await.map(|b| b.to_bytes()) else {
-        return 400;
-    };
-    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let ts: i64 = get("webhook-timestamp").parse().unwrap_or(0);
-    let ok = webhook_signing::verify(
-        secret,
-        get("webhook-id"),
-        ts,
-        &body,
-        get("webhook-signature"),
-    )
-    .unwrap_or(false);
-    let id = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.pointer("/data/new/id").and_then(|i| i.as_i64()));
-    let Ok(mut s) = seen.lock() else { return 500 };
-    s.received += 1;
-    match (ok, id) {
-        (true, Some(id)) => {
-            s.at.entry(id).or_insert(now);
-            204
-        }
-        _ => {
-            s.bad += 1;
-            401
+/// Tags as JSON values (numbers stay numbers).
+fn tagged(mut record: serde_json::Value, tags: &[(String, String)]) -> serde_json::Value {
+    if let Some(r) = record.as_object_mut() {
+        for (k, v) in tags {
+            let value = v
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|| serde_json::Value::String(v.clone()));
+            r.insert(k.clone(), value);
         }
     }
+    record
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
+fn parse_fail(s: &str) -> Result<(String, f64), String> {
+    let (p, f) = s.split_once('=').ok_or("expected PATH=SHARE")?;
+    Ok((p.to_string(), f.parse().map_err(|e| format!("{e}"))?))
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+fn parse_down(s: &str) -> Result<(u16, Duration), String> {
+    let (p, d) = s.split_once('=').ok_or("expected PORT=DURATION")?;
+    Ok((
+        p.parse().map_err(|e| format!("{e}"))?,
+        humantime::parse_duration(d).map_err(|e| format!("{e}"))?,
+    ))
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
@@ -157,70 +156,82 @@ async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-async fn setup(url: &str, port: u16) -> anyhow::Result<String> {
-    let c = connect(url).await?;
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS bench_orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, \
-           status text NOT NULL DEFAULT 'new', total numeric(12,2) NOT NULL, currency text NOT NULL DEFAULT 'EUR', \
-           items int NOT NULL, note text, placed_at timestamptz NOT NULL DEFAULT now()); \
-         SELECT webhook.track('bench_orders', '{insert}');",
-    )
-    .await?;
-    let url = format!("http://127.0.0.1:{port}/hook");
-    let row = c
-        .query_one(
-            "SELECT webhook.endpoint_secret(webhook.create_endpoint($1, '{bench_orders.insert}', max_in_flight => 64))",
-            &[&url],
-        )
-        .await?;
-    Ok(row.get(0))
-}
+const ORDERS: &str = "CREATE TABLE IF NOT EXISTS bench_orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL, \
+   status text NOT NULL DEFAULT 'new', total numeric(12,2) NOT NULL, currency text NOT NULL DEFAULT 'EUR', \
+   items int NOT NULL, note text, placed_at timestamptz NOT NULL DEFAULT now())";
 
-async fn latency(
-    url: &str,
-    port: u16,
-    rate: u64,
-    duration: Duration,
-    connections: usize,
-) -> anyhow::Result<()> {
-    let secret: String = connect(url)
-        .await?
-        .query_one(
-            "SELECT webhook.endpoint_secret(max(id)) FROM webhook.endpoint",
-            &[],
-        )
+async fn setup(url: &str, urls: &[String], max_in_flight: i32) -> anyhow::Result<String> {
+    let c = connect(url).await?;
+    c.batch_execute(ORDERS).await?;
+    c.batch_execute("SELECT webhook.track('bench_orders', '{insert}')")
+        .await?;
+    let secret: String = c
+        .query_one("SELECT webhook._generate_secret()", &[])
         .await?
         .get(0);
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    receiver(port, secret, seen.clone()).await?;
-    let committed: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    for u in urls {
+        c.execute(
+            "SELECT webhook.create_endpoint($1, '{bench_orders.insert}', $2, max_in_flight => $3)",
+            &[u, &secret, &max_in_flight],
+        )
+        .await?;
+    }
+    Ok(secret)
+}
+
+async fn step(a: StepArgs) -> anyhow::Result<()> {
+    let seen: receiver::Shared = Arc::new(Mutex::new(Seen::default()));
+    let behaviour = Behaviour {
+        secret: a.secret.clone(),
+        fail: a.fail.iter().cloned().collect::<HashMap<_, _>>(),
+    };
+    receiver::serve(a.port, behaviour.clone(), seen.clone()).await?;
     let start = Instant::now() + Duration::from_millis(200);
-    let total = rate * duration.as_secs();
+    if let Some((port, after)) = a.down {
+        let (seen, behaviour) = (seen.clone(), behaviour.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep_until((start + after).into()).await;
+            if let Err(e) = receiver::serve(port, behaviour, seen).await {
+                eprintln!("second receiver: {e}");
+            }
+        });
+    }
+    let committed: Arc<Mutex<Vec<(i64, Instant)>>> = Arc::default();
+    let k = a.rows_per_tx.max(1);
+    let txs = a.rate * a.duration.as_secs() / k;
     let mut tasks = Vec::new();
-    for k in 0..connections {
-        let c = connect(url).await?;
+    for conn in 0..a.connections {
+        let c = connect(&a.database_url).await?;
         let committed = committed.clone();
+        let rate = a.rate;
+        let connections = a.connections as u64;
         tasks.push(tokio::spawn(async move {
             let stmt = c
-                .prepare("INSERT INTO bench_orders (customer_id, total, items, note) VALUES ($1, $2::float8::numeric, $3, 'bench') RETURNING id")
+                .prepare(
+                    "INSERT INTO bench_orders (customer_id, total, items, note) \
+                     SELECT g % 100000, (g % 1000) * 0.37, g % 9, 'bench' FROM generate_series($1::bigint, $2::bigint) g \
+                     RETURNING id",
+                )
                 .await?;
             let mut late = 0u64;
-            // Open loop: request i is due at start + i/rate, whatever happened before.
-            let mut i = k as u64;
-            while i < total {
-                let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            // Open loop: transaction i is due at start + i*k/rate, whatever
+            // happened before.
+            let mut i = conn as u64;
+            while i < txs {
+                let due = start + Duration::from_secs_f64((i * k) as f64 / rate as f64);
                 let now = Instant::now();
                 if due > now {
                     tokio::time::sleep_until(due.into()).await;
                 } else if now - due > Duration::from_millis(5) {
                     late += 1;
                 }
-                let row = c.query_one(&stmt, &[&(i as i64 % 100_000), &((i % 1000) as f64 * 0.37), &((i % 9) as i32)]).await?;
+                let first = (i * k) as i64;
+                let rows = c.query(&stmt, &[&first, &(first + k as i64 - 1)]).await?;
                 let done = Instant::now();
                 if let Ok(mut v) = committed.lock() {
-                    v.push((row.get(0), done));
+                    v.extend(rows.iter().map(|r| (r.get::<_, i64>(0), done)));
                 }
-                i += connections as u64;
+                i += connections;
             }
             Ok::<u64, anyhow::Error>(late)
         }));
@@ -230,10 +241,11 @@ async fn latency(
         late += t.await??;
     }
     let produced_in = start.elapsed();
+    let delivered_by_end = seen.lock().map(|s| s.count(&a.path)).unwrap_or(0);
     let committed = committed.lock().map(|v| v.clone()).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + a.settle;
     loop {
-        let n = seen.lock().map(|s| s.at.len()).unwrap_or(0);
+        let n = seen.lock().map(|s| s.count(&a.path)).unwrap_or(0);
         if n >= committed.len() || Instant::now() > deadline {
             break;
         }
@@ -242,56 +254,134 @@ async fn latency(
     let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
     let mut lat: Vec<Duration> = committed
         .iter()
-        .filter_map(|(id, at)| s.at.get(id).map(|r| r.saturating_duration_since(*at)))
+        .filter_map(|(id, at)| {
+            s.at.get(&(a.path.clone(), *id))
+                .map(|r| r.saturating_duration_since(*at))
+        })
         .collect();
     lat.sort();
     let missing = committed.len() - lat.len();
+    let secs = produced_in.as_secs_f64().max(1e-9);
+    let delivered_per_s = delivered_by_end as f64 / secs;
+    let mut record = serde_json::json!({
+        "rate": a.rate,
+        "rows_per_tx": k,
+        "duration_s": a.duration.as_secs_f64(),
+        "committed": committed.len(),
+        "committed_per_s": committed.len() as f64 / secs,
+        "late_starts": late,
+        "delivered_per_s": delivered_per_s,
+        "backlog_at_end": committed.len().saturating_sub(delivered_by_end),
+        "missing": missing,
+        "bad": s.bad,
+        "failed_on_purpose": s.failed_on_purpose,
+    });
+    if let (Some(r), serde_json::Value::Object(l)) =
+        (record.as_object_mut(), stats::latency_json(&lat))
+    {
+        r.extend(l);
+    }
+    // Flat: everything arrived, the producer kept its rate and delivery kept
+    // up with it. Sustained: flat, and p99 commit → 2xx < 50 ms (a 1 s
+    // poller is flat at best, never sustained).
+    let p99 = record["p99_ms"].as_f64().unwrap_or(f64::MAX);
+    let committed_per_s = record["committed_per_s"].as_f64().unwrap_or(0.0);
+    let flat = missing == 0
+        && committed_per_s >= 0.95 * a.rate as f64
+        && delivered_per_s >= 0.95 * committed_per_s;
+    let sustained = flat && p99 < 50.0;
+    record["flat"] = serde_json::Value::Bool(flat);
+    record["sustained"] = serde_json::Value::Bool(sustained);
+    let record = tagged(record, &a.tag);
     println!(
-        "rate {} ev/s offered, {:.0} committed/s ({} late starts), {} delivered, {} missing, {} bad | latency ms p50 {:.2} p90 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}",
-        rate,
-        committed.len() as f64 / produced_in.as_secs_f64(),
-        late,
-        lat.len(),
+        "{:>6} ev/s offered ({} rows/tx): {:.0} committed/s, {:.0} delivered/s, backlog at end {}, {} missing, {} bad | ms p50 {:.2} p99 {:.2} p99.9 {:.2} max {:.2}{}",
+        a.rate,
+        k,
+        record["committed_per_s"].as_f64().unwrap_or(0.0),
+        delivered_per_s,
+        record["backlog_at_end"],
         missing,
         s.bad,
-        ms(percentile(&lat, 0.5)),
-        ms(percentile(&lat, 0.9)),
-        ms(percentile(&lat, 0.99)),
-        ms(percentile(&lat, 0.999)),
-        ms(lat.last().copied().unwrap_or_default()),
+        record["p50_ms"].as_f64().unwrap_or(0.0),
+        record["p99_ms"].as_f64().unwrap_or(0.0),
+        record["p999_ms"].as_f64().unwrap_or(0.0),
+        record["max_ms"].as_f64().unwrap_or(0.0),
+        if sustained { "" } else { "  (not sustained)" },
     );
-    if missing > 0 {
-        bail!("{missing} events were not delivered within 60 s");
-    }
-    Ok(())
+    stats::append(a.json.as_deref(), &record)
 }
 
-async fn drain(port: u16, count: u64, secret: String, timeout: Duration) -> anyhow::Result<()> {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    receiver(port, secret, seen.clone()).await?;
+#[derive(clap::Args)]
+struct DrainArgs {
+    #[arg(long)]
+    port: u16,
+    #[arg(long)]
+    count: u64,
+    #[arg(long)]
+    secret: Option<String>,
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "600s")]
+    timeout: Duration,
+    /// Count only orders with ids up to this (the backlog, not what a
+    /// concurrent producer adds).
+    #[arg(long)]
+    max_id: Option<i64>,
+    #[arg(long, value_parser = parse_tag)]
+    tag: Vec<(String, String)>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+async fn drain(a: DrainArgs) -> anyhow::Result<()> {
+    let DrainArgs {
+        port,
+        count,
+        secret,
+        timeout,
+        max_id,
+        tag,
+        json,
+    } = a;
+    let seen: receiver::Shared = Arc::new(Mutex::new(Seen::default()));
+    let behaviour = Behaviour {
+        secret,
+        ..Behaviour::default()
+    };
+    receiver::serve(port, behaviour, seen.clone()).await?;
     println!("ready");
     let mut first = None;
     let deadline = Instant::now() + timeout;
+    let mut last_report = Instant::now();
     loop {
         let (n, bad) = seen
             .lock()
-            .map(|s| (s.at.len() as u64, s.bad))
+            .map(|s| {
+                let n = match max_id {
+                    Some(m) => s.at.keys().filter(|(_, id)| *id <= m).count(),
+                    None => s.at.len(),
+                };
+                (n as u64, s.bad)
+            })
             .unwrap_or((0, 0));
         if n > 0 && first.is_none() {
             first = Some(Instant::now());
         }
         if n >= count {
             let took = first.map(|f| f.elapsed()).unwrap_or_default();
+            let rate = count as f64 / took.as_secs_f64().max(1e-9);
             println!(
-                "drained {count} events in {:.2} s: {:.0} events/s delivered ({} bad)",
+                "drained {count} events in {:.2} s: {rate:.0} events/s delivered ({bad} bad)",
                 took.as_secs_f64(),
-                count as f64 / took.as_secs_f64().max(1e-9),
-                bad
             );
-            return Ok(());
+            let record = serde_json::json!({"count": count, "seconds": took.as_secs_f64(),
+                                            "events_per_s": rate, "bad": bad});
+            return stats::append(json.as_deref(), &tagged(record, &tag));
         }
         if Instant::now() > deadline {
             bail!("only {n} of {count} events arrived within {timeout:?}");
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            eprintln!("  ... {n} of {count} received");
+            last_report = Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -300,20 +390,47 @@ async fn drain(port: u16, count: u64, secret: String, timeout: Duration) -> anyh
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Setup { database_url, port } => println!("{}", setup(&database_url, port).await?),
-        Cmd::Latency {
+        Cmd::Setup {
             database_url,
-            port,
-            rate,
-            duration,
-            connections,
-        } => latency(&database_url, port, rate, duration, connections).await?,
-        Cmd::Drain {
-            port,
-            count,
-            secret,
-            timeout,
-        } => drain(port, count, secret, timeout).await?,
+            url,
+            max_in_flight,
+        } => println!("{}", setup(&database_url, &url, max_in_flight).await?),
+        Cmd::SetupBaseline { database_url } => {
+            let c = connect(&database_url).await?;
+            c.batch_execute(ORDERS).await?;
+            c.batch_execute(baseline::SCHEMA).await?;
+        }
+        Cmd::Baseline {
+            database_url,
+            url,
+            batch,
+            fetch_interval,
+            pool,
+        } => {
+            baseline::run(baseline::Options {
+                database_url,
+                url,
+                batch,
+                fetch_interval,
+                pool,
+            })
+            .await?
+        }
+        Cmd::Step(a) => step(a).await?,
+        Cmd::Drain(a) => drain(a).await?,
+        Cmd::Receive { port, secret } => {
+            let seen: receiver::Shared = Arc::new(Mutex::new(Seen::default()));
+            receiver::serve(
+                port,
+                Behaviour {
+                    secret,
+                    ..Behaviour::default()
+                },
+                seen,
+            )
+            .await?;
+            std::future::pending::<()>().await;
+        }
     }
     Ok(())
 }

@@ -218,9 +218,7 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         // narrows the window in which a dispatcher that has just gone idle
         // misses this commit (its poll timer covers what remains).
         pg_sys::XactEvent::XACT_EVENT_PRE_COMMIT
-            if WROTE.with(|w| w.get())
-                && crate::guc::notify_enabled()
-                && wake::dispatcher_idle() =>
+            if WROTE.with(|w| w.get()) && crate::guc::notify_enabled() && wake::take_wakeup() =>
         {
             wake::notify();
         }

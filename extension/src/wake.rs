@@ -105,13 +105,21 @@ pub fn set_idle(idle_ms: i64) -> Result<(), WebhookError> {
     Ok(())
 }
 
-/// Committer side: is some dispatcher waiting for a wake-up right now?
-pub fn dispatcher_idle() -> bool {
-    match map_state() {
-        Ok(state) => state.load(Ordering::Acquire) > now_ms(),
+/// Committer side: should this commit wake a dispatcher? Yes while one is
+/// idle; and the first committer to see that takes the flag down, so the
+/// commits that follow before the dispatcher's next claim do not notify too
+/// (with synchronous commit every NOTIFY holds a cluster-wide lock across the
+/// WAL flush, so one per commit serializes them all).
+pub fn take_wakeup() -> bool {
+    let Ok(state) = map_state() else {
         // Without the flag, notifying is the safe choice.
-        Err(_) => true,
-    }
+        return true;
+    };
+    let deadline = state.load(Ordering::Acquire);
+    deadline > now_ms()
+        && state
+            .compare_exchange(deadline, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
 }
 
 // commands/async.h is not among pgrx's bindings; the symbol is exported by

@@ -1,0 +1,333 @@
+"""Render target/bench/results.jsonl (written by scripts/bench.sh) as the
+goal tables of BENCHMARKS.md and one PNG plot per benchmark.
+
+    report.py RESULTS --plots DIR [--splice BENCHMARKS.md]
+
+Without --splice the markdown goes to stdout; with it, the text between
+the `<!-- bench:begin -->` and `<!-- bench:end -->` markers is replaced.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from collections import defaultdict
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+VARIANTS = {
+    "plain": "plain table",
+    "tracked": "pg_webhook",
+    "naive": "naive PL/pgSQL to_jsonb trigger",
+    "notify": "naive + pg_notify per row",
+    "pgq": "PgQ (pgq.logutriga)",
+    "stmt": "statement-level PL/pgSQL",
+}
+
+
+def load(path):
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    by = defaultdict(list)
+    for r in rows:
+        by[r.get("bench")].append(r)
+    return by
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+
+
+def verdict(ok):
+    return "**met**" if ok else "not met"
+
+
+def fmt(x, nd=2):
+    return "–" if x != x else f"{x:,.{nd}f}"
+
+
+def b1(by, out, plots):
+    rows = by.get("B1", [])
+    if not rows:
+        return {}
+    groups = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        groups[(r["op"], r["sync"], r["clients"])][r["variant"]].append(r)
+    out.append("### B1 capture cost (pgbench, single-row transactions, median TPS and ratio to plain)\n")
+    out.append("| op | sync | clients | " + " | ".join(VARIANTS[v] for v in ["plain", "tracked", "naive", "notify", "pgq"]) + " | pg_webhook / naive |")
+    out.append("|---|---|---:|" + "---:|" * 6)
+    ratios = {}
+    fig, axes = plt.subplots(1, 1, figsize=(11, 4.5))
+    labels, series = [], defaultdict(list)
+    for key in sorted(groups):
+        g = groups[key]
+        plain = med([r["tps"] for r in g["plain"]])
+
+        # Paired ratios: each repetition against the plain run beside it.
+        def paired(v):
+            by_rep = {r["rep"]: r["tps"] for r in g["plain"]}
+            return med([r["tps"] / by_rep[r["rep"]] for r in g[v] if by_rep.get(r["rep"])])
+
+        cells = []
+        for v in ["plain", "tracked", "naive", "notify", "pgq"]:
+            t = med([r["tps"] for r in g[v]])
+            ratio = paired(v) if v != "plain" else 1.0
+            ratios[(key, v)] = ratio
+            cells.append(f"{fmt(t, 0)} ({fmt(ratio)}×)")
+            if v != "plain":
+                series[v].append(ratio)
+        vs_naive = med([r["tps"] for r in g["tracked"]]) / med([r["tps"] for r in g["naive"]])
+        ratios[(key, "vs_naive")] = vs_naive
+        out.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(cells) + f" | {fmt(vs_naive)}× |")
+        labels.append(f"{key[0]}\n{key[2]}c sync {key[1]}")
+    width = 0.2
+    for i, v in enumerate(["tracked", "naive", "notify", "pgq"]):
+        axes.bar([x + i * width for x in range(len(labels))], series[v], width, label=VARIANTS[v])
+    axes.axhline(0.8, color="grey", linestyle="--", linewidth=0.8)
+    axes.set_xticks([x + 1.5 * width for x in range(len(labels))], labels, fontsize=7)
+    axes.set_ylabel("TPS ratio to the plain table")
+    axes.set_title("B1 capture cost (higher is better)")
+    axes.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "b1_capture.png"), dpi=110)
+    plt.close(fig)
+    out.append("")
+    bulk = by.get("B1bulk", [])
+    if bulk:
+        out.append(f"Bulk ({bulk[0]['rows']:,} rows, median of 3, ms and ratio to the plain table's time):\n")
+        out.append("| statement | " + " | ".join(VARIANTS[v] for v in ["plain", "tracked", "naive", "stmt", "pgq"]) + " |")
+        out.append("|---|" + "---:|" * 5)
+        for kind in ["insert", "copy"]:
+            ms = {r["variant"]: r["ms"] for r in bulk if r["kind"] == kind}
+            p = ms.get("plain", float("nan"))
+            ratios[("bulk", kind)] = ms.get("tracked", float("nan")) / p
+            out.append(f"| {'INSERT … SELECT' if kind == 'insert' else 'COPY'} | "
+                       + " | ".join(f"{fmt(ms.get(v, float('nan')), 0)} ({fmt(ms.get(v, float('nan')) / p)}×)"
+                                    for v in ["plain", "tracked", "naive", "stmt", "pgq"]) + " |")
+        out.append("")
+    return ratios
+
+
+def b2(by, out, plots):
+    rows = by.get("B2", [])
+    if not rows:
+        return {}
+    out.append("### B2 wake-up cost (dispatcher running, synchronous_commit = on, median TPS)\n")
+    out.append("| clients | NOTIFY wake-ups | poll-only | ratio |")
+    out.append("|---:|---:|---:|---:|")
+    res = {}
+    for c in sorted({r["clients"] for r in rows}):
+        n = med([r["tps"] for r in rows if r["clients"] == c and r["mode"] == "notify"])
+        p = med([r["tps"] for r in rows if r["clients"] == c and r["mode"] == "poll"])
+        res[c] = n / p
+        out.append(f"| {c} | {fmt(n, 0)} | {fmt(p, 0)} | {fmt(n / p)}× |")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar([str(c) for c in res], list(res.values()))
+    ax.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xlabel("clients")
+    ax.set_ylabel("TPS with NOTIFY / poll-only")
+    ax.set_title("B2 wake-up cost")
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "b2_wakeup.png"), dpi=110)
+    plt.close(fig)
+    out.append("")
+    return res
+
+
+def b3_b4(by, out, plots):
+    res = {}
+    steps = by.get("B3", [])
+    if steps:
+        out.append("### B3 throughput ramp (open loop, highest rate with a flat backlog and p99 < 50 ms)\n")
+        out.append("| system | offered ev/s | committed ev/s | delivered ev/s | backlog at end | p50 ms | p99 ms | flat backlog | sustained (flat, p99 < 50 ms) |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|---|")
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+        for system in ["pg_webhook", "baseline"]:
+            s = [r for r in steps if r.get("system") == system]
+            for r in s:
+                out.append(f"| {system} | {r['rate']:,} | {fmt(r['committed_per_s'], 0)} | {fmt(r['delivered_per_s'], 0)} | "
+                           f"{r['backlog_at_end']} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {'yes' if r.get('flat', r['sustained']) else 'no'} | "
+                           f"{'yes' if r['sustained'] else 'no'} |")
+            ok = [r["rate"] for r in s if r.get("sustained" if system == "pg_webhook" else "flat", r["sustained"])]
+            res[system] = max(ok) if ok else 0
+            a1.plot([r["rate"] for r in s], [r["delivered_per_s"] for r in s], marker="o", label=system)
+            a2.plot([r["rate"] for r in s], [r["p99_ms"] for r in s], marker="o", label=system)
+        lim = max(r["rate"] for r in steps)
+        a1.plot([0, lim], [0, lim], color="grey", linestyle=":", linewidth=0.8)
+        a1.set_xlabel("offered events/s")
+        a1.set_ylabel("delivered events/s")
+        a1.legend()
+        a2.set_xlabel("offered events/s")
+        a2.set_ylabel("p99 commit → 2xx (ms)")
+        a2.set_yscale("log")
+        a2.axhline(50, color="grey", linestyle="--", linewidth=0.8)
+        a2.legend()
+        fig.suptitle("B3 end-to-end throughput")
+        fig.tight_layout()
+        fig.savefig(os.path.join(plots, "b3_throughput.png"), dpi=110)
+        plt.close(fig)
+        out.append("")
+        out.append(f"Highest sustained: pg_webhook **{res['pg_webhook']:,} events/s**; the baseline's highest rate with a flat "
+                   f"backlog: {res['baseline']:,} events/s (its 1 s poll puts every p99 near 1 s).\n")
+    lat = by.get("B4", [])
+    if lat:
+        out.append("### B4 latency, commit → receipt (ms)\n")
+        out.append("| system | load | rate ev/s | p50 | p99 | p99.9 | max |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        fig, ax = plt.subplots(figsize=(8, 4))
+        for i, system in enumerate(["pg_webhook", "baseline"]):
+            s = sorted([r for r in lat if r.get("system") == system], key=lambda r: r["load_pct"])
+            for r in s:
+                out.append(f"| {system} | {int(r['load_pct'])} % | {r['rate']:,} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                           f"{fmt(r['p999_ms'])} | {fmt(r['max_ms'])} |")
+                res[(system, int(r["load_pct"]))] = r
+            xs = [j + i * 0.4 for j in range(len(s))]
+            ax.bar(xs, [r["p50_ms"] for r in s], 0.4, label=f"{system} p50")
+            ax.scatter(xs, [r["p99_ms"] for r in s], marker="_", s=300, color="black", zorder=3,
+                       label=f"{system} p99" if i == 0 else None)
+        ax.set_xticks([j + 0.2 for j in range(3)], ["10 %", "50 %", "80 %"])
+        ax.set_yscale("log")
+        ax.set_ylabel("ms (log)")
+        ax.set_title("B4 commit → receipt latency at % of each system's max")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(plots, "b4_latency.png"), dpi=110)
+        plt.close(fig)
+        out.append("")
+    return res
+
+
+def b5(by, out, plots):
+    rows = by.get("B5", [])
+    if not rows:
+        return {}
+    r = rows[-1]
+    out.append("### B5 backlog\n")
+    out.append("| backlog | drain time | events/s | producer during drain / idle | outbox + deliveries + attempts | dead tuples | webhookd peak RSS |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|")
+    ratio = r["drain_tps"] / max(r["idle_tps"], 1)
+    out.append(f"| {r['count']:,} | {fmt(r['seconds'], 1)} s | {fmt(r['events_per_s'], 0)} | {fmt(r['drain_tps'], 0)} / {fmt(r['idle_tps'], 0)} tps = {fmt(ratio)}× | "
+               f"{fmt(r['store_mb'], 1)} MB | {fmt(r['dead_tuples'], 0)} | {fmt(r['rss_peak_mb'], 1)} MB |")
+    out.append("")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(["idle", "during drain"], [r["idle_tps"], r["drain_tps"]])
+    ax.set_ylabel("producer TPS")
+    ax.set_title(f"B5: {r['count']:,} events drained in {r['seconds']:.0f} s")
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "b5_backlog.png"), dpi=110)
+    plt.close(fig)
+    return {"seconds": r["seconds"], "producer": ratio, "rss": r["rss_peak_mb"]}
+
+
+def b6(by, out, plots):
+    rows = {r["scenario"]: r for r in by.get("B6", [])}
+    if len(rows) < 2:
+        return {}
+    h, f = rows["healthy"], rows["faulty"]
+    out.append("### B6 isolation: the healthy endpoint's latency (ms)\n")
+    out.append("| scenario | p50 | p99 | p99.9 | failed on purpose |")
+    out.append("|---|---:|---:|---:|---:|")
+    for name, r in [("all healthy", h), ("/b 10 % 500, /c down", f)]:
+        out.append(f"| {name} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['p999_ms'])} | {r['failed_on_purpose']} |")
+    out.append("")
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(["all healthy", "neighbours failing"], [h["p99_ms"], f["p99_ms"]])
+    ax.set_ylabel("healthy endpoint p99 (ms)")
+    ax.set_title("B6 isolation")
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, "b6_isolation.png"), dpi=110)
+    plt.close(fig)
+    return {"ratio": f["p99_ms"] / h["p99_ms"] if h["p99_ms"] else float("nan")}
+
+
+def b7(by, out):
+    rows = by.get("B7", [])
+    if not rows:
+        return {}
+    r = rows[-1]
+    out.append("### B7 dispatcher cost (webhookd at 50 % of B3's maximum)\n")
+    out.append(f"{fmt(r['cpu_us_per_event'], 1)} µs CPU per delivered event; RSS {r['rss_mb']} MB "
+               f"(peak {r['rss_peak_mb']} MB) over {r['events']:,} events.\n")
+    return r
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    ap.add_argument("--plots", required=True)
+    ap.add_argument("--splice")
+    a = ap.parse_args()
+    os.makedirs(a.plots, exist_ok=True)
+    by = load(a.results)
+    meta = (by.get("meta") or [{}])[-1]
+    out = [f"Run of {meta.get('date')}: {meta.get('machine')}; PostgreSQL {meta.get('postgres')}; "
+           f"pg_test_fsync fdatasync {meta.get('fsync_ops_per_s')} ops/s; {meta.get('reps')} interleaved repetitions "
+           f"of {meta.get('secs')} s for pgbench figures; end-to-end producer commits {meta.get('rows_per_tx')} rows per "
+           f"transaction. Plots: `docs/bench/`.\n"]
+    body = []
+    r1 = b1(by, body, a.plots)
+    r2 = b2(by, body, a.plots)
+    r34 = b3_b4(by, body, a.plots)
+    r5 = b5(by, body, a.plots)
+    r6 = b6(by, body, a.plots)
+    r7 = b7(by, body)
+
+    goals = ["| goal | measured | |", "|---|---|---|"]
+
+    def goal(text, value, ok):
+        goals.append(f"| {text} | {value} | {verdict(ok)} |")
+
+    k = ("insert", "off", 8)
+    if (k, "tracked") in r1:
+        goal("B1 ≥ 0.80× plain (INSERT, sync off, 8 clients)", f"{fmt(r1[(k, 'tracked')])}×", r1[(k, "tracked")] >= 0.8)
+        goal("B1 ≥ 1.4× the naive trigger", f"{fmt(r1[(k, 'vs_naive')])}×", r1[(k, "vs_naive")] >= 1.4)
+        goal("B1 ahead of PgQ", f"{fmt(r1[(k, 'tracked')])}× vs {fmt(r1[(k, 'pgq')])}×", r1[(k, "tracked")] > r1[(k, "pgq")])
+    k_on = ("insert", "on", 8)
+    if (k_on, "tracked") in r1:
+        goal("B1 ≥ 0.95× plain (sync on, 8 clients)", f"{fmt(r1[(k_on, 'tracked')])}×", r1[(k_on, "tracked")] >= 0.95)
+    for kind in ["insert", "copy"]:
+        if ("bulk", kind) in r1:
+            goal(f"B1 bulk {kind} ≤ 3× plain time", f"{fmt(r1[('bulk', kind)])}×", r1[("bulk", kind)] <= 3)
+    for c, v in r2.items():
+        goal(f"B2 NOTIFY vs poll-only ≥ 0.95× ({c} clients, sync on)", f"{fmt(v)}×", v >= 0.95)
+    if "pg_webhook" in r34:
+        pw, base = r34["pg_webhook"], r34.get("baseline", 0)
+        goal("B3 ≥ 8,000 events/s", f"{pw:,} events/s", pw >= 8000)
+        goal("B3 ≥ 3× the baseline", f"{fmt(pw / base if base else float('nan'))}× ({base:,} events/s)", base and pw >= 3 * base)
+    if ("pg_webhook", 50) in r34:
+        r = r34[("pg_webhook", 50)]
+        goal("B4 p50 ≤ 2 ms at 50 % load", f"{fmt(r['p50_ms'])} ms", r["p50_ms"] <= 2)
+        goal("B4 p99 ≤ 10 ms at 50 % load", f"{fmt(r['p99_ms'])} ms", r["p99_ms"] <= 10)
+        if ("baseline", 50) in r34:
+            b = r34[("baseline", 50)]
+            f = b["p50_ms"] / r["p50_ms"] if r["p50_ms"] else float("nan")
+            goal("B4 ≥ 100× lower p50 than the baseline (each at 50 % of its max)", f"{fmt(f, 0)}×", f >= 100)
+    if r5:
+        goal("B5 backlog drained in ≤ 60 s", f"{fmt(r5['seconds'], 1)} s", r5["seconds"] <= 60)
+        goal("B5 producer ≥ 0.8× idle during the drain", f"{fmt(r5['producer'])}×", r5["producer"] >= 0.8)
+        goal("B7 RSS ≤ 100 MB in B5", f"{fmt(r5['rss'], 1)} MB", r5["rss"] <= 100)
+    if r6:
+        goal("B6 healthy p99 ≤ 1.2× all-healthy", f"{fmt(r6['ratio'])}×", r6["ratio"] <= 1.2)
+    if r7:
+        goal("B7 RSS ≤ 50 MB steady", f"{r7['rss_mb']} MB", r7["rss_mb"] <= 50)
+        goal("B7 ≤ 40 µs CPU per event", f"{fmt(r7['cpu_us_per_event'], 1)} µs", r7["cpu_us_per_event"] <= 40)
+
+    text = "\n".join(out + ["### Goals\n"] + goals + [""] + body)
+    if a.splice:
+        doc = open(a.splice).read()
+        begin, end = "<!-- bench:begin -->", "<!-- bench:end -->"
+        if begin not in doc or end not in doc:
+            sys.exit(f"{a.splice} has no {begin} ... {end} section")
+        head, rest = doc.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        open(a.splice, "w").write(f"{head}{begin}\n{text}\n{end}{tail}")
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()
