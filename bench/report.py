@@ -138,6 +138,14 @@ def b2(by, out, plots):
     return res
 
 
+def flat(r):
+    """Recomputed from the raw fields (the rule of bench/src/main.rs): all
+    delivered, producer at rate, at most 1.2 s of traffic undelivered when
+    the producer stopped."""
+    return (r["missing"] == 0 and r["committed_per_s"] >= 0.95 * r["rate"]
+            and r["backlog_at_end"] <= max(1.2 * r["rate"], r["rows_per_tx"]))
+
+
 def b3_b4(by, out, plots):
     res = {}
     steps = by.get("B3", [])
@@ -150,9 +158,9 @@ def b3_b4(by, out, plots):
             s = [r for r in steps if r.get("system") == system]
             for r in s:
                 out.append(f"| {system} | {r['rate']:,} | {fmt(r['committed_per_s'], 0)} | {fmt(r['delivered_per_s'], 0)} | "
-                           f"{r['backlog_at_end']} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {'yes' if r.get('flat', r['sustained']) else 'no'} | "
+                           f"{r['backlog_at_end']} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {'yes' if flat(r) else 'no'} | "
                            f"{'yes' if r['sustained'] else 'no'} |")
-            ok = [r["rate"] for r in s if r.get("sustained" if system == "pg_webhook" else "flat", r["sustained"])]
+            ok = [r["rate"] for r in s if (r["sustained"] if system == "pg_webhook" else flat(r))]
             res[system] = max(ok) if ok else 0
             a1.plot([r["rate"] for r in s], [r["delivered_per_s"] for r in s], marker="o", label=system)
             a2.plot([r["rate"] for r in s], [r["p99_ms"] for r in s], marker="o", label=system)
@@ -267,7 +275,8 @@ def main():
     out = [f"Run of {meta.get('date')}: {meta.get('machine')}; PostgreSQL {meta.get('postgres')}; "
            f"pg_test_fsync fdatasync {meta.get('fsync_ops_per_s')} ops/s; {meta.get('reps')} interleaved repetitions "
            f"of {meta.get('secs')} s for pgbench figures; end-to-end producer commits {meta.get('rows_per_tx')} rows per "
-           f"transaction. Plots: `docs/bench/`.\n"]
+           f"transaction; B5 backlog {meta.get('backlog', '?'):,} events; B6 {meta.get('iso_s', '?')} s with /c down for the "
+           f"first {meta.get('down_s', '?')} s. Plots: `docs/bench/`.\n"]
     body = []
     r1 = b1(by, body, a.plots)
     r2 = b2(by, body, a.plots)

@@ -29,9 +29,10 @@ if [ "$QUICK" = 1 ]; then
 else
   OUT=target/bench
   REPS=${REPS:-5}; SECS=${SECS:-4}; CLIENTS=${CLIENTS:-"1 8 32"}; SYNCS=${SYNCS:-"off on"}; BULK_ROWS=100000
-  STEP_SECS=10; RATES=${RATES:-"1000 2000 4000 6000 8000 10000 12000 16000"}
-  BASE_RATES=${BASE_RATES:-"100 200 400 800 1600 3200 6400"}; LAT_SECS=15
-  BACKLOG=${BACKLOG:-1000000}; PRODUCER_SECS=15; DOWN_SECS=60; ISO_SECS=75; B2_CLIENTS="8 32"
+  STEP_SECS=${STEP_SECS:-10}; RATES=${RATES:-"1000 2000 4000 6000 8000 10000 12000 16000"}
+  BASE_RATES=${BASE_RATES:-"100 200 400 800 1600 3200 6400"}; LAT_SECS=${LAT_SECS:-15}
+  BACKLOG=${BACKLOG:-1000000}; PRODUCER_SECS=${PRODUCER_SECS:-15}; DOWN_SECS=${DOWN_SECS:-60}; ISO_SECS=${ISO_SECS:-75}
+  B2_CLIENTS=${B2_CLIENTS:-"8 32"}
 fi
 ROWS_PER_TX=${ROWS_PER_TX:-10}
 RESULTS=$OUT/results.jsonl
@@ -70,7 +71,7 @@ fresh_db() { # name
 fsync=$($PGBIN/pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/fdatasync/ && /ops\/sec/ {print $2; exit}')
 machine="$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(. /etc/os-release && echo "$PRETTY_NAME")"
 pgver=$(psql -XtAc 'SHOW server_version' -d postgres)
-emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"date\":\"$(date -u +%F)\"}"
+emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
 echo "machine: $machine; PostgreSQL $pgver; pg_test_fsync fdatasync: ${fsync:-?} ops/s"
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
@@ -94,7 +95,7 @@ UPDATE orders_$v SET status = 'paid', total = total + 1 WHERE id = :id;
 SQL
   done
   reset() { # variant op
-    psql -qX -d bench -c "TRUNCATE orders_$1, naive_outbox, webhook.event_log, pgq.event_template" >/dev/null
+    psql -qX -d bench -c "TRUNCATE orders_$1, naive_outbox, webhook.event_log, pgq.event_template RESTART IDENTITY" >/dev/null
     if [ "$2" = update ]; then
       psql -qX -d bench -c "INSERT INTO orders_$1 (customer_id, total, items, note) SELECT g, g * 0.37, g % 9, 'x' FROM generate_series(1, 100000) g" \
         -c "TRUNCATE naive_outbox, webhook.event_log, pgq.event_template" >/dev/null
