@@ -607,18 +607,6 @@ $$;
 -- Dispatcher interface: route → claim (signed) → record / release
 -- ---------------------------------------------------------------------------
 
--- Fan out committed events into deliveries, in commit order. Events are taken
--- by transaction visibility between two snapshots (never by an id cursor,
--- which would skip a transaction that commits after a higher id).
---
--- With lease_max > 0 (called by claim()), up to lease_max of the new
--- deliveries are created already leased to `worker` until lease_until and
--- their ids returned: a fresh delivery is then written once here and once by
--- record(), never re-found through the due index and updated in between.
--- Only deliveries that could be claimed right now are leased: endpoint not in
--- `skip`, within the endpoint's max_in_flight, and for an ordered endpoint
--- the first pending delivery of its ordering key. The rest are created due
--- now and claimed through the due index.
 -- The id range of a routing window: read once per window through the txid
 -- index (never a sequential scan, whatever the statistics say: the outbox
 -- grows far faster than ANALYZE runs).
@@ -659,6 +647,18 @@ BEGIN
 END
 $$;
 
+-- Fan out committed events into deliveries, in commit order. Events are taken
+-- by transaction visibility between two snapshots (never by an id cursor,
+-- which would skip a transaction that commits after a higher id).
+--
+-- With lease_max > 0 (called by claim()), up to lease_max of the new
+-- deliveries are created already leased to `worker` until lease_until and
+-- their ids returned: a fresh delivery is then written once here and once by
+-- record(), never re-found through the due index and updated in between.
+-- Only deliveries that could be claimed right now are leased: endpoint not in
+-- `skip`, within the endpoint's max_in_flight, and for an ordered endpoint
+-- the first pending delivery of its ordering key. The rest are created due
+-- now and claimed through the due index.
 CREATE FUNCTION webhook._route(max_events int, cur pg_snapshot, lease_until timestamptz, lease_max int,
                                skip bigint[], worker text, OUT routed int, OUT leased bigint[])
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -721,7 +721,6 @@ BEGIN
   SELECT count(*), max(ev.id),
          coalesce((SELECT array_agg(ins.id ORDER BY ins.id) FROM ins WHERE ins.claim_token = 1), '{}')
     INTO routed, last, leased FROM ev;
-  routed := coalesce(routed, 0);
   IF routed < max_events OR last >= hi THEN
     UPDATE webhook.router SET prev_snap = cur, cur_snap = NULL, last_id = 0, hi_id = 0;
   ELSE
@@ -827,15 +826,13 @@ CREATE FUNCTION webhook.claim(
                  attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int,
                  rate_limit int)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- Queue statements are short: compiling them (the planner's cost estimates
--- on these tables are often far off) or re-planning them per call would
--- cost more than running them. Every join here is a handful of rows looked
--- up by key; stale statistics must not turn one into a merge join walking
--- the outbox, or a key lookup into a sequential scan.
+-- jit and plan cache: as for route(). Every join here is a handful of rows
+-- looked up by key; stale statistics must not turn one into a merge join
+-- walking the outbox, or a key lookup into a sequential scan.
 SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan AS $$
-DECLARE ts bigint; skip bigint[]; t_now timestamptz; due bigint[]; fresh bigint[]; room int; snap pg_snapshot;
--- due: everything leased by this call (due, then fresh)
+-- claimed: everything this call leases, due deliveries first, then fresh ones.
+DECLARE ts bigint; skip bigint[]; t_now timestamptz; claimed bigint[]; room int; snap pg_snapshot;
 BEGIN
   -- Say "idle" before looking, so a commit racing with an empty claim still
   -- notifies (see wake.rs); cleared again below when work was found.
@@ -849,24 +846,22 @@ BEGIN
   -- Disabled and saturated endpoints are filtered on the index scan itself
   -- (an array, not a join).
   skip := coalesce(exclude_endpoints, '{}') || ARRAY(SELECT e.id FROM webhook.endpoint e WHERE NOT e.enabled);
-  due := webhook._due(max_deliveries, t_now, skip);
-  IF cardinality(due) > 0 THEN
+  claimed := webhook._due(max_deliveries, t_now, skip);
+  IF cardinality(claimed) > 0 THEN
     UPDATE webhook.delivery d
        SET next_attempt_at = t_now + lease, claim_token = d.claim_token + 1, leased_by = worker
-     WHERE d.id = ANY (due);
+     WHERE d.id = ANY (claimed);
   END IF;
-  room := max_deliveries - cardinality(due);
-  fresh := '{}';
+  room := max_deliveries - cardinality(claimed);
   IF room > 0 AND snap IS NOT NULL THEN
-    SELECT r.leased INTO fresh FROM webhook._route(room, snap, t_now + lease, room, skip, worker) AS r;
-    due := due || fresh;
+    SELECT claimed || r.leased INTO claimed FROM webhook._route(room, snap, t_now + lease, room, skip, worker) AS r;
   END IF;
   RETURN QUERY
   WITH sec AS (
     -- Each endpoint's signing secrets once per claim, newest first.
     SELECT s.endpoint_id, array_agg(s.secret ORDER BY s.id DESC) AS secrets
       FROM webhook.endpoint_secret s
-     WHERE s.endpoint_id IN (SELECT x.endpoint_id FROM webhook.delivery x WHERE x.id = ANY (due))
+     WHERE s.endpoint_id IN (SELECT x.endpoint_id FROM webhook.delivery x WHERE x.id = ANY (claimed))
        AND (s.expires_at IS NULL OR s.expires_at > now())
      GROUP BY s.endpoint_id
   )
@@ -882,7 +877,7 @@ BEGIN
     JOIN webhook.endpoint ep ON ep.id = d.endpoint_id
     JOIN webhook.event_log ev ON ev.id = d.event_id
     LEFT JOIN sec ON sec.endpoint_id = d.endpoint_id
-   WHERE d.id = ANY (due)
+   WHERE d.id = ANY (claimed)
    ORDER BY d.id;
   IF FOUND AND idle_hint_ms > 0 THEN
     PERFORM webhook._set_idle(0);
@@ -903,9 +898,7 @@ CREATE FUNCTION webhook.record(
     worker            text DEFAULT NULL
 ) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- Queue statements are short: compiling them (the planner's cost estimates
--- on these tables are often far off) or re-planning them per call would
--- cost more than running them.
+-- jit and plan cache: as for route().
 SET jit = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE n int;
 BEGIN
