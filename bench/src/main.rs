@@ -334,35 +334,21 @@ struct DrainArgs {
 }
 
 async fn drain(a: DrainArgs) -> anyhow::Result<()> {
-    let DrainArgs {
-        port,
-        count,
-        secret,
-        timeout,
-        max_id,
-        tag,
-        json,
-    } = a;
-    let seen: receiver::Shared = Arc::new(Mutex::new(Seen::default()));
+    let seen: receiver::Shared = Arc::new(Mutex::new(Seen::counting_upto(a.max_id)));
     let behaviour = Behaviour {
-        secret,
+        secret: a.secret,
         ..Behaviour::default()
     };
-    receiver::serve(port, behaviour, seen.clone()).await?;
+    receiver::serve(a.port, behaviour, seen.clone()).await?;
     println!("ready");
     let mut first = None;
+    let (count, timeout) = (a.count, a.timeout);
     let deadline = Instant::now() + timeout;
     let mut last_report = Instant::now();
     loop {
         let (n, bad) = seen
             .lock()
-            .map(|s| {
-                let n = match max_id {
-                    Some(m) => s.at.keys().filter(|(_, id)| *id <= m).count(),
-                    None => s.at.len(),
-                };
-                (n as u64, s.bad)
-            })
+            .map(|s| (s.distinct() as u64, s.bad))
             .unwrap_or((0, 0));
         if n > 0 && first.is_none() {
             first = Some(Instant::now());
@@ -376,7 +362,7 @@ async fn drain(a: DrainArgs) -> anyhow::Result<()> {
             );
             let record = serde_json::json!({"count": count, "seconds": took.as_secs_f64(),
                                             "events_per_s": rate, "bad": bad});
-            return stats::append(json.as_deref(), &tagged(record, &tag));
+            return stats::append(a.json.as_deref(), &tagged(record, &a.tag));
         }
         if Instant::now() > deadline {
             bail!("only {n} of {count} events arrived within {timeout:?}");

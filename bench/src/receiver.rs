@@ -1,31 +1,68 @@
-//! The receiving side of every benchmark: a hyper HTTP/1.1 server on
-//! 127.0.0.1 that verifies each request's Standard Webhooks signature (or,
-//! for the unsigned baseline, only parses it) and notes when each order
-//! arrived, per path. Faults for the isolation benchmark: a path can answer
-//! 500 to a share of requests.
+//! The receiving side of every benchmark: an HTTP/1.1 server on 127.0.0.1
+//! (webhookd's own, dispatcher/src/http.rs) that verifies each request's
+//! Standard Webhooks signature (or, for the unsigned baseline, only parses
+//! it) and notes when each order arrived, per path. Faults for the isolation
+//! benchmark: a path can answer 500 to a share of requests.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Request;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[path = "../../dispatcher/src/http.rs"]
+mod http;
 
 /// What the receiver saw: (path, order id) → first receipt, and failures.
+/// The counts are kept as receipts arrive: the benchmarks poll them every
+/// few milliseconds, and counting a map of a million receipts each time
+/// would take CPU from the system being measured.
 #[derive(Default)]
 pub struct Seen {
     pub at: HashMap<(String, i64), Instant>,
+    per_path: HashMap<String, usize>,
+    /// Count orders with ids up to this in `upto_count` (a backlog's orders,
+    /// not what a concurrent producer adds).
+    upto: Option<i64>,
+    upto_count: usize,
     pub received: u64,
     pub bad: u64,
     pub failed_on_purpose: u64,
 }
 
 impl Seen {
+    pub fn counting_upto(upto: Option<i64>) -> Self {
+        Seen {
+            upto,
+            ..Seen::default()
+        }
+    }
+
+    /// Distinct orders received on `path`.
     pub fn count(&self, path: &str) -> usize {
-        self.at.keys().filter(|(p, _)| p == path).count()
+        self.per_path.get(path).copied().unwrap_or(0)
+    }
+
+    /// Distinct orders received on any path (with ids up to the limit, if set).
+    pub fn distinct(&self) -> usize {
+        match self.upto {
+            Some(_) => self.upto_count,
+            None => self.at.len(),
+        }
+    }
+
+    fn first_receipt(&mut self, path: String, id: i64, at: Instant) {
+        if let std::collections::hash_map::Entry::Vacant(v) = self.at.entry((path.clone(), id)) {
+            v.insert(at);
+            *self.per_path.entry(path).or_default() += 1;
+            if self.upto.is_some_and(|m| id <= m) {
+                self.upto_count += 1;
+            }
+        }
     }
 }
 
@@ -39,33 +76,18 @@ pub struct Behaviour {
 
 pub type Shared = Arc<Mutex<Seen>>;
 
+/// Serve on 127.0.0.1:`port` until the process ends.
 pub async fn serve(port: u16, behaviour: Behaviour, seen: Shared) -> anyhow::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port)).await?;
     let behaviour = Arc::new(behaviour);
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
+    tokio::spawn(http::serve(
+        listener,
+        move |req| {
             let (seen, behaviour) = (seen.clone(), behaviour.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (seen, behaviour) = (seen.clone(), behaviour.clone());
-                    async move {
-                        let status = handle(req, &behaviour, &seen).await;
-                        let mut r = Response::new(Full::new(bytes::Bytes::new()));
-                        *r.status_mut() = hyper::StatusCode::from_u16(status)
-                            .unwrap_or(hyper::StatusCode::BAD_REQUEST);
-                        Ok::<_, std::convert::Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+            async move { http::reply(handle(req, &behaviour, &seen).await, "") }
+        },
+        CancellationToken::new(),
+    ));
     Ok(())
 }
 
@@ -106,28 +128,14 @@ async fn handle(req: Request<Incoming>, behaviour: &Behaviour, seen: &Mutex<Seen
         s.bad += 1;
         return 401;
     };
-    if let Some(share) = behaviour.fail.get(&path) {
-        if rand_unit() < *share {
-            s.failed_on_purpose += 1;
-            return 500;
-        }
+    if behaviour
+        .fail
+        .get(&path)
+        .is_some_and(|share| rand::random::<f64>() < *share)
+    {
+        s.failed_on_purpose += 1;
+        return 500;
     }
-    s.at.entry((path, id)).or_insert(now);
+    s.first_receipt(path, id, now);
     204
-}
-
-/// A uniform number in [0, 1) without another dependency: xorshift on a
-/// thread-local state seeded from the clock.
-fn rand_unit() -> f64 {
-    use std::cell::Cell;
-    thread_local!(static STATE: Cell<u64> = Cell::new(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) | 1));
-    STATE.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        (x >> 11) as f64 / (1u64 << 53) as f64
-    })
 }
