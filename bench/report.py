@@ -50,6 +50,25 @@ def fmt(x, nd=2):
     return "–" if x != x else f"{x:,.{nd}f}"
 
 
+def save(fig, plots, name):
+    fig.tight_layout()
+    fig.savefig(os.path.join(plots, name), dpi=110)
+    plt.close(fig)
+
+
+def bars(plots, name, labels, values, ylabel, title, goal=None, xlabel=None):
+    """A small bar chart, with the goal as a dashed line if there is one."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.bar(labels, values)
+    if goal is not None:
+        ax.axhline(goal, color="grey", linestyle="--", linewidth=0.8)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    save(fig, plots, name)
+
+
 def b1(by, out, plots):
     rows = by.get("B1", [])
     if not rows:
@@ -65,7 +84,6 @@ def b1(by, out, plots):
     labels, series = [], defaultdict(list)
     for key in sorted(groups):
         g = groups[key]
-        plain = med([r["tps"] for r in g["plain"]])
 
         # Paired ratios: each repetition against the plain run beside it.
         def paired(v):
@@ -92,9 +110,7 @@ def b1(by, out, plots):
     axes.set_ylabel("TPS ratio to the plain table")
     axes.set_title("B1 capture cost (higher is better)")
     axes.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(plots, "b1_capture.png"), dpi=110)
-    plt.close(fig)
+    save(fig, plots, "b1_capture.png")
     out.append("")
     bulk = by.get("B1bulk", [])
     if bulk:
@@ -125,15 +141,8 @@ def b2(by, out, plots):
         p = med([r["tps"] for r in rows if r["clients"] == c and r["mode"] == "poll"])
         res[c] = n / p
         out.append(f"| {c} | {fmt(n, 0)} | {fmt(p, 0)} | {fmt(n / p)}× |")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar([str(c) for c in res], list(res.values()))
-    ax.axhline(0.95, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("clients")
-    ax.set_ylabel("TPS with NOTIFY / poll-only")
-    ax.set_title("B2 wake-up cost")
-    fig.tight_layout()
-    fig.savefig(os.path.join(plots, "b2_wakeup.png"), dpi=110)
-    plt.close(fig)
+    bars(plots, "b2_wakeup.png", [str(c) for c in res], list(res.values()), "TPS with NOTIFY / poll-only",
+         "B2 wake-up cost", goal=0.95, xlabel="clients")
     out.append("")
     return res
 
@@ -175,9 +184,7 @@ def b3_b4(by, out, plots):
         a2.axhline(50, color="grey", linestyle="--", linewidth=0.8)
         a2.legend()
         fig.suptitle("B3 end-to-end throughput")
-        fig.tight_layout()
-        fig.savefig(os.path.join(plots, "b3_throughput.png"), dpi=110)
-        plt.close(fig)
+        save(fig, plots, "b3_throughput.png")
         out.append("")
         out.append(f"Highest sustained: pg_webhook **{res['pg_webhook']:,} events/s**; the baseline's highest rate with a flat "
                    f"backlog: {res['baseline']:,} events/s (its 1 s poll puts every p99 near 1 s).\n")
@@ -202,9 +209,7 @@ def b3_b4(by, out, plots):
         ax.set_ylabel("ms (log)")
         ax.set_title("B4 commit → receipt latency at % of each system's max")
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(os.path.join(plots, "b4_latency.png"), dpi=110)
-        plt.close(fig)
+        save(fig, plots, "b4_latency.png")
         out.append("")
     return res
 
@@ -221,13 +226,8 @@ def b5(by, out, plots):
     out.append(f"| {r['count']:,} | {fmt(r['seconds'], 1)} s | {fmt(r['events_per_s'], 0)} | {fmt(r['drain_tps'], 0)} / {fmt(r['idle_tps'], 0)} tps = {fmt(ratio)}× | "
                f"{fmt(r['store_mb'], 1)} MB | {fmt(r['dead_tuples'], 0)} | {fmt(r['rss_peak_mb'], 1)} MB |")
     out.append("")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar(["idle", "during drain"], [r["idle_tps"], r["drain_tps"]])
-    ax.set_ylabel("producer TPS")
-    ax.set_title(f"B5: {r['count']:,} events drained in {r['seconds']:.0f} s")
-    fig.tight_layout()
-    fig.savefig(os.path.join(plots, "b5_backlog.png"), dpi=110)
-    plt.close(fig)
+    bars(plots, "b5_backlog.png", ["idle", "during drain"], [r["idle_tps"], r["drain_tps"]], "producer TPS",
+         f"B5: {r['count']:,} events drained in {r['seconds']:.0f} s")
     return {"seconds": r["seconds"], "producer": ratio, "rss": r["rss_peak_mb"]}
 
 
@@ -242,13 +242,8 @@ def b6(by, out, plots):
     for name, r in [("all healthy", h), ("/b 10 % 500, /c down", f)]:
         out.append(f"| {name} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | {fmt(r['p999_ms'])} | {r['failed_on_purpose']} |")
     out.append("")
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.bar(["all healthy", "neighbours failing"], [h["p99_ms"], f["p99_ms"]])
-    ax.set_ylabel("healthy endpoint p99 (ms)")
-    ax.set_title("B6 isolation")
-    fig.tight_layout()
-    fig.savefig(os.path.join(plots, "b6_isolation.png"), dpi=110)
-    plt.close(fig)
+    bars(plots, "b6_isolation.png", ["all healthy", "neighbours failing"], [h["p99_ms"], f["p99_ms"]],
+         "healthy endpoint p99 (ms)", "B6 isolation")
     return {"ratio": f["p99_ms"] / h["p99_ms"] if h["p99_ms"] else float("nan")}
 
 

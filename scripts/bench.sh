@@ -74,8 +74,6 @@ pgver=$(psql -XtAc 'SHOW server_version' -d postgres)
 emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
 echo "machine: $machine; PostgreSQL $pgver; pg_test_fsync fdatasync: ${fsync:-?} ops/s"
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : int((a[NR/2]+a[NR/2+1])/2))}'; }
-
 # ---------------------------------------------------------------------------
 # B1 capture cost: pgbench single-row INSERT / UPDATE transactions.
 # ---------------------------------------------------------------------------
