@@ -15,8 +15,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use tokio::sync::Semaphore;
+
+use crate::connect;
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hdb_event_log (
@@ -69,14 +70,6 @@ pub struct Options {
     pub batch: i64,
     pub fetch_interval: Duration,
     pub pool: usize,
-}
-
-async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .context("connecting")?;
-    tokio::spawn(conn);
-    Ok(client)
 }
 
 pub async fn run(o: Options) -> anyhow::Result<()> {
