@@ -94,7 +94,7 @@ class Receiver:
     `behaviour(n, request)` returns (status, headers, body, delay_seconds) for
     the n-th request (1-based); the default answers 204 at once."""
 
-    def __init__(self, behaviour=None):
+    def __init__(self, behaviour=None, port=0):
         self.requests = []
         self.lock = threading.Lock()
         self.behaviour = behaviour or (lambda n, req: (204, {}, b"", 0))
@@ -145,7 +145,7 @@ class Receiver:
             daemon_threads = True
             allow_reuse_address = True
 
-        self.server = Server(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -172,8 +172,8 @@ class Receiver:
 def receiver():
     made = []
 
-    def make(behaviour=None):
-        r = Receiver(behaviour)
+    def make(behaviour=None, port=0):
+        r = Receiver(behaviour, port)
         made.append(r)
         return r
 

@@ -218,6 +218,39 @@ def test_hanging_endpoint_does_not_delay_others(db, receiver, webhookd):
     assert hang.count() <= 4
 
 
+def test_down_endpoint_is_paused_not_hammered_and_catches_up(db, receiver, webhookd):
+    healthy = receiver()
+    gone = receiver()
+    down_port = gone.port
+    gone.close()  # connection refused from now on
+    setup_orders(db, healthy.url)
+    down = q1(db, "SELECT webhook.create_endpoint(%s, '{*}', %s)", f"http://127.0.0.1:{down_port}/hook", SECRET)
+    w = webhookd(
+        "--retry-schedule", ",".join(["200ms"] * 30), "--retry-jitter", "0", "--poll-interval", "200ms",
+        "--breaker-threshold", "3", "--breaker-cooldown", "300ms", "--breaker-max-cooldown", "600ms",
+    )
+    n = 300
+    for i in range(n // 50):
+        db.execute("INSERT INTO orders (customer) SELECT 'c' FROM generate_series(1, 50)")
+        time.sleep(0.2)
+    wait_for(lambda: healthy.count() == n, 30, what="every event at the healthy endpoint")
+    time.sleep(2)
+    tried = q1(db, "SELECT count(*) FROM webhook.attempts WHERE endpoint_id = %s", down)
+    # Without the breaker: every event attempted at once and again every
+    # 200 ms (thousands). Paused: the requests already out when it opened,
+    # then one probe per cooldown.
+    assert tried < n, tried
+    assert q1(db, "SELECT count(*) FROM webhook.deliveries WHERE endpoint_id = %s AND status = 'pending'", down) == n
+    assert "paused" in w.output()
+    # The receiver comes back: the probe succeeds and the backlog drains,
+    # no delivery having burnt its retry schedule while paused.
+    back = receiver(port=down_port)
+    wait_for(lambda: len(set(back.ids())) == n, 30, what="the paused endpoint's backlog")
+    wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'") == 2 * n)
+    assert q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status = 'dead'") == 0
+    assert q1(db, "SELECT max(attempts) FROM webhook.deliveries WHERE endpoint_id = %s", down) < 30
+
+
 def test_ordered_endpoint_keeps_per_key_order_under_retries(db, receiver, webhookd):
     failures = {"n": 0}
 

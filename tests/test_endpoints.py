@@ -292,3 +292,36 @@ def test_claim_of_new_events_keeps_one_in_flight_per_ordering_key(db):
         ("acct.update", {"id": 1, "balance": 20}),
     ]
     assert [s for s in seen if s[1]["id"] == 2] == [("acct.insert", {"id": 2, "balance": 0})]
+
+
+def test_due_queue_is_per_endpoint_so_one_backlog_never_hides_another(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', '{a.*}', max_in_flight => 50)")
+    b = q1(db, "SELECT webhook.create_endpoint('https://b.example.com/x', '{b.*}')")
+    # a's backlog is older than everything b has.
+    db.execute("SELECT webhook.emit('a.x', jsonb_build_object('n', g)) FROM generate_series(1, 2000) g")
+    db.execute("SELECT webhook.emit('b.x', jsonb_build_object('n', g)) FROM generate_series(1, 10) g")
+    assert q1(db, "SELECT webhook.route()") == 2010
+    rows = q(db, "SELECT endpoint_id FROM webhook.claim(100)")
+    # a gets its max_in_flight, b is not left behind a's backlog.
+    assert sorted(r[0] for r in rows) == [a] * 50 + [b] * 10
+    # Left out (saturated or paused), a's due rows are not in b's way either.
+    db.execute("SELECT webhook.emit('b.x', '{}') FROM generate_series(1, 5)")
+    rows = q(db, "SELECT endpoint_id FROM webhook.claim(100, exclude_endpoints => %s::bigint[])", [a])
+    assert [r[0] for r in rows] == [b] * 5
+
+
+def test_claim_routes_only_events_whose_deliveries_fit_the_batch(db):
+    for host in ("a", "b", "c"):
+        db.execute(f"SELECT webhook.create_endpoint('https://{host}.example.com/x', '{{a.*}}')")
+    db.execute("SELECT webhook.emit('a.b', jsonb_build_object('n', g)) FROM generate_series(1, 9) g")
+    rows = claim(db, 6)
+    # Two events for three endpoints: every delivery created is leased now,
+    # none left to be found through the due queue.
+    assert sorted(json.loads(r["body"])["data"]["n"] for r in rows) == [1, 1, 1, 2, 2, 2]
+    assert q1(db, "SELECT count(*) FROM webhook.delivery") == 6
+    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE claim_token = 0") == 0
+    # Endpoints subscribed to fewer events than the first guess: the claim
+    # routes on until its batch is full.
+    db.execute("SELECT webhook.create_endpoint('https://d.example.com/x', '{only.d}', max_in_flight => 100)")
+    db.execute("SELECT webhook.emit('only.d', jsonb_build_object('n', g)) FROM generate_series(1, 20) g")
+    assert len(claim(db, 100)) == 21 + 20

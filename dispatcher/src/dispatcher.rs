@@ -11,10 +11,11 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::breaker::{Admit, Breaker, BreakerPolicy, Health};
 use crate::claim::{ClaimRequest, Claimed, Claimer};
 use crate::deliver::{self, HttpOptions};
 use crate::metrics::Metrics;
-use crate::record::{self, Outcome};
+use crate::record::{self, Outcome, Report};
 use crate::retry::{self, Policy};
 use crate::{db, http};
 
@@ -30,18 +31,21 @@ pub struct Config {
     pub listen: bool,
     pub http: HttpOptions,
     pub retry: Policy,
+    pub breaker: BreakerPolicy,
     pub shutdown_grace: Duration,
     pub worker: String,
 }
 
 /// Per-endpoint concurrency: a semaphore sized by the endpoint's
 /// `max_in_flight`, plus how many deliveries we hold for it (running or
-/// waiting), so saturated endpoints are left out of the next claim.
+/// waiting), so saturated endpoints are left out of the next claim; and each
+/// endpoint's circuit breaker, so paused endpoints are left out too.
 #[derive(Default)]
 struct Endpoints {
     map: HashMap<i64, (Arc<Semaphore>, usize, usize)>,
     /// Next free send slot per rate-limited endpoint.
     pace: HashMap<i64, tokio::time::Instant>,
+    breakers: HashMap<i64, Breaker>,
 }
 
 impl Endpoints {
@@ -74,12 +78,43 @@ impl Endpoints {
             e.2 = e.2.saturating_sub(1);
         }
     }
-    fn saturated(&self) -> Vec<i64> {
-        self.map
+    /// Endpoints the next claim leaves out: saturated or paused.
+    fn excluded(&self, now: std::time::Instant) -> Vec<i64> {
+        let saturated = self
+            .map
             .iter()
             .filter(|(_, e)| e.2 >= e.1)
-            .map(|(id, _)| *id)
-            .collect()
+            .map(|(id, _)| *id);
+        let paused = self
+            .breakers
+            .iter()
+            .filter(|(_, b)| b.paused(now))
+            .map(|(id, _)| *id);
+        saturated.chain(paused).collect()
+    }
+
+    fn admit(&mut self, id: i64) -> Admit {
+        self.breakers
+            .get_mut(&id)
+            .map_or(Admit::Send, |b| b.admit(std::time::Instant::now()))
+    }
+
+    /// Feeds an attempt's result to the endpoint's breaker; the pause when
+    /// it opened the circuit.
+    fn report(&mut self, policy: &BreakerPolicy, id: i64, status: Option<u16>) -> Option<Duration> {
+        let health = Health::of(status);
+        if health == Health::Up && !self.breakers.contains_key(&id) {
+            return None;
+        }
+        self.breakers
+            .entry(id)
+            .or_default()
+            .report(policy, health, std::time::Instant::now())
+    }
+
+    /// The earliest moment a paused endpoint may be probed.
+    fn next_reopen(&self) -> Option<std::time::Instant> {
+        self.breakers.values().filter_map(Breaker::reopens_at).min()
     }
 }
 
@@ -179,7 +214,7 @@ pub async fn run(
         ));
     }
 
-    let (out_tx, out_rx) = mpsc::channel::<Outcome>(10_000);
+    let (out_tx, out_rx) = mpsc::channel::<Report>(10_000);
     let recorder = tokio::spawn(record::run(
         cfg.database_url.clone(),
         cfg.worker.clone(),
@@ -238,7 +273,10 @@ pub async fn run(
         let Some((pg, claimer)) = conn.as_ref() else {
             continue;
         };
-        let exclude = endpoints.lock().map(|e| e.saturated()).unwrap_or_default();
+        let exclude = endpoints
+            .lock()
+            .map(|e| e.excluded(std::time::Instant::now()))
+            .unwrap_or_default();
         let req = ClaimRequest {
             max: free as i32,
             lease: cfg.lease,
@@ -279,10 +317,11 @@ pub async fn run(
             if let Ok(mut h) = held.lock() {
                 h.insert(c.delivery_id, c.claim_token);
             }
-            let (client, http_opts, policy, metrics, out_tx, endpoints, held, slot_freed) = (
+            let (client, http_opts, policy, breaker, metrics, out_tx, endpoints, held, slot_freed) = (
                 client.clone(),
                 cfg.http.clone(),
                 cfg.retry.clone(),
+                cfg.breaker.clone(),
                 metrics.clone(),
                 out_tx.clone(),
                 endpoints.clone(),
@@ -296,24 +335,57 @@ pub async fn run(
             c.timeout_ms = c.timeout_ms.min(lease_ms);
             tasks.spawn(async move {
                 let _permit = permit;
-                metrics.in_flight.fetch_add(1, Ordering::Relaxed);
                 let attempt = {
                     let _ep_permit = ep_sem.acquire().await;
-                    let slot = endpoints
+                    // Asked only now: the circuit may have opened while this
+                    // delivery waited for its endpoint's permit.
+                    let admit = endpoints
                         .lock()
-                        .ok()
-                        .and_then(|mut e| e.slot(c.endpoint_id, c.rate_limit));
-                    if let Some(at) = slot {
-                        tokio::time::sleep_until(at).await;
+                        .map_or(Admit::Send, |mut e| e.admit(c.endpoint_id));
+                    if admit == Admit::Send {
+                        let slot = endpoints
+                            .lock()
+                            .ok()
+                            .and_then(|mut e| e.slot(c.endpoint_id, c.rate_limit));
+                        if let Some(at) = slot {
+                            tokio::time::sleep_until(at).await;
+                        }
+                        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+                        let attempt = deliver::send(&client, &http_opts, &c).await;
+                        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        Some(attempt)
+                    } else {
+                        None
                     }
-                    deliver::send(&client, &http_opts, &c).await
                 };
-                metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                let outcome = outcome_of(&policy, &c, &attempt, &metrics);
+                let report = match attempt {
+                    Some(attempt) => {
+                        let opened = endpoints
+                            .lock()
+                            .ok()
+                            .and_then(|mut e| e.report(&breaker, c.endpoint_id, attempt.status));
+                        if let Some(pause) = opened {
+                            metrics.circuits_opened.fetch_add(1, Ordering::Relaxed);
+                            tracing::warn!(
+                                endpoint = c.endpoint_id,
+                                ?pause,
+                                "endpoint keeps failing: paused; its deliveries wait unattempted until a probe succeeds"
+                            );
+                        }
+                        Report::Attempted(outcome_of(&policy, &c, &attempt, &metrics))
+                    }
+                    None => {
+                        metrics.held_back.fetch_add(1, Ordering::Relaxed);
+                        Report::Released {
+                            delivery_id: c.delivery_id,
+                            claim_token: c.claim_token,
+                        }
+                    }
+                };
                 if let Ok(mut h) = held.lock() {
                     h.remove(&c.delivery_id);
                 }
-                let _ = out_tx.send(outcome).await;
+                let _ = out_tx.send(report).await;
                 if let Ok(mut e) = endpoints.lock() {
                     e.leave(c.endpoint_id);
                 }
@@ -325,10 +397,16 @@ pub async fn run(
             // committers we are idle), the poll timer, or shutdown.
             // With endpoints left out for being saturated, a finished request
             // can make work claimable again: wake on that too.
+            // So does the end of a paused endpoint's cooldown.
+            let reopen = endpoints.lock().ok().and_then(|e| e.next_reopen());
+            let wait = reopen.map_or(cfg.poll_interval, |at| {
+                at.saturating_duration_since(std::time::Instant::now())
+                    .min(cfg.poll_interval)
+            });
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = slot_freed.notified(), if !exclude.is_empty() => {}
-                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
         } else if got < free && !cfg.linger.is_zero() {

@@ -1,6 +1,7 @@
 //! webhookd: the dispatcher of pg_webhook (run), a verifying development
 //! receiver (listen) and a health report (status).
 
+mod breaker;
 mod claim;
 mod db;
 mod deliver;
@@ -81,6 +82,16 @@ struct RunArgs {
     /// ± fraction of each retry delay, randomized.
     #[arg(long, env = "WEBHOOKD_RETRY_JITTER", default_value_t = 0.1)]
     retry_jitter: f64,
+    /// Consecutive failures (no response, 429, 5xx) after which an endpoint
+    /// is paused: its deliveries wait unattempted until a probe succeeds. 0: never.
+    #[arg(long, env = "WEBHOOKD_BREAKER_THRESHOLD", default_value_t = 10)]
+    breaker_threshold: u32,
+    /// First pause of a failing endpoint; doubled after each failed probe.
+    #[arg(long, env = "WEBHOOKD_BREAKER_COOLDOWN", default_value = "1s", value_parser = humantime::parse_duration)]
+    breaker_cooldown: Duration,
+    /// Longest pause between probes of a failing endpoint.
+    #[arg(long, env = "WEBHOOKD_BREAKER_MAX_COOLDOWN", default_value = "30s", value_parser = humantime::parse_duration)]
+    breaker_max_cooldown: Duration,
     /// On SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, env = "WEBHOOKD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     shutdown_grace: Duration,
@@ -193,6 +204,11 @@ async fn main() -> anyhow::Result<()> {
                     schedule,
                     jitter: a.retry_jitter,
                     ..retry::Policy::default()
+                },
+                breaker: breaker::BreakerPolicy {
+                    threshold: a.breaker_threshold,
+                    cooldown: a.breaker_cooldown,
+                    max_cooldown: a.breaker_max_cooldown.max(a.breaker_cooldown),
                 },
                 shutdown_grace: a.shutdown_grace,
                 worker: a.worker.unwrap_or_else(worker_name),

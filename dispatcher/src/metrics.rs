@@ -16,6 +16,10 @@ pub struct Metrics {
     pub retried: AtomicU64,
     pub dead: AtomicU64,
     pub claims: AtomicU64,
+    /// Times an endpoint's circuit opened (it got paused).
+    pub circuits_opened: AtomicU64,
+    /// Claimed deliveries given back unattempted because their endpoint was paused.
+    pub held_back: AtomicU64,
     pub in_flight: AtomicI64,
     pub backlog: AtomicI64,
     /// Milliseconds; -1 when nothing is pending.
@@ -67,6 +71,14 @@ impl Metrics {
         );
         s.push_str("# HELP webhookd_claims_total Claim round trips.\n# TYPE webhookd_claims_total counter\n");
         let _ = writeln!(s, "webhookd_claims_total {}", g(&self.claims));
+        s.push_str("# HELP webhookd_circuit_opened_total Times a failing endpoint was paused.\n# TYPE webhookd_circuit_opened_total counter\n");
+        let _ = writeln!(
+            s,
+            "webhookd_circuit_opened_total {}",
+            g(&self.circuits_opened)
+        );
+        s.push_str("# HELP webhookd_held_back_total Claimed deliveries released unattempted because their endpoint was paused.\n# TYPE webhookd_held_back_total counter\n");
+        let _ = writeln!(s, "webhookd_held_back_total {}", g(&self.held_back));
         s.push_str(
             "# HELP webhookd_in_flight Requests in flight.\n# TYPE webhookd_in_flight gauge\n",
         );

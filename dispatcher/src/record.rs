@@ -1,8 +1,9 @@
-//! Record: outcomes are reported in batches through `webhook.record()`; a
-//! batch that cannot be written (database down) is kept and retried, so an
-//! attempt is never forgotten while the process lives. If the process dies
-//! first, the lease expires and the delivery is attempted again
-//! (at-least-once).
+//! Record: outcomes are reported in batches through `webhook.record()`, and
+//! leases given back unattempted (paused endpoint) through
+//! `webhook.release()`; a batch that cannot be written (database down) is
+//! kept and retried, so an attempt is never forgotten while the process
+//! lives. If the process dies first, the lease expires and the delivery is
+//! attempted again (at-least-once).
 
 use std::time::{Duration, SystemTime};
 
@@ -23,11 +24,55 @@ pub struct Outcome {
     pub retry_at: Option<SystemTime>,
 }
 
+/// What the recorder writes back for one claimed delivery.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Attempted(Outcome),
+    /// Not attempted: the lease is given back and the delivery is due again.
+    Released {
+        delivery_id: i64,
+        claim_token: i32,
+    },
+}
+
 const MAX_BATCH: usize = 1000;
 
 async fn write(
     client: &Client,
-    batch: &[Outcome],
+    batch: &[Report],
+    worker: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let (mut released, mut released_tokens) = (Vec::new(), Vec::new());
+    for r in batch {
+        match r {
+            Report::Attempted(o) => outcomes.push(o),
+            Report::Released {
+                delivery_id,
+                claim_token,
+            } => {
+                released.push(*delivery_id);
+                released_tokens.push(*claim_token);
+            }
+        }
+    }
+    if !released.is_empty() {
+        client
+            .execute(
+                "SELECT webhook.release($1, $2)",
+                &[&released, &released_tokens],
+            )
+            .await?;
+    }
+    if !outcomes.is_empty() {
+        write_outcomes(client, &outcomes, worker).await?;
+    }
+    Ok(())
+}
+
+async fn write_outcomes(
+    client: &Client,
+    batch: &[&Outcome],
     worker: &str,
 ) -> Result<(), tokio_postgres::Error> {
     let ids: Vec<i64> = batch.iter().map(|o| o.delivery_id).collect();
@@ -52,9 +97,9 @@ async fn write(
 }
 
 /// Runs until `rx` is closed and drained; returns after the last write.
-pub async fn run(database_url: String, worker: String, mut rx: mpsc::Receiver<Outcome>) {
+pub async fn run(database_url: String, worker: String, mut rx: mpsc::Receiver<Report>) {
     let mut client: Option<Client> = None;
-    let mut pending: Vec<Outcome> = Vec::new();
+    let mut pending: Vec<Report> = Vec::new();
     let mut closed = false;
     let mut backoff = db::Backoff::default();
     loop {

@@ -102,7 +102,10 @@ CREATE TABLE webhook.delivery (
     created_at       timestamptz NOT NULL DEFAULT now(),
     UNIQUE (event_id, endpoint_id)
 );
-CREATE INDEX delivery_due ON webhook.delivery (next_attempt_at, id) WHERE status = 'pending';
+-- One due queue per endpoint: a claim reads each endpoint's head, so a
+-- failing or paused endpoint's backlog is never scanned past (or waited
+-- behind) to reach another endpoint's deliveries.
+CREATE INDEX delivery_due ON webhook.delivery (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
 -- A queue table: every delivery is inserted and updated twice within
 -- seconds. Vacuum and analyze it far more often than the defaults, so dead
 -- index entries stay few and the planner's row counts stay close.
@@ -660,7 +663,7 @@ $$;
 -- the first pending delivery of its ordering key. The rest are created due
 -- now and claimed through the due index.
 CREATE FUNCTION webhook._route(max_events int, cur pg_snapshot, lease_until timestamptz, lease_max int,
-                               skip bigint[], worker text, OUT routed int, OUT leased bigint[])
+                               skip bigint[], worker text, OUT routed int, OUT made int, OUT leased bigint[])
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE st webhook.router; last bigint; hi bigint;
 BEGIN
@@ -668,6 +671,7 @@ BEGIN
   -- before its transaction had an xid (see _route_begin()).
   leased := '{}';
   routed := 0;
+  made := 0;
   SELECT * INTO st FROM webhook.router;
   IF st.cur_snap IS NOT NULL THEN
     cur := st.cur_snap;
@@ -718,9 +722,9 @@ BEGIN
     ON CONFLICT (event_id, endpoint_id) DO NOTHING
     RETURNING webhook.delivery.id, webhook.delivery.claim_token
   )
-  SELECT count(*), max(ev.id),
+  SELECT count(*), max(ev.id), (SELECT count(*) FROM ins),
          coalesce((SELECT array_agg(ins.id ORDER BY ins.id) FROM ins WHERE ins.claim_token = 1), '{}')
-    INTO routed, last, leased FROM ev;
+    INTO routed, last, made, leased FROM ev;
   IF routed < max_events OR last >= hi THEN
     UPDATE webhook.router SET prev_snap = cur, cur_snap = NULL, last_id = 0, hi_id = 0;
   ELSE
@@ -769,41 +773,46 @@ END
 $$;
 
 -- Due deliveries (retries, expired leases, deliveries routed while their
--- endpoint was busy), oldest first, locked. The planner settings pin the
--- ordered scan of delivery_due: on this busy table the statistics are often
--- stale (an empty table at the last ANALYZE, 50,000 due rows now), and the
--- bitmap scan + sort it then picks read every due row on each claim (30 ms
--- for a claim of 64 out of a 50,000-row backlog, see BENCHMARKS.md).
+-- endpoint was busy), oldest first, locked, at most max_in_flight per
+-- endpoint. Fair by construction: each eligible endpoint's own queue is read
+-- from its head (delivery_due leads with endpoint_id), so one endpoint's deep
+-- backlog or pile of retries costs the others nothing; a global "oldest
+-- first" scan would walk past every row of an excluded endpoint on each
+-- claim and hand whole batches to whichever endpoint fell behind first.
+-- The planner settings pin those ordered index scans: on this busy table the
+-- statistics are often stale (an empty table at the last ANALYZE, 50,000 due
+-- rows now), and the bitmap scan + sort it then picks reads every due row on
+-- each claim (see BENCHMARKS.md).
 CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, skip bigint[]) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off SET enable_seqscan = off AS $$
 DECLARE ids bigint[];
 BEGIN
   WITH due AS (
-    SELECT d.id, d.endpoint_id, d.next_attempt_at
-      FROM webhook.delivery d
-     WHERE d.status = 'pending'
-       AND d.next_attempt_at <= t_now
-       AND d.endpoint_id <> ALL (skip)
-       AND (d.ordering_key IS NULL OR NOT EXISTS (
+    SELECT h.id, h.next_attempt_at
+      FROM webhook.endpoint ep
+     CROSS JOIN LATERAL (
+       -- An ordered key waits for its earlier pending delivery. Blocked rows
+       -- are looked at only within 4 × the endpoint's share, so a hot key's
+       -- backlog bounds the work per claim.
+       SELECT q.id, q.next_attempt_at FROM (
+         SELECT d.id, d.next_attempt_at, d.ordering_key
+           FROM webhook.delivery d
+          WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.next_attempt_at <= t_now
+          ORDER BY d.next_attempt_at, d.id
+          LIMIT least(ep.max_in_flight, max_deliveries) * 4) q
+        WHERE q.ordering_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM webhook.delivery p
-               WHERE p.endpoint_id = d.endpoint_id AND p.ordering_key = d.ordering_key
-                 AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < d.id))
-     ORDER BY d.next_attempt_at, d.id
-     LIMIT max_deliveries * 4
-  ), cand AS (
-    -- At most max_in_flight per endpoint, so one endpoint with a deep
-    -- backlog cannot fill the whole batch.
-    SELECT c.id FROM (
-      SELECT due.id, ep.max_in_flight,
-             row_number() OVER (PARTITION BY due.endpoint_id ORDER BY due.next_attempt_at, due.id) AS rn
-        FROM due JOIN webhook.endpoint ep ON ep.id = due.endpoint_id) c
-     WHERE c.rn <= c.max_in_flight
+               WHERE p.endpoint_id = ep.id AND p.ordering_key = q.ordering_key
+                 AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < q.id)
+        ORDER BY q.next_attempt_at, q.id
+        LIMIT least(ep.max_in_flight, max_deliveries)) h
+     WHERE ep.enabled AND ep.id <> ALL (skip)
   ), picked AS (
     SELECT d.id
-      FROM webhook.delivery d JOIN cand ON cand.id = d.id
+      FROM webhook.delivery d JOIN due ON due.id = d.id
      WHERE d.status = 'pending' AND d.next_attempt_at <= t_now
-     ORDER BY d.next_attempt_at, d.id
+     ORDER BY due.next_attempt_at, due.id
      LIMIT max_deliveries
      FOR UPDATE OF d SKIP LOCKED
   )
@@ -833,6 +842,7 @@ SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_se
 SET plan_cache_mode = force_generic_plan AS $$
 -- claimed: everything this call leases, due deliveries first, then fresh ones.
 DECLARE ts bigint; skip bigint[]; t_now timestamptz; claimed bigint[]; room int; snap pg_snapshot;
+        fanout numeric; want int; r record;
 BEGIN
   -- Say "idle" before looking, so a commit racing with an empty claim still
   -- notifies (see wake.rs); cleared again below when work was found.
@@ -853,8 +863,23 @@ BEGIN
      WHERE d.id = ANY (claimed);
   END IF;
   room := max_deliveries - cardinality(claimed);
+  -- Route about as many events as their deliveries fill the room: routing
+  -- `room` events for three endpoints would lease a third of what it
+  -- creates and leave the rest to be found and leased again through the
+  -- due queue. The first guess is every claimable endpoint, then what the
+  -- window actually fanned out to.
   IF room > 0 AND snap IS NOT NULL THEN
-    SELECT claimed || r.leased INTO claimed FROM webhook._route(room, snap, t_now + lease, room, skip, worker) AS r;
+    fanout := greatest(1, (SELECT count(*) FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (skip)));
+    FOR i IN 1..3 LOOP
+      want := ceil(room::numeric / fanout)::int;
+      SELECT * INTO r FROM webhook._route(want, snap, t_now + lease, room, skip, worker);
+      claimed := claimed || r.leased;
+      room := room - cardinality(r.leased);
+      -- A short chunk can be the end of a window with the next one behind
+      -- it: stop only when nothing is left or the batch is full.
+      EXIT WHEN room <= 0 OR r.routed = 0;
+      fanout := greatest(1, r.made::numeric / r.routed);
+    END LOOP;
   END IF;
   RETURN QUERY
   WITH sec AS (
