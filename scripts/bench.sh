@@ -328,7 +328,7 @@ PY
 b6() {
   set_sync off
   rate=${ISO_RATE:-1000}
-  for scenario in healthy faulty; do
+  for scenario in ${ISO_SCENARIOS:-healthy faulty}; do
     say "B6 $scenario: three endpoints, $rate events/s for ${ISO_SECS}s"
     secret=$(e2e_db bench_iso "http://127.0.0.1:$RPORT/a,http://127.0.0.1:$RPORT/b,http://127.0.0.1:$((RPORT + 2))/c")
     start_webhookd bench_iso

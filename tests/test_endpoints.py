@@ -263,7 +263,7 @@ def test_claim_respects_max_in_flight_and_excluded_endpoints_for_new_events(db):
     rows = q(db, "SELECT endpoint_id, event_id FROM webhook.claim(100, exclude_endpoints => %s::bigint[])", [b])
     # a: capped at its max_in_flight; b: excluded (saturated in the caller).
     assert [r[0] for r in rows] == [a, a]
-    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE status = 'pending'") == 8
+    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE status = 'pending'") == 4
     rows = q(db, "SELECT endpoint_id, event_id FROM webhook.claim(100)")
     assert sorted(r[0] for r in rows) == [a, a, b, b, b, b]
     assert claim(db, 100) == []
@@ -325,3 +325,17 @@ def test_claim_routes_only_events_whose_deliveries_fit_the_batch(db):
     db.execute("SELECT webhook.create_endpoint('https://d.example.com/x', '{only.d}', max_in_flight => 100)")
     db.execute("SELECT webhook.emit('only.d', jsonb_build_object('n', g)) FROM generate_series(1, 20) g")
     assert len(claim(db, 100)) == 21 + 20
+
+
+def test_claim_gives_an_endpoint_no_more_than_the_dispatcher_has_room_for(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', max_in_flight => 50)")
+    db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 10)")
+
+    def claim_capped(n):
+        return q(db, "SELECT delivery_id FROM webhook.claim(100, cap_endpoints => %s::bigint[], cap_counts => %s::int[])",
+                 [a], [n])
+
+    assert len(claim_capped(3)) == 3  # new events, leased as routed
+    assert len(claim_capped(4)) == 4  # the rest, through the due queue
+    assert claim_capped(0) == []
+    assert len(claim(db, 100)) == 3

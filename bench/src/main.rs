@@ -252,13 +252,15 @@ async fn step(a: StepArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let s = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
-    let mut lat: Vec<Duration> = committed
+    let timed: Vec<(Instant, Duration)> = committed
         .iter()
         .filter_map(|(id, at)| {
             s.at.get(&(a.path.clone(), *id))
-                .map(|r| r.saturating_duration_since(*at))
+                .map(|r| (*at, r.saturating_duration_since(*at)))
         })
         .collect();
+    let timeline = stats::timeline(start, &timed, Duration::from_secs(5));
+    let mut lat: Vec<Duration> = timed.iter().map(|t| t.1).collect();
     lat.sort();
     let missing = committed.len() - lat.len();
     let secs = produced_in.as_secs_f64().max(1e-9);
@@ -275,6 +277,7 @@ async fn step(a: StepArgs) -> anyhow::Result<()> {
         "missing": missing,
         "bad": s.bad,
         "failed_on_purpose": s.failed_on_purpose,
+        "timeline": timeline,
     });
     if let (Some(r), serde_json::Value::Object(l)) =
         (record.as_object_mut(), stats::latency_json(&lat))

@@ -33,6 +33,8 @@ pub struct ClaimRequest<'a> {
     pub lease: Duration,
     pub worker: &'a str,
     pub exclude: &'a [i64],
+    /// At most `caps.1[i]` deliveries for endpoint `caps.0[i]`.
+    pub caps: (&'a [i64], &'a [i32]),
     /// When > 0: tell capturing transactions we are idle for this long if
     /// the claim comes back empty (they then NOTIFY us).
     pub idle_hint: Duration,
@@ -43,7 +45,7 @@ impl Claimer {
         let stmt = client
             .prepare(
                 "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, body, timeout_ms, max_in_flight, rate_limit \
-                   FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int)",
+                   FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[])",
             )
             .await?;
         Ok(Claimer { stmt })
@@ -64,6 +66,8 @@ impl Claimer {
                     &req.worker,
                     &req.exclude,
                     &idle_ms,
+                    &req.caps.0,
+                    &req.caps.1,
                 ],
             )
             .await?;

@@ -78,19 +78,32 @@ impl Endpoints {
             e.2 = e.2.saturating_sub(1);
         }
     }
-    /// Endpoints the next claim leaves out: saturated or paused.
-    fn excluded(&self, now: std::time::Instant) -> Vec<i64> {
-        let saturated = self
-            .map
-            .iter()
-            .filter(|(_, e)| e.2 >= e.1)
-            .map(|(id, _)| *id);
-        let paused = self
+    /// Endpoints the next claim leaves out (paused), and how many more
+    /// deliveries each endpoint we hold some for may get: up to its
+    /// max_in_flight, but no more than a fair share of the global
+    /// concurrency while other endpoints are busy too, so a few endpoints
+    /// with deep backlogs can never take every permit (the others' fresh
+    /// events would wait for one).
+    fn limits(
+        &self,
+        concurrency: usize,
+        now: std::time::Instant,
+    ) -> (Vec<i64>, Vec<i64>, Vec<i32>) {
+        let paused: Vec<i64> = self
             .breakers
             .iter()
             .filter(|(_, b)| b.paused(now))
-            .map(|(id, _)| *id);
-        saturated.chain(paused).collect()
+            .map(|(id, _)| *id)
+            .collect();
+        let busy = self.map.values().filter(|e| e.2 > 0).count();
+        let share = (concurrency / (busy + 1)).max(1);
+        let (ids, caps) = self
+            .map
+            .iter()
+            .filter(|(_, e)| e.2 > 0 || e.1 > share)
+            .map(|(id, e)| (*id, e.1.min(share).saturating_sub(e.2) as i32))
+            .unzip();
+        (paused, ids, caps)
     }
 
     fn admit(&mut self, id: i64) -> Admit {
@@ -273,15 +286,16 @@ pub async fn run(
         let Some((pg, claimer)) = conn.as_ref() else {
             continue;
         };
-        let exclude = endpoints
+        let (exclude, cap_ids, caps) = endpoints
             .lock()
-            .map(|e| e.excluded(std::time::Instant::now()))
+            .map(|e| e.limits(cfg.concurrency, std::time::Instant::now()))
             .unwrap_or_default();
         let req = ClaimRequest {
             max: free as i32,
             lease: cfg.lease,
             worker: &cfg.worker,
             exclude: &exclude,
+            caps: (&cap_ids, &caps),
             idle_hint,
         };
         let claimed = match claimer.claim(pg, &req).await {
@@ -298,6 +312,7 @@ pub async fn run(
         };
         metrics.claims.fetch_add(1, Ordering::Relaxed);
         let got = claimed.len();
+        tracing::debug!(asked = free, got, excluded = ?exclude, capped = ?cap_ids, caps = ?caps, "claimed");
         for c in claimed {
             let Ok(permit) = global.clone().try_acquire_owned() else {
                 // Cannot happen (we asked for at most the free permits), but
@@ -395,8 +410,8 @@ pub async fn run(
         if got == 0 {
             // Idle: wait for a NOTIFY (sent only because claim() told
             // committers we are idle), the poll timer, or shutdown.
-            // With endpoints left out for being saturated, a finished request
-            // can make work claimable again: wake on that too.
+            // With endpoints capped for what we hold, a finished request can
+            // make work claimable again: wake on that too.
             // So does the end of a paused endpoint's cooldown.
             let reopen = endpoints.lock().ok().and_then(|e| e.next_reopen());
             let wait = reopen.map_or(cfg.poll_interval, |at| {
@@ -405,7 +420,7 @@ pub async fn run(
             });
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = slot_freed.notified(), if !exclude.is_empty() => {}
+                _ = slot_freed.notified(), if caps.contains(&0) => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }

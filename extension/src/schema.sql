@@ -658,12 +658,14 @@ $$;
 -- deliveries are created already leased to `worker` until lease_until and
 -- their ids returned: a fresh delivery is then written once here and once by
 -- record(), never re-found through the due index and updated in between.
--- Only deliveries that could be claimed right now are leased: endpoint not in
--- `skip`, within the endpoint's max_in_flight, and for an ordered endpoint
--- the first pending delivery of its ordering key. The rest are created due
--- now and claimed through the due index.
+-- Only deliveries that could be claimed right now are leased: within the
+-- room the claimer has for the endpoint (ep_ids/ep_room; endpoints not
+-- listed get none), and for an ordered endpoint the first pending delivery
+-- of its ordering key. The rest are created due now and claimed through the
+-- due index.
 CREATE FUNCTION webhook._route(max_events int, cur pg_snapshot, lease_until timestamptz, lease_max int,
-                               skip bigint[], worker text, OUT routed int, OUT made int, OUT leased bigint[])
+                               ep_ids bigint[], ep_room int[], worker text,
+                               OUT routed int, OUT made int, OUT leased bigint[])
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE st webhook.router; last bigint; hi bigint;
 BEGIN
@@ -686,15 +688,18 @@ BEGIN
   END IF;
   WITH ev AS (
     SELECT * FROM webhook._window_chunk(st.prev_snap, cur, last, hi, max_events)
+  ), room AS (
+    SELECT u.id, u.n FROM unnest(ep_ids, ep_room) AS u(id, n) WHERE lease_max > 0 AND u.n > 0
   ), pair AS (
-    SELECT ev.id AS event_id, ep.id AS endpoint_id, ep.max_in_flight,
+    SELECT ev.id AS event_id, ep.id AS endpoint_id, coalesce(room.n, 0) AS room,
            CASE WHEN ep.ordered THEN ev.ordering_key END AS ordering_key,
-           lease_max > 0 AND ep.id <> ALL (skip) AS free
+           room.n IS NOT NULL AS free
       FROM ev
       JOIN webhook.endpoint ep
         ON ep.enabled AND CASE WHEN ev.endpoint_id IS NULL
                                THEN webhook._matches(ep.event_types, ev.event_type)
                                ELSE ep.id = ev.endpoint_id END
+      LEFT JOIN room ON room.id = ep.id
   ), ready AS (
     -- An ordered key waits for the key's earlier pending delivery.
     SELECT pair.*, pair.free AND (pair.ordering_key IS NULL OR (
@@ -705,7 +710,7 @@ BEGIN
       FROM pair
   ), capped AS (
     SELECT ready.*, ready.ok AND row_number() OVER (PARTITION BY ready.endpoint_id, ready.ok ORDER BY ready.event_id)
-                                 <= ready.max_in_flight AS ok2
+                                 <= ready.room AS ok2
       FROM ready
   ), ranked AS (
     SELECT capped.*, capped.ok2 AND row_number() OVER (PARTITION BY capped.ok2 ORDER BY capped.event_id, capped.endpoint_id)
@@ -768,57 +773,69 @@ BEGIN
   IF snap IS NULL THEN
     RETURN 0;
   END IF;
-  RETURN (webhook._route(max_events, snap, NULL, 0, '{}', NULL)).routed;
+  RETURN (webhook._route(max_events, snap, NULL, 0, '{}', '{}', NULL)).routed;
 END
 $$;
 
 -- Due deliveries (retries, expired leases, deliveries routed while their
--- endpoint was busy), oldest first, locked, at most max_in_flight per
--- endpoint. Fair by construction: each eligible endpoint's own queue is read
--- from its head (delivery_due leads with endpoint_id), so one endpoint's deep
--- backlog or pile of retries costs the others nothing; a global "oldest
--- first" scan would walk past every row of an excluded endpoint on each
--- claim and hand whole batches to whichever endpoint fell behind first.
+-- endpoint was busy), oldest first, locked, at most ep_room[i] for endpoint
+-- ep_ids[i] (endpoints not listed get none). Fair by construction: each
+-- endpoint's own queue is read from its head (delivery_due leads with
+-- endpoint_id), so one endpoint's deep backlog or pile of retries costs the
+-- others nothing; a global "oldest first" scan would walk past every row of
+-- an excluded endpoint on each claim and hand whole batches to whichever
+-- endpoint fell behind first.
 -- The planner settings pin those ordered index scans: on this busy table the
 -- statistics are often stale (an empty table at the last ANALYZE, 50,000 due
 -- rows now), and the bitmap scan + sort it then picks reads every due row on
 -- each claim (see BENCHMARKS.md).
-CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, skip bigint[]) RETURNS bigint[]
+CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, ep_ids bigint[], ep_room int[]) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off SET enable_seqscan = off AS $$
 DECLARE ids bigint[];
 BEGIN
-  WITH due AS (
+  WITH due AS MATERIALIZED (
     SELECT h.id, h.next_attempt_at
-      FROM webhook.endpoint ep
+      FROM unnest(ep_ids, ep_room) AS ep(id, room)
      CROSS JOIN LATERAL (
        -- An ordered key waits for its earlier pending delivery. Blocked rows
-       -- are looked at only within 4 × the endpoint's share, so a hot key's
+       -- are looked at only within 4 × the endpoint's room, so a hot key's
        -- backlog bounds the work per claim.
        SELECT q.id, q.next_attempt_at FROM (
          SELECT d.id, d.next_attempt_at, d.ordering_key
            FROM webhook.delivery d
           WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.next_attempt_at <= t_now
           ORDER BY d.next_attempt_at, d.id
-          LIMIT least(ep.max_in_flight, max_deliveries) * 4) q
+          LIMIT least(ep.room, max_deliveries) * 4) q
         WHERE q.ordering_key IS NULL OR NOT EXISTS (
               SELECT 1 FROM webhook.delivery p
                WHERE p.endpoint_id = ep.id AND p.ordering_key = q.ordering_key
                  AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < q.id)
         ORDER BY q.next_attempt_at, q.id
-        LIMIT least(ep.max_in_flight, max_deliveries)) h
-     WHERE ep.enabled AND ep.id <> ALL (skip)
+        LIMIT least(ep.room, max_deliveries)) h
+     WHERE ep.room > 0
   ), picked AS (
+    -- Locked by key lookups of the chosen ids: joined to `due` instead, a
+    -- stale row estimate made the planner re-run `due` for every due row
+    -- of the table (150–300 ms per claim under B6).
     SELECT d.id
-      FROM webhook.delivery d JOIN due ON due.id = d.id
-     WHERE d.status = 'pending' AND d.next_attempt_at <= t_now
-     ORDER BY due.next_attempt_at, due.id
-     LIMIT max_deliveries
+      FROM webhook.delivery d
+     WHERE d.id = ANY (ARRAY(SELECT due.id FROM due ORDER BY due.next_attempt_at, due.id LIMIT max_deliveries))
+       AND d.status = 'pending' AND d.next_attempt_at <= t_now
      FOR UPDATE OF d SKIP LOCKED
   )
   SELECT coalesce(array_agg(picked.id), '{}') INTO ids FROM picked;
   RETURN ids;
 END
+$$;
+
+-- ep_room (per endpoint of ep_ids) less the deliveries in `taken`.
+CREATE FUNCTION webhook._room_left(ep_ids bigint[], ep_room int[], taken bigint[]) RETURNS int[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(array_agg(u.n - coalesce(t.n, 0)::int ORDER BY u.i), '{}')
+    FROM unnest(ep_ids, ep_room) WITH ORDINALITY AS u(id, n, i)
+    LEFT JOIN (SELECT d.endpoint_id, count(*) AS n FROM webhook.delivery d
+                WHERE d.id = ANY (taken) GROUP BY d.endpoint_id) t ON t.endpoint_id = u.id
 $$;
 
 -- Claim due deliveries: lease them and return everything needed to send
@@ -830,7 +847,11 @@ CREATE FUNCTION webhook.claim(
     lease             interval DEFAULT '60 seconds',
     worker            text DEFAULT NULL,
     exclude_endpoints bigint[] DEFAULT '{}',
-    idle_hint_ms      int DEFAULT 0
+    idle_hint_ms      int DEFAULT 0,
+    -- At most cap_counts[i] deliveries for endpoint cap_endpoints[i] (the
+    -- room the dispatcher has left for it); others up to max_in_flight.
+    cap_endpoints     bigint[] DEFAULT '{}',
+    cap_counts        int[] DEFAULT '{}'
 ) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
                  attempt int, url text, headers jsonb, body text, timeout_ms int, max_in_flight int,
                  rate_limit int)
@@ -841,8 +862,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
 SET plan_cache_mode = force_generic_plan AS $$
 -- claimed: everything this call leases, due deliveries first, then fresh ones.
-DECLARE ts bigint; skip bigint[]; t_now timestamptz; claimed bigint[]; room int; snap pg_snapshot;
-        fanout numeric; want int; r record;
+DECLARE ts bigint; t_now timestamptz; claimed bigint[]; room int; snap pg_snapshot;
+        ep_ids bigint[]; ep_room int[]; fanout numeric; want int; r record;
 BEGIN
   -- Say "idle" before looking, so a commit racing with an empty claim still
   -- notifies (see wake.rs); cleared again below when work was found.
@@ -853,32 +874,42 @@ BEGIN
   -- Once, not per scanned row (clock_timestamp() is volatile).
   t_now := clock_timestamp();
   ts := extract(epoch FROM t_now)::bigint;
-  -- Disabled and saturated endpoints are filtered on the index scan itself
-  -- (an array, not a join).
-  skip := coalesce(exclude_endpoints, '{}') || ARRAY(SELECT e.id FROM webhook.endpoint e WHERE NOT e.enabled);
-  claimed := webhook._due(max_deliveries, t_now, skip);
+  -- How many deliveries each claimable endpoint may get: its max_in_flight,
+  -- or less where the dispatcher says so; none when excluded or disabled.
+  SELECT coalesce(array_agg(e.id ORDER BY e.id), '{}'),
+         coalesce(array_agg(least(e.max_in_flight, coalesce(
+                    (SELECT min(c.n) FROM unnest(cap_endpoints, cap_counts) AS c(id, n) WHERE c.id = e.id),
+                    e.max_in_flight)) ORDER BY e.id), '{}')
+    INTO ep_ids, ep_room
+    FROM webhook.endpoint e
+   WHERE e.enabled AND e.id <> ALL (coalesce(exclude_endpoints, '{}'));
+  claimed := webhook._due(max_deliveries, t_now, ep_ids, ep_room);
   IF cardinality(claimed) > 0 THEN
     UPDATE webhook.delivery d
        SET next_attempt_at = t_now + lease, claim_token = d.claim_token + 1, leased_by = worker
      WHERE d.id = ANY (claimed);
+    ep_room := webhook._room_left(ep_ids, ep_room, claimed);
   END IF;
-  room := max_deliveries - cardinality(claimed);
   -- Route about as many events as their deliveries fill the room: routing
   -- `room` events for three endpoints would lease a third of what it
   -- creates and leave the rest to be found and leased again through the
-  -- due queue. The first guess is every claimable endpoint, then what the
-  -- window actually fanned out to.
-  IF room > 0 AND snap IS NOT NULL THEN
-    fanout := greatest(1, (SELECT count(*) FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (skip)));
+  -- due queue. The first guess is every endpoint with room, then what the
+  -- window actually fanned out to. No routing while no endpoint has room:
+  -- it would only create deliveries for the due queue.
+  IF snap IS NOT NULL THEN
+    fanout := greatest(1, (SELECT count(*) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
     FOR i IN 1..3 LOOP
+      room := least(max_deliveries - cardinality(claimed),
+                    (SELECT coalesce(sum(u.n), 0) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
+      EXIT WHEN room <= 0;
       want := ceil(room::numeric / fanout)::int;
-      SELECT * INTO r FROM webhook._route(want, snap, t_now + lease, room, skip, worker);
+      SELECT * INTO r FROM webhook._route(want, snap, t_now + lease, room, ep_ids, ep_room, worker);
       claimed := claimed || r.leased;
-      room := room - cardinality(r.leased);
       -- A short chunk can be the end of a window with the next one behind
-      -- it: stop only when nothing is left or the batch is full.
-      EXIT WHEN room <= 0 OR r.routed = 0;
+      -- it: go on unless nothing was left or nothing could be leased.
+      EXIT WHEN r.routed = 0 OR cardinality(r.leased) = 0;
       fanout := greatest(1, r.made::numeric / r.routed);
+      ep_room := webhook._room_left(ep_ids, ep_room, r.leased);
     END LOOP;
   END IF;
   RETURN QUERY
@@ -1053,10 +1084,10 @@ $$;
 -- Privileges
 -- ---------------------------------------------------------------------------
 
-REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int),
-  webhook._route(int, pg_snapshot, timestamptz, int, bigint[], text), webhook._route_begin(),
+REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[]),
+  webhook._route(int, pg_snapshot, timestamptz, int, bigint[], int[], text), webhook._route_begin(),
   webhook._window_bounds(pg_snapshot, pg_snapshot), webhook._window_chunk(pg_snapshot, pg_snapshot, bigint, bigint, int),
-  webhook._due(int, timestamptz, bigint[]),
+  webhook._due(int, timestamptz, bigint[], int[]), webhook._room_left(bigint[], int[], bigint[]),
   webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
   webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint)
   FROM PUBLIC;
@@ -1067,7 +1098,7 @@ CREATE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
-  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int), '
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[]), '
                  'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
                  'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
