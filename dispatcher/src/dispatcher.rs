@@ -125,9 +125,14 @@ impl Endpoints {
             .report(policy, health, std::time::Instant::now())
     }
 
-    /// The earliest moment a paused endpoint may be probed.
-    fn next_reopen(&self) -> Option<std::time::Instant> {
-        self.breakers.values().filter_map(Breaker::reopens_at).min()
+    /// The earliest moment still ahead at which a paused endpoint may be
+    /// probed (a past one would make the idle wait spin).
+    fn next_reopen(&self, now: std::time::Instant) -> Option<std::time::Instant> {
+        self.breakers
+            .values()
+            .filter_map(Breaker::reopens_at)
+            .filter(|at| *at > now)
+            .min()
     }
 }
 
@@ -413,11 +418,9 @@ pub async fn run(
             // With endpoints capped for what we hold, a finished request can
             // make work claimable again: wake on that too.
             // So does the end of a paused endpoint's cooldown.
-            let reopen = endpoints.lock().ok().and_then(|e| e.next_reopen());
-            let wait = reopen.map_or(cfg.poll_interval, |at| {
-                at.saturating_duration_since(std::time::Instant::now())
-                    .min(cfg.poll_interval)
-            });
+            let now = std::time::Instant::now();
+            let reopen = endpoints.lock().ok().and_then(|e| e.next_reopen(now));
+            let wait = reopen.map_or(cfg.poll_interval, |at| (at - now).min(cfg.poll_interval));
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = slot_freed.notified(), if caps.contains(&0) => {}
