@@ -339,3 +339,6 @@ def test_claim_gives_an_endpoint_no_more_than_the_dispatcher_has_room_for(db):
     assert len(claim_capped(4)) == 4  # the rest, through the due queue
     assert claim_capped(0) == []
     assert len(claim(db, 100)) == 3
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
+        q(db, "SELECT * FROM webhook.claim(100, cap_endpoints => %s::bigint[], cap_counts => '{}')", [a])
+    assert "same order" in e.value.diag.message_hint

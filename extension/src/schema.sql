@@ -865,6 +865,12 @@ SET plan_cache_mode = force_generic_plan AS $$
 DECLARE ts bigint; t_now timestamptz; claimed bigint[]; room int; snap pg_snapshot;
         ep_ids bigint[]; ep_room int[]; fanout numeric; want int; r record;
 BEGIN
+  IF cardinality(cap_endpoints) IS DISTINCT FROM cardinality(cap_counts) THEN
+    RAISE EXCEPTION 'cap_endpoints has % elements but cap_counts has %',
+                    cardinality(cap_endpoints), cardinality(cap_counts)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass one count per endpoint id, in the same order.';
+  END IF;
   -- Say "idle" before looking, so a commit racing with an empty claim still
   -- notifies (see wake.rs); cleared again below when work was found.
   IF idle_hint_ms > 0 THEN
