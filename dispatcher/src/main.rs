@@ -160,11 +160,7 @@ async fn terminated(token: CancellationToken) {
     token.cancel();
 }
 
-// One thread: webhookd waits on sockets and the database; on the few cores
-// it shares with PostgreSQL, work-stealing threads only added wake-ups
-// (B7: 104-112 instead of 127-137 µs of CPU per delivered event, and a
-// 50,000-event drain at 5,450 instead of 4,760-5,070 events/s).
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
