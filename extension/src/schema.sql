@@ -830,12 +830,16 @@ END
 $$;
 
 -- ep_room (per endpoint of ep_ids) less the deliveries in `taken`.
+-- PL/pgSQL, not SQL: its plan is cached for the session, where a SQL
+-- function's query would be planned again on every claim.
 CREATE FUNCTION webhook._room_left(ep_ids bigint[], ep_room int[], taken bigint[]) RETURNS int[]
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-  SELECT coalesce(array_agg(u.n - coalesce(t.n, 0)::int ORDER BY u.i), '{}')
-    FROM unnest(ep_ids, ep_room) WITH ORDINALITY AS u(id, n, i)
-    LEFT JOIN (SELECT d.endpoint_id, count(*) AS n FROM webhook.delivery d
-                WHERE d.id = ANY (taken) GROUP BY d.endpoint_id) t ON t.endpoint_id = u.id
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT coalesce(array_agg(u.n - coalesce(t.n, 0)::int ORDER BY u.i), '{}')
+            FROM unnest(ep_ids, ep_room) WITH ORDINALITY AS u(id, n, i)
+            LEFT JOIN (SELECT d.endpoint_id, count(*) AS n FROM webhook.delivery d
+                        WHERE d.id = ANY (taken) GROUP BY d.endpoint_id) t ON t.endpoint_id = u.id);
+END
 $$;
 
 -- Claim due deliveries: lease them and return everything needed to send
@@ -911,9 +915,12 @@ BEGIN
       want := ceil(room::numeric / fanout)::int;
       SELECT * INTO r FROM webhook._route(want, snap, t_now + lease, room, ep_ids, ep_room, worker);
       claimed := claimed || r.leased;
-      -- A short chunk can be the end of a window with the next one behind
-      -- it: go on unless nothing was left or nothing could be leased.
-      EXIT WHEN r.routed = 0 OR cardinality(r.leased) = 0;
+      -- Go on only when the chunk was full (the window has more) and
+      -- something could be leased. A short chunk ends its window; a window
+      -- behind it waits for the next claim, which comes at once (a claim
+      -- that found work is followed by another): calling _route again here
+      -- cost every claim at low rates a second, empty routing pass.
+      EXIT WHEN r.routed < want OR cardinality(r.leased) = 0;
       fanout := greatest(1, r.made::numeric / r.routed);
       ep_room := webhook._room_left(ep_ids, ep_room, r.leased);
     END LOOP;
