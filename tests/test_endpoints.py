@@ -328,6 +328,16 @@ def test_claim_routes_only_events_whose_deliveries_fit_the_batch(db):
     assert len(claim(db, 50)) == 50
 
 
+def test_events_of_a_paused_endpoint_still_show_as_its_backlog(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x')")
+    db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 30)")
+    # webhookd leaves a paused (or saturated) endpoint out: nothing leased,
+    # but the events are routed, so the backlog is there to see.
+    assert q(db, "SELECT * FROM webhook.claim(100, exclude_endpoints => %s::bigint[])", [a]) == []
+    assert q1(db, "SELECT backlog FROM webhook.endpoint_health WHERE endpoint_id = %s", a) == 30
+    assert len(claim(db, 100)) == 16  # its max_in_flight, once it is back
+
+
 def test_claim_gives_an_endpoint_no_more_than_the_dispatcher_has_room_for(db):
     a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', max_in_flight => 50)")
     db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 10)")

@@ -904,14 +904,20 @@ BEGIN
   -- `room` events for three endpoints would lease a third of what it
   -- creates and leave the rest to be found and leased again through the
   -- due queue. The first guess is every endpoint with room, then what the
-  -- window actually fanned out to. No routing while no endpoint has room:
-  -- it would only create deliveries for the due queue.
+  -- window actually fanned out to. When no endpoint has room (all paused
+  -- or busy), one pass still routes, leasing nothing: the events become
+  -- pending deliveries, visible as each endpoint's backlog while it is down.
   IF snap IS NOT NULL THEN
     fanout := greatest(1, (SELECT count(*) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
     FOR i IN 1..3 LOOP
       room := least(max_deliveries - cardinality(claimed),
                     (SELECT coalesce(sum(u.n), 0) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
-      EXIT WHEN room <= 0;
+      IF room <= 0 THEN
+        IF i = 1 AND max_deliveries > 0 THEN
+          PERFORM webhook._route(max_deliveries, snap, NULL, 0, '{}', '{}', NULL);
+        END IF;
+        EXIT;
+      END IF;
       want := ceil(room::numeric / fanout)::int;
       SELECT * INTO r FROM webhook._route(want, snap, t_now + lease, room, ep_ids, ep_room, worker);
       claimed := claimed || r.leased;
