@@ -322,12 +322,7 @@ pub async fn run(
             let Ok(permit) = global.clone().try_acquire_owned() else {
                 // Cannot happen (we asked for at most the free permits), but
                 // never drop a claimed delivery: give it back.
-                let _ = pg
-                    .execute(
-                        "SELECT webhook.release($1, $2)",
-                        &[&vec![c.delivery_id], &vec![c.claim_token]],
-                    )
-                    .await;
+                let _ = record::release(pg, &[c.delivery_id], &[c.claim_token]).await;
                 continue;
             };
             let ep_sem = match endpoints.lock() {
@@ -359,14 +354,13 @@ pub async fn run(
                     let _ep_permit = ep_sem.acquire().await;
                     // Asked only now: the circuit may have opened while this
                     // delivery waited for its endpoint's permit.
-                    let admit = endpoints
-                        .lock()
-                        .map_or(Admit::Send, |mut e| e.admit(c.endpoint_id));
+                    let (admit, slot) = endpoints.lock().map_or((Admit::Send, None), |mut e| {
+                        match e.admit(c.endpoint_id) {
+                            Admit::Send => (Admit::Send, e.slot(c.endpoint_id, c.rate_limit)),
+                            Admit::Hold => (Admit::Hold, None),
+                        }
+                    });
                     if admit == Admit::Send {
-                        let slot = endpoints
-                            .lock()
-                            .ok()
-                            .and_then(|mut e| e.slot(c.endpoint_id, c.rate_limit));
                         if let Some(at) = slot {
                             tokio::time::sleep_until(at).await;
                         }
@@ -454,10 +448,7 @@ pub async fn run(
         let ids: Vec<i64> = leftover.iter().map(|p| p.0).collect();
         let tokens: Vec<i32> = leftover.iter().map(|p| p.1).collect();
         match db::connect(&cfg.database_url, "webhookd release").await {
-            Ok(c) => match c
-                .execute("SELECT webhook.release($1, $2)", &[&ids, &tokens])
-                .await
-            {
+            Ok(c) => match record::release(&c, &ids, &tokens).await {
                 Ok(_) => tracing::info!(released = ids.len(), "released unfinished leases"),
                 Err(e) => {
                     tracing::warn!(error = %e, "releasing leases failed; they expire by themselves")

@@ -57,17 +57,27 @@ async fn write(
         }
     }
     if !released.is_empty() {
-        client
-            .execute(
-                "SELECT webhook.release($1, $2)",
-                &[&released, &released_tokens],
-            )
-            .await?;
+        release(client, &released, &released_tokens).await?;
     }
     if !outcomes.is_empty() {
         write_outcomes(client, &outcomes, worker).await?;
     }
     Ok(())
+}
+
+/// Give leases back unattempted (`webhook.release()`): the deliveries are
+/// due again at once, their attempts untouched.
+pub async fn release(
+    client: &Client,
+    delivery_ids: &[i64],
+    claim_tokens: &[i32],
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "SELECT webhook.release($1, $2)",
+            &[&delivery_ids, &claim_tokens],
+        )
+        .await
 }
 
 async fn write_outcomes(
