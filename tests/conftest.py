@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -92,10 +93,12 @@ class Receiver:
     """A real HTTP server on 127.0.0.1 that records each request.
 
     `behaviour(n, request)` returns (status, headers, body, delay_seconds) for
-    the n-th request (1-based); the default answers 204 at once."""
+    the n-th request (1-based); the default answers 204 at once. With
+    `tls=(certfile, keyfile)` it serves HTTPS, as https://localhost:<port>."""
 
-    def __init__(self, behaviour=None, port=0):
+    def __init__(self, behaviour=None, port=0, tls=None):
         self.requests = []
+        self.connections = 0
         self.lock = threading.Lock()
         self.behaviour = behaviour or (lambda n, req: (204, {}, b"", 0))
         receiver = self
@@ -105,6 +108,11 @@ class Receiver:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with receiver.lock:
+                    receiver.connections += 1
 
             def do_POST(self):
                 length = int(self.headers.get("content-length", "0"))
@@ -148,6 +156,11 @@ class Receiver:
         self.server = Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://localhost:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -172,8 +185,8 @@ class Receiver:
 def receiver():
     made = []
 
-    def make(behaviour=None, port=0):
-        r = Receiver(behaviour, port)
+    def make(behaviour=None, port=0, tls=None):
+        r = Receiver(behaviour, port, tls)
         made.append(r)
         return r
 

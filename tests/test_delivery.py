@@ -1,6 +1,7 @@
 """Delivery end to end: real webhookd processes, real receivers, real failures."""
 
 import json
+import subprocess
 import threading
 import time
 import urllib.request
@@ -355,3 +356,56 @@ def test_rate_limit_spaces_requests(db, receiver, webhookd):
     wait_for(lambda: r.count() == 10, 20)
     span = r.requests[-1]["at"] - r.requests[0]["at"]
     assert span >= 1.6, span
+
+
+def private_ca(d):
+    """A CA and a certificate for localhost signed by it (openssl CLI)."""
+    run = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pg_webhook test CA",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+        "-keyout", str(d / "leaf.key"), "-out", str(d / "leaf.csr"))
+    (d / "ext").write_text("subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n")
+    run("x509", "-req", "-in", str(d / "leaf.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", str(d / "ext"), "-out", str(d / "leaf.pem"))
+    return d / "ca.pem", (str(d / "leaf.pem"), str(d / "leaf.key"))
+
+
+def test_https_needs_a_trusted_certificate_and_keeps_connections(db, receiver, webhookd, tmp_path):
+    ca, leaf = private_ca(tmp_path)
+    r = receiver(tls=leaf)
+    setup_orders(db, r.url)
+    # Not in the bundled Web PKI roots: refused at the handshake, nothing sent.
+    w = webhookd("--retry-schedule", "1s", "--poll-interval", "200ms")
+    db.execute("INSERT INTO orders (customer) VALUES ('first')")
+    wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.attempts") >= 1, 20)
+    w.term()
+    (error,) = q(db, "SELECT error FROM webhook.attempts ORDER BY id LIMIT 1")[0]
+    assert "TLS handshake" in error and "certificate" in error, error
+    assert r.count() == 0
+    # Trusted through --ca-file: the retry and 50 more arrive, verified, over
+    # a few kept-alive connections (not one per request).
+    webhookd(*FAST, "--ca-file", str(ca))
+    with db.transaction():
+        for i in range(50):
+            db.execute("INSERT INTO orders (customer) VALUES (%s)", (f"c{i}",))
+    wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'") == 51, 30)
+    assert r.count() == 51 and len(set(r.ids())) == 51
+    for req in r.requests:
+        verify(req)
+    assert r.connections < 51 / 2, r.connections
+
+
+def test_a_bad_ca_file_is_a_clear_startup_error(db, tmp_path):
+    from conftest import WEBHOOKD, dsn
+
+    bad = tmp_path / "empty.pem"
+    bad.write_text("not a certificate\n")
+    out = subprocess.run(
+        [str(WEBHOOKD), "run", "--ca-file", str(bad)],
+        env=dict(__import__("os").environ, DATABASE_URL=dsn(db.info.dbname)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode != 0 and "no PEM certificate" in out.stderr, out.stderr

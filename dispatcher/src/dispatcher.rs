@@ -196,7 +196,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let background = CancellationToken::new();
-    let client = deliver::client(&cfg.http)?;
+    let client = Arc::new(deliver::client(&cfg.http)?);
 
     if let Some(listener) = metrics_listener {
         let m = metrics.clone();
@@ -332,9 +332,8 @@ pub async fn run(
             if let Ok(mut h) = held.lock() {
                 h.insert(c.delivery_id, c.claim_token);
             }
-            let (client, http_opts, policy, breaker, metrics, out_tx, endpoints, held, slot_freed) = (
+            let (client, policy, breaker, metrics, out_tx, endpoints, held, slot_freed) = (
                 client.clone(),
-                cfg.http.clone(),
                 cfg.retry.clone(),
                 cfg.breaker.clone(),
                 metrics.clone(),
@@ -365,7 +364,7 @@ pub async fn run(
                             tokio::time::sleep_until(at).await;
                         }
                         metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-                        let attempt = deliver::send(&client, &http_opts, &c).await;
+                        let attempt = deliver::send(&client, &c).await;
                         metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
                         Some(attempt)
                     } else {

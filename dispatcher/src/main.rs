@@ -3,6 +3,7 @@
 
 mod breaker;
 mod claim;
+mod client;
 mod db;
 mod deliver;
 mod dispatcher;
@@ -98,6 +99,10 @@ struct RunArgs {
     /// TCP connect timeout for receivers.
     #[arg(long, env = "WEBHOOKD_CONNECT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     connect_timeout: Duration,
+    /// PEM file of certificate authorities to trust besides the bundled Web
+    /// PKI roots (receivers behind a private CA).
+    #[arg(long, env = "WEBHOOKD_CA_FILE")]
+    ca_file: Option<std::path::PathBuf>,
     /// Name of this worker in webhook.attempts (default: host-pid).
     #[arg(long, env = "WEBHOOKD_WORKER")]
     worker: Option<String>,
@@ -199,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
                 http: deliver::HttpOptions {
                     allow_private_targets: a.allow_private_targets,
                     connect_timeout: a.connect_timeout,
+                    ca_file: a.ca_file,
                 },
                 retry: retry::Policy {
                     schedule,

@@ -4,9 +4,6 @@
 //! rebinding DNS server could answer differently).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
-
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 /// Why an address is refused, or None when it is a public unicast address.
 pub fn forbidden(ip: IpAddr) -> Option<&'static str> {
@@ -83,61 +80,28 @@ pub struct Refused {
     pub reason: &'static str,
 }
 
-/// Check an IP-literal host (reqwest does not resolve those).
-pub fn check_literal(host: &str) -> Result<(), Refused> {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = bare.parse::<IpAddr>() {
-        if let Some(reason) = forbidden(ip) {
-            return Err(Refused {
-                host: host.to_string(),
-                addr: ip,
-                reason,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// A resolver that drops forbidden addresses and fails when none are left.
-#[derive(Debug, Default, Clone)]
-pub struct GuardedResolver;
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_string();
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut first_refusal = None;
-            let allowed: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| match forbidden(a.ip()) {
-                    None => true,
-                    Some(reason) => {
-                        first_refusal.get_or_insert(Refused {
-                            host: host.clone(),
-                            addr: a.ip(),
-                            reason,
-                        });
-                        false
-                    }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let err: Box<dyn std::error::Error + Send + Sync> = match first_refusal {
-                    Some(r) => Box::new(r),
-                    None => format!("{host} did not resolve to any address").into(),
-                };
-                return Err(err);
+/// The addresses `host` resolved to that may be connected to; an error
+/// naming the first refusal when none may.
+pub fn allowed(host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
+    let mut first_refusal = None;
+    let allowed: Vec<SocketAddr> = addrs
+        .into_iter()
+        .filter(|a| match forbidden(a.ip()) {
+            None => true,
+            Some(reason) => {
+                first_refusal.get_or_insert(Refused {
+                    host: host.to_string(),
+                    addr: a.ip(),
+                    reason,
+                });
+                false
             }
-            let addrs: Addrs = Box::new(allowed.into_iter());
-            Ok(addrs)
         })
+        .collect();
+    match first_refusal {
+        Some(r) if allowed.is_empty() => Err(r),
+        _ => Ok(allowed),
     }
-}
-
-pub fn resolver() -> Arc<GuardedResolver> {
-    Arc::new(GuardedResolver)
 }
 
 #[cfg(test)]
@@ -182,9 +146,11 @@ mod tests {
     }
 
     #[test]
-    fn literals_are_checked() {
-        assert!(check_literal("[::ffff:127.0.0.1]").is_err());
-        assert!(check_literal("127.0.0.1").is_err());
-        assert!(check_literal("example.com").is_ok());
+    fn resolved_addresses_are_filtered() {
+        let sa = |s: &str| SocketAddr::new(ip(s), 443);
+        let mixed = vec![sa("10.0.0.1"), sa("93.184.216.34")];
+        assert_eq!(allowed("h", mixed).unwrap(), vec![sa("93.184.216.34")]);
+        let e = allowed("h", vec![sa("127.0.0.1"), sa("::1")]).unwrap_err();
+        assert_eq!((e.addr, e.reason), (ip("127.0.0.1"), "loopback address"));
     }
 }
