@@ -8,7 +8,7 @@
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use crate::db;
 
@@ -37,11 +37,31 @@ pub enum Report {
 
 const MAX_BATCH: usize = 1000;
 
-async fn write(
-    client: &Client,
-    batch: &[Report],
-    worker: &str,
-) -> Result<(), tokio_postgres::Error> {
+const RECORD: &str = "SELECT webhook.record($1, $2, $3, $4, $5, $6, $7, $8)";
+const RELEASE: &str = "SELECT webhook.release($1, $2)";
+
+/// The recorder's connection with its statements prepared once (a query
+/// by text costs a parse round trip on every batch).
+struct Conn {
+    client: Client,
+    record: Statement,
+    release: Statement,
+}
+
+impl Conn {
+    async fn open(database_url: &str) -> Result<Self, tokio_postgres::Error> {
+        let client = db::connect(database_url, "webhookd record").await?;
+        let record = client.prepare(RECORD).await?;
+        let release = client.prepare(RELEASE).await?;
+        Ok(Conn {
+            client,
+            record,
+            release,
+        })
+    }
+}
+
+async fn write(conn: &Conn, batch: &[Report], worker: &str) -> Result<(), tokio_postgres::Error> {
     let mut outcomes = Vec::with_capacity(batch.len());
     let (mut released, mut released_tokens) = (Vec::new(), Vec::new());
     for r in batch {
@@ -57,10 +77,12 @@ async fn write(
         }
     }
     if !released.is_empty() {
-        release(client, &released, &released_tokens).await?;
+        conn.client
+            .execute(&conn.release, &[&released, &released_tokens])
+            .await?;
     }
     if !outcomes.is_empty() {
-        write_outcomes(client, &outcomes, worker).await?;
+        write_outcomes(conn, &outcomes, worker).await?;
     }
     Ok(())
 }
@@ -73,15 +95,12 @@ pub async fn release(
     claim_tokens: &[i32],
 ) -> Result<u64, tokio_postgres::Error> {
     client
-        .execute(
-            "SELECT webhook.release($1, $2)",
-            &[&delivery_ids, &claim_tokens],
-        )
+        .execute(RELEASE, &[&delivery_ids, &claim_tokens])
         .await
 }
 
 async fn write_outcomes(
-    client: &Client,
+    conn: &Conn,
     batch: &[&Outcome],
     worker: &str,
 ) -> Result<(), tokio_postgres::Error> {
@@ -95,9 +114,9 @@ async fn write_outcomes(
         .collect();
     let excerpts: Vec<Option<String>> = batch.iter().map(|o| o.excerpt.clone()).collect();
     let retry: Vec<Option<SystemTime>> = batch.iter().map(|o| o.retry_at).collect();
-    client
+    conn.client
         .execute(
-            "SELECT webhook.record($1, $2, $3, $4, $5, $6, $7, $8)",
+            &conn.record,
             &[
                 &ids, &tokens, &statuses, &errors, &durations, &excerpts, &retry, &worker,
             ],
@@ -108,7 +127,7 @@ async fn write_outcomes(
 
 /// Runs until `rx` is closed and drained; returns after the last write.
 pub async fn run(database_url: String, worker: String, mut rx: mpsc::Receiver<Report>) {
-    let mut client: Option<Client> = None;
+    let mut conn: Option<Conn> = None;
     let mut pending: Vec<Report> = Vec::new();
     let mut closed = false;
     let mut backoff = db::Backoff::default();
@@ -132,9 +151,9 @@ pub async fn run(database_url: String, worker: String, mut rx: mpsc::Receiver<Re
                 }
             }
         }
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            match db::connect(&database_url, "webhookd record").await {
-                Ok(c) => client = Some(c),
+        if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+            match Conn::open(&database_url).await {
+                Ok(c) => conn = Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, pending = pending.len(), "recorder cannot reach the database; retrying");
                     backoff.wait().await;
@@ -142,7 +161,7 @@ pub async fn run(database_url: String, worker: String, mut rx: mpsc::Receiver<Re
                 }
             }
         }
-        let Some(c) = client.as_ref() else { continue };
+        let Some(c) = conn.as_ref() else { continue };
         let n = pending.len().min(MAX_BATCH);
         match write(c, &pending[..n], &worker).await {
             Ok(()) => {
@@ -151,7 +170,7 @@ pub async fn run(database_url: String, worker: String, mut rx: mpsc::Receiver<Re
             }
             Err(e) => {
                 tracing::warn!(error = %e, batch = n, "recording outcomes failed; retrying");
-                client = None;
+                conn = None;
                 backoff.wait().await;
             }
         }
