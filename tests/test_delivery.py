@@ -409,3 +409,27 @@ def test_a_bad_ca_file_is_a_clear_startup_error(db, tmp_path):
         timeout=30,
     )
     assert out.returncode != 0 and "no PEM certificate" in out.stderr, out.stderr
+
+
+def test_a_multi_threaded_runtime_delivers_too(db, receiver, webhookd):
+    r = receiver()
+    setup_orders(db, r.url)
+    webhookd(*FAST, "--threads", "3")
+    with db.transaction():
+        for i in range(200):
+            db.execute("INSERT INTO orders (customer) VALUES (%s)", (f"t{i}",))
+    wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'") == 200, 30)
+    assert len(set(r.ids())) == 200
+
+
+def test_zero_threads_is_refused(db):
+    from conftest import WEBHOOKD, dsn
+
+    out = subprocess.run(
+        [str(WEBHOOKD), "run", "--threads", "0"],
+        env=dict(__import__("os").environ, DATABASE_URL=dsn(db.info.dbname)),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode != 0 and "--threads must be at least 1" in out.stderr, out.stderr

@@ -103,6 +103,10 @@ struct RunArgs {
     /// PKI roots (receivers behind a private CA).
     #[arg(long, env = "WEBHOOKD_CA_FILE")]
     ca_file: Option<std::path::PathBuf>,
+    /// Runtime threads. One core delivers several thousand events/s; more
+    /// threads scale further at a higher CPU cost per event.
+    #[arg(long, env = "WEBHOOKD_THREADS", default_value_t = 1)]
+    threads: usize,
     /// Name of this worker in webhook.attempts (default: host-pid).
     #[arg(long, env = "WEBHOOKD_WORKER")]
     worker: Option<String>,
@@ -165,8 +169,7 @@ async fn terminated(token: CancellationToken) {
     token.cancel();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WEBHOOKD_LOG")
@@ -175,6 +178,26 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let threads = match &cli.command {
+        Command::Run(a) => a.threads,
+        _ => 1,
+    };
+    // One thread by default: a delivery is I/O, and cross-thread wake-ups
+    // cost more CPU per event than the work itself (BENCHMARKS.md, B7).
+    let runtime = match threads {
+        0 => anyhow::bail!("--threads must be at least 1"),
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => {
             if a.concurrency == 0 || a.batch == 0 {
