@@ -179,7 +179,14 @@ pub struct Client {
     opts: HttpOptions,
     tls: tokio_rustls::TlsConnector,
     targets: Mutex<HashMap<String, Arc<Target>>>,
-    idle: Mutex<HashMap<Origin, Vec<Conn>>>,
+    idle: Mutex<Idle>,
+}
+
+/// Idle connections by origin. Swept now and then, so the sockets of an
+/// origin no longer used (an endpoint deleted or moved) are closed too.
+struct Idle {
+    by_origin: HashMap<Origin, Vec<Conn>>,
+    swept: Instant,
 }
 
 impl Client {
@@ -216,7 +223,10 @@ impl Client {
             opts,
             tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
             targets: Mutex::default(),
-            idle: Mutex::default(),
+            idle: Mutex::new(Idle {
+                by_origin: HashMap::new(),
+                swept: Instant::now(),
+            }),
         })
     }
 
@@ -236,7 +246,7 @@ impl Client {
 
     fn checkout(&self, origin: &Origin) -> Option<Conn> {
         let mut idle = self.idle.lock().ok()?;
-        let conns = idle.get_mut(origin)?;
+        let conns = idle.by_origin.get_mut(origin)?;
         while let Some(c) = conns.pop() {
             if c.reusable() {
                 return Some(c);
@@ -248,7 +258,14 @@ impl Client {
     fn checkin(&self, origin: &Origin, mut conn: Conn) {
         conn.idle_since = Instant::now();
         if let Ok(mut idle) = self.idle.lock() {
-            let conns = idle.entry(origin.clone()).or_default();
+            if idle.swept.elapsed() > IDLE_FOR / 2 {
+                idle.by_origin.retain(|_, conns| {
+                    conns.retain(Conn::reusable);
+                    !conns.is_empty()
+                });
+                idle.swept = Instant::now();
+            }
+            let conns = idle.by_origin.entry(origin.clone()).or_default();
             if conns.len() < IDLE_PER_ORIGIN {
                 conns.push(conn);
             }
