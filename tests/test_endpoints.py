@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import time
 
 import psycopg
@@ -353,3 +354,51 @@ def test_claim_gives_an_endpoint_no_more_than_the_dispatcher_has_room_for(db):
     with pytest.raises(psycopg.errors.InvalidParameterValue) as e:
         q(db, "SELECT * FROM webhook.claim(100, cap_endpoints => %s::bigint[], cap_counts => '{}')", [a])
     assert "same order" in e.value.diag.message_hint
+
+
+def test_claim_record_release_find_deliveries_by_key_after_the_table_grows(db):
+    """Plans are cached per session while the queue is small; they must not
+    turn into scans of every (pending) delivery once it holds thousands."""
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', max_in_flight => 1000)")
+    db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 3)")
+    ok(db, claim(db, 10))
+    db.execute("SELECT webhook.release('{}', '{}')")
+    # 20,000 retries scheduled an hour from now (no ANALYZE: the cached
+    # plans stay as they are).
+    db.execute("""INSERT INTO webhook.delivery (event_id, endpoint_id, next_attempt_at)
+                  SELECT g, %s, now() + interval '1 hour' FROM generate_series(1000000, 1019999) g""", (a,))
+
+    plans = []
+    db.add_notice_handler(lambda d: plans.append(d.message_primary))
+    db.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice"):
+        db.execute(f"SET auto_explain.{setting}")
+    db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 2)")
+    rows = claim(db, 10)
+    assert len(rows) == 2
+    db.execute("SELECT webhook.release(%s::bigint[], %s::int[])", ([rows[0]["delivery_id"]], [rows[0]["claim_token"]]))
+    ok(db, claim(db, 10) + rows[1:])
+    db.execute("LOAD 'auto_explain'")
+    db.execute("SET auto_explain.log_min_duration = -1")
+
+    text = "\n".join(plans)
+    assert "INSERT INTO webhook.attempt_log" in text and "FOR UPDATE OF d SKIP LOCKED" in text
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        assert not re.search(r"Seq Scan on delivery\b", line), line
+        if re.search(r"(using|on) delivery_due\b", line):
+            # Only a walk of one endpoint's own due queue, never all of it.
+            assert re.search(r"Index Cond: \(+endpoint_id = ", lines[i + 1]), "\n".join(lines[i:i + 2])
+
+
+def test_a_claim_that_finds_nothing_writes_nothing(db):
+    db.execute("SELECT webhook.create_endpoint('https://example.com/x')")
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    assert len(claim(db)) == 1
+    with db.transaction():
+        assert claim(db) == []
+        # No xid: an idle poll or a wake-up with nothing new costs no WAL
+        # and no commit record.
+        assert q1(db, "SELECT pg_current_xact_id_if_assigned()") is None
+    db.execute("SELECT webhook.emit('a.b', '{}')")
+    assert len(claim(db)) == 1

@@ -682,7 +682,10 @@ BEGIN
   ELSE
     SELECT b.lo - 1, b.hi INTO last, hi FROM webhook._window_bounds(st.prev_snap, cur) AS b;
     IF hi IS NULL THEN
-      UPDATE webhook.router SET prev_snap = cur;
+      -- An empty window leaves prev_snap where it is: the next window then
+      -- holds exactly the events committed since, as it would after moving
+      -- it, and a claim that finds nothing writes nothing (no xid, no WAL,
+      -- no commit record to flush on every idle poll or wake-up).
       RETURN;
     END IF;
   END IF;
@@ -817,11 +820,15 @@ BEGIN
   ), picked AS (
     -- Locked by key lookups of the chosen ids: joined to `due` instead, a
     -- stale row estimate made the planner re-run `due` for every due row
-    -- of the table (150–300 ms per claim under B6).
+    -- of the table (150–300 ms per claim under B6). "Not succeeded or dead"
+    -- is "pending" (the CHECK allows nothing else) in a form that cannot
+    -- match the partial indexes' predicate: with `status = 'pending'` the
+    -- plan cached while the table was small walked all of delivery_due on
+    -- every claim, a million entries per claim under a 1M backlog.
     SELECT d.id
       FROM webhook.delivery d
      WHERE d.id = ANY (ARRAY(SELECT due.id FROM due ORDER BY due.next_attempt_at, due.id LIMIT max_deliveries))
-       AND d.status = 'pending' AND d.next_attempt_at <= t_now
+       AND d.status NOT IN ('succeeded', 'dead') AND d.next_attempt_at <= t_now
      FOR UPDATE OF d SKIP LOCKED
   )
   SELECT coalesce(array_agg(picked.id), '{}') INTO ids FROM picked;
@@ -931,6 +938,9 @@ BEGIN
       ep_room := webhook._room_left(ep_ids, ep_room, r.leased);
     END LOOP;
   END IF;
+  IF cardinality(claimed) = 0 THEN
+    RETURN;
+  END IF;
   RETURN QUERY
   WITH sec AS (
     -- Each endpoint's signing secrets once per claim, newest first.
@@ -973,8 +983,12 @@ CREATE FUNCTION webhook.record(
     worker            text DEFAULT NULL
 ) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
--- jit and plan cache: as for route().
-SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+-- jit and plan cache: as for route(). Every delivery is found by its key
+-- (see _due() for why the status test is spelt "not succeeded or dead"):
+-- a plan cached while the table was small otherwise hash-joined the batch
+-- against a scan of every delivery, or of every pending one, per call.
+SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE n int;
 BEGIN
   WITH o AS (
@@ -1005,7 +1019,7 @@ BEGIN
                                   THEN d.next_attempt_at ELSE o.retry_at END,
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
-     WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status = 'pending'
+     WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
     RETURNING d.id
   )
   SELECT count(*) INTO n FROM upd;
@@ -1015,12 +1029,14 @@ $$;
 
 -- Give back leases without an attempt (graceful shutdown).
 CREATE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Key lookups only, as in record().
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE n int;
 BEGIN
   UPDATE webhook.delivery d SET next_attempt_at = now(), leased_by = NULL
     FROM unnest(delivery_ids, claim_tokens) AS r(id, token)
-   WHERE d.id = r.id AND d.claim_token = r.token AND d.status = 'pending';
+   WHERE d.id = r.id AND d.claim_token = r.token AND d.status NOT IN ('succeeded', 'dead');
   GET DIAGNOSTICS n = ROW_COUNT;
   RETURN n;
 END
