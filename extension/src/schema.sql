@@ -999,12 +999,6 @@ BEGIN
     SELECT o.delivery_id, d.event_id, d.endpoint_id, d.attempts + 1, o.http_status, o.duration_ms, o.error, o.excerpt, record.worker
       FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
      ORDER BY o.delivery_id
-  ), gone AS (
-    -- 410 Gone: the receiver asks us to stop.
-    UPDATE webhook.endpoint ep
-       SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
-     WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
-                                     WHERE o.http_status = 410)
   ), upd AS (
     -- Only the holder of the current lease changes the delivery's state.
     UPDATE webhook.delivery d
@@ -1023,6 +1017,16 @@ BEGIN
     RETURNING d.id
   )
   SELECT count(*) INTO n FROM upd;
+  -- 410 Gone: the receiver asks us to stop. A statement of its own, run
+  -- only then: as a part of the one above, its plan was set up per batch.
+  IF 410 = ANY (http_statuses) THEN
+    UPDATE webhook.endpoint ep
+       SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
+     WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
+                                      FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
+                                      JOIN webhook.delivery d ON d.id = o.delivery_id
+                                     WHERE o.http_status = 410);
+  END IF;
   RETURN n;
 END
 $$;
