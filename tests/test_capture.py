@@ -387,3 +387,17 @@ def test_routing_in_chunks_keeps_order_and_loses_nothing(db, dbname):
     assert q1(db, "SELECT webhook.route(10)") == 0
     keys = [int(k) for (k,) in q(db, "SELECT e.ordering_key FROM webhook.delivery d JOIN webhook.event_log e ON e.id = d.event_id ORDER BY d.id")]
     assert keys == list(range(1, 26)) + [100]
+
+
+def test_ordering_key_is_the_text_of_each_key_column(db):
+    db.execute("CREATE DOMAIN sku AS text")
+    db.execute("""CREATE TABLE stock (a smallint, b bigint, c text, d uuid, e numeric, f sku, g bool, n int,
+                  PRIMARY KEY (a, b, c, d, e, f, g))""")
+    db.execute("SELECT webhook.track('stock')")
+    db.execute("""INSERT INTO stock VALUES
+                  (-7, -9223372036854775808, 'Zoë, ☕', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1.50, 'x-1', true, 1),
+                  (32767, 9223372036854775807, '', '00000000-0000-0000-0000-000000000000', 'NaN', '', false, 2)""")
+    db.execute("UPDATE stock SET n = n + 1")
+    expected = q(db, "SELECT concat_ws(',', a, b, c, d, e, f, g) FROM stock ORDER BY n")
+    got = q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")
+    assert [k for (k,) in got] == [k for (k,) in expected] * 2

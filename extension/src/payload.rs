@@ -151,6 +151,9 @@ enum Kind {
 thread_local! {
     static KINDS: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, Kind>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
+    /// Output functions of ordering key columns, by type.
+    static OUTPUTS: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, *mut pg_sys::FmgrInfo>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
     static CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -162,6 +165,7 @@ unsafe extern "C-unwind" fn forget_types(_arg: pg_sys::Datum, _cacheid: i32, _ha
     // over. The FmgrInfos stay allocated in TopMemoryContext; such changes
     // are rare enough that the few bytes do not matter.
     KINDS.with(|k| k.borrow_mut().clear());
+    OUTPUTS.with(|o| o.borrow_mut().clear());
 }
 
 /// # Safety
@@ -317,16 +321,35 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
     }
 }
 
+/// Append the type's text output of `value` (what `value::text` gives),
+/// the form an ordering key is compared in. Integer and text keys, the
+/// usual primary keys, are written directly; other types through their
+/// output function, looked up once per type.
+///
 /// # Safety
-/// `value` must be a valid datum of type `typid`.
-unsafe fn output_text(value: pg_sys::Datum, typid: pg_sys::Oid) -> String {
-    let mut func = pg_sys::InvalidOid;
-    let mut varlena = false;
-    pg_sys::getTypeOutputInfo(typid, &mut func, &mut varlena);
-    let cstr = pg_sys::OidOutputFunctionCall(func, value);
-    let s = CStr::from_ptr(cstr).to_string_lossy().into_owned();
-    pg_sys::pfree(cstr.cast());
-    s
+/// `value` must be a valid, non-null datum of type `typid`, inside a
+/// transaction (catalog lookups on a cache miss).
+unsafe fn push_output_text(out: &mut String, value: pg_sys::Datum, typid: pg_sys::Oid) {
+    match kind(typid) {
+        Kind::Int2 => push_int(out, value.value() as i16 as i64),
+        Kind::Int4 => push_int(out, value.value() as i32 as i64),
+        Kind::Int8 => push_int(out, value.value() as i64),
+        Kind::Text => {
+            let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+            out.push_str(&String::from_utf8_lossy(
+                pgrx::varlena::varlena_to_byte_slice(v),
+            ));
+        }
+        _ => {
+            let cached = OUTPUTS.with(|o| o.borrow().get(&typid).copied());
+            let finfo = cached.unwrap_or_else(|| {
+                let f = output_fn(typid);
+                OUTPUTS.with(|o| o.borrow_mut().insert(typid, f));
+                f
+            });
+            out.push_str(&call_output(finfo, value));
+        }
+    }
 }
 
 /// # Safety
@@ -479,7 +502,7 @@ pub unsafe fn key_text(
         }
         if !isnull {
             let att = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[(attnum - 1) as usize];
-            out.push_str(&output_text(value, att.atttypid));
+            push_output_text(&mut out, value, att.atttypid);
         }
     }
     Some(out)
