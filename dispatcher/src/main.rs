@@ -61,8 +61,10 @@ struct RunArgs {
     /// Fallback poll when no wake-up arrives (and the only mode with --no-listen).
     #[arg(long, env = "WEBHOOKD_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     poll_interval: Duration,
-    /// After a partial batch, wait this long before claiming again.
-    #[arg(long, env = "WEBHOOKD_LINGER", default_value = "1ms", value_parser = humantime::parse_duration)]
+    /// After a partial batch, wait this long before claiming again (0: claim
+    /// at once; a claim that finds nothing costs the database no write, and
+    /// waiting measured slower and later, see BENCHMARKS.md).
+    #[arg(long, env = "WEBHOOKD_LINGER", default_value = "0ms", value_parser = humantime::parse_duration)]
     linger: Duration,
     /// Do not LISTEN for wake-ups; poll only.
     #[arg(long, env = "WEBHOOKD_NO_LISTEN")]
