@@ -31,6 +31,9 @@ unit-test:
 
 # #[pg_test]s run inside a backend of a cluster owned by the `postgres` user
 # (PostgreSQL refuses to run as root).
+# cargo pgrx test installs its debug build of the extension into PostgreSQL's
+# lib directory (signing there is ~25x slower): measure only after `make
+# install`, which e2e-test and bench run first.
 pg-test: setup
 	@mkdir -p $(PGRX_TEST_DATA)
 	@if [ "$$(id -u)" = 0 ]; then chown postgres: $(PGRX_TEST_DATA); fi
