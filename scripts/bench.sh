@@ -234,7 +234,7 @@ b3() {
   say "B3 pg_webhook: open-loop ramp, $ROWS_PER_TX rows per transaction, ${STEP_SECS}s per step"
   secret=$(e2e_db bench_e2e "http://127.0.0.1:$RPORT/hook")
   start_webhookd bench_e2e
-  best=$(ramp pg_webhook sustained bench_e2e "$RATES" --secret "$secret" | tee /dev/stderr | tail -1)
+  best=$(ramp pg_webhook sustained bench_e2e "$RATES" --secret "$secret" | tee >(cat >&2) | tail -1)
   echo "  highest sustained rate: $best events/s"
   wait_idle bench_e2e "SELECT (SELECT count(*) FROM webhook.event_log) - (SELECT count(*) FROM webhook.delivery WHERE status = 'succeeded')"
   say "B4 pg_webhook: latency at 10/50/80 % of $best events/s (${LAT_SECS}s each); B7 webhookd cost at 50 %"
@@ -259,7 +259,7 @@ b3() {
   "$BENCH" setup-baseline --database-url "postgres://postgres@127.0.0.1:$PORT/bench_base"
   "$BENCH" baseline --database-url "postgres://postgres@127.0.0.1:$PORT/bench_base" --url "http://127.0.0.1:$RPORT/hook" 2>>"$OUT/baseline.log" &
   pids+=($!)
-  base=$(ramp baseline flat bench_base "$BASE_RATES" | tee /dev/stderr | tail -1)
+  base=$(ramp baseline flat bench_base "$BASE_RATES" | tee >(cat >&2) | tail -1)
   echo "  highest rate with a flat backlog: $base events/s"
   wait_idle bench_base "SELECT count(*) FROM hdb_event_log WHERE NOT delivered"
   if [ "$base" = 0 ]; then base=$(echo "$BASE_RATES" | awk '{print $1}'); fi
