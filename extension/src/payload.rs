@@ -254,6 +254,26 @@ unsafe fn call_output(finfo: *mut pg_sys::FmgrInfo, value: pg_sys::Datum) -> Str
     s
 }
 
+/// The bytes of a non-null varlena datum (text, bytea), detoasted.
+///
+/// # Safety
+/// `value` must be a valid, non-null varlena datum; the slice lives as long
+/// as the current memory context.
+unsafe fn bytes_of<'a>(value: pg_sys::Datum) -> &'a [u8] {
+    let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
+    pgrx::varlena::varlena_to_byte_slice(v)
+}
+
+/// The string of a non-null text datum. The server encoding is UTF-8 in
+/// every cluster we support writing JSON from; lossy conversion only guards
+/// against bugs.
+///
+/// # Safety
+/// As for [`bytes_of`].
+unsafe fn text_of<'a>(value: pg_sys::Datum) -> std::borrow::Cow<'a, str> {
+    String::from_utf8_lossy(bytes_of(value))
+}
+
 /// Append the JSON form of a non-null datum of type `typid`.
 ///
 /// # Safety
@@ -279,21 +299,10 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
             }
         }
         Kind::Json(f) => out.push_str(&call_output(f, value)),
-        Kind::Text => {
-            let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
-            let bytes = pgrx::varlena::varlena_to_byte_slice(v);
-            // The server encoding is UTF-8 in every cluster we support
-            // writing JSON from; lossy conversion only guards against bugs.
-            match std::str::from_utf8(bytes) {
-                Ok(text) => push_json_str(out, text),
-                Err(_) => push_json_str(out, &String::from_utf8_lossy(bytes)),
-            }
-        }
+        Kind::Text => push_json_str(out, &text_of(value)),
         Kind::Bytea => {
-            let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
-            let bytes = pgrx::varlena::varlena_to_byte_slice(v);
             out.push('"');
-            B64.encode_string(bytes, out);
+            B64.encode_string(bytes_of(value), out);
             out.push('"');
         }
         Kind::TimestampTz => push_timestamp(out, value.value() as i64, true),
@@ -334,12 +343,7 @@ unsafe fn push_output_text(out: &mut String, value: pg_sys::Datum, typid: pg_sys
         Kind::Int2 => push_int(out, value.value() as i16 as i64),
         Kind::Int4 => push_int(out, value.value() as i32 as i64),
         Kind::Int8 => push_int(out, value.value() as i64),
-        Kind::Text => {
-            let v = pg_sys::pg_detoast_datum_packed(value.cast_mut_ptr());
-            out.push_str(&String::from_utf8_lossy(
-                pgrx::varlena::varlena_to_byte_slice(v),
-            ));
-        }
+        Kind::Text => out.push_str(&text_of(value)),
         _ => {
             let cached = OUTPUTS.with(|o| o.borrow().get(&typid).copied());
             let finfo = cached.unwrap_or_else(|| {
