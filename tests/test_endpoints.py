@@ -378,7 +378,6 @@ def test_claim_record_release_find_deliveries_by_key_after_the_table_grows(db):
     assert len(rows) == 2
     db.execute("SELECT webhook.release(%s::bigint[], %s::int[])", ([rows[0]["delivery_id"]], [rows[0]["claim_token"]]))
     ok(db, claim(db, 10) + rows[1:])
-    db.execute("LOAD 'auto_explain'")
     db.execute("SET auto_explain.log_min_duration = -1")
 
     text = "\n".join(plans)
