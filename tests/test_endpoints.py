@@ -339,6 +339,22 @@ def test_events_of_a_paused_endpoint_still_show_as_its_backlog(db):
     assert len(claim(db, 100)) == 16  # its max_in_flight, once it is back
 
 
+def test_events_of_a_busy_endpoint_wait_to_be_routed_straight_into_leases(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', max_in_flight => 50)")
+    db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 30)")
+    # The dispatcher holds all it may for a: no room, so nothing is routed
+    # (a claim comes again when a request ends) ...
+    assert q(db, "SELECT * FROM webhook.claim(100, cap_endpoints => %s::bigint[], cap_counts => '{0}')", [a]) == []
+    assert q1(db, "SELECT count(*) FROM webhook.delivery") == 0
+    # ... and then every delivery is created leased, none left pending to be
+    # found and leased again through the due queue.
+    rows = q(db, "SELECT delivery_id FROM webhook.claim(100, cap_endpoints => %s::bigint[], cap_counts => '{20}')", [a])
+    assert len(rows) == 20
+    assert q1(db, "SELECT count(*) FROM webhook.delivery") == 20
+    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE claim_token = 0") == 0
+    assert len(claim(db, 100)) == 10
+
+
 def test_claim_gives_an_endpoint_no_more_than_the_dispatcher_has_room_for(db):
     a = q1(db, "SELECT webhook.create_endpoint('https://a.example.com/x', max_in_flight => 50)")
     db.execute("SELECT webhook.emit('a.b', '{}') FROM generate_series(1, 10)")

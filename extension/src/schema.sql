@@ -914,13 +914,19 @@ BEGIN
   -- window actually fanned out to. When no endpoint has room (all paused
   -- or busy), one pass still routes, leasing nothing: the events become
   -- pending deliveries, visible as each endpoint's backlog while it is down.
+  -- Not when an endpoint is merely busy (its room used up by what the
+  -- dispatcher holds, or by this claim) or the batch is full: a claim comes
+  -- again as soon as a request ends, and routes then straight into leases.
+  -- Routed now, each of those deliveries would be written three times
+  -- (created pending, leased through the due queue, recorded) instead of
+  -- twice, which made a drain a third slower (BENCHMARKS.md).
   IF snap IS NOT NULL THEN
     fanout := greatest(1, (SELECT count(*) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
     FOR i IN 1..3 LOOP
       room := least(max_deliveries - cardinality(claimed),
                     (SELECT coalesce(sum(u.n), 0) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
       IF room <= 0 THEN
-        IF i = 1 AND max_deliveries > 0 THEN
+        IF i = 1 AND max_deliveries > 0 AND cardinality(ep_ids) = 0 THEN
           PERFORM webhook._route(max_deliveries, snap, NULL, 0, '{}', '{}', NULL);
         END IF;
         EXIT;
