@@ -36,7 +36,7 @@ def verify(req):
 
 def test_thousand_orders_each_delivered_once_and_verified(db, receiver, webhookd):
     r = receiver()
-    setup_orders(db, r.url, "orders.*")
+    setup_orders(db, r.url, "orders.*", headers=json.dumps({"X-Shop": "demo"}))
     webhookd(*FAST)
     for batch in range(10):
         with db.transaction():
@@ -53,6 +53,7 @@ def test_thousand_orders_each_delivered_once_and_verified(db, receiver, webhookd
         assert req["body"].decode() == bodies[req["headers"]["webhook-id"]]
         assert req["headers"]["content-type"] == "application/json"
         assert req["headers"]["user-agent"].startswith("pg_webhook/")
+        assert req["headers"]["x-shop"] == "demo"
     wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'") == 1000)
     assert q1(db, "SELECT count(*) FROM webhook.attempts WHERE http_status = 204") == 1000
 

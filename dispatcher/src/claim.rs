@@ -15,7 +15,13 @@ pub struct Claimed {
     /// 1 for the first attempt.
     pub attempt: i32,
     pub url: String,
+    /// The endpoint's own headers (a JSON object of strings); the standard
+    /// ones are built from the fields below (deliver.rs).
     pub headers: serde_json::Value,
+    /// `webhook-signature`: one `v1,...` per current secret.
+    pub signature: String,
+    /// `webhook-timestamp`: unix seconds the signature covers.
+    pub signed_at: i64,
     pub body: String,
     pub timeout_ms: i32,
     pub max_in_flight: i32,
@@ -44,7 +50,7 @@ impl Claimer {
     pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         let stmt = client
             .prepare(
-                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, body, timeout_ms, max_in_flight, rate_limit \
+                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit \
                    FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[])",
             )
             .await?;
@@ -81,10 +87,12 @@ impl Claimer {
                     attempt: r.try_get(4)?,
                     url: r.try_get(5)?,
                     headers: r.try_get(6)?,
-                    body: r.try_get(7)?,
-                    timeout_ms: r.try_get(8)?,
-                    max_in_flight: r.try_get(9)?,
-                    rate_limit: r.try_get(10)?,
+                    signature: r.try_get(7)?,
+                    signed_at: r.try_get(8)?,
+                    body: r.try_get(9)?,
+                    timeout_ms: r.try_get(10)?,
+                    max_in_flight: r.try_get(11)?,
+                    rate_limit: r.try_get(12)?,
                 })
             })
             .collect()

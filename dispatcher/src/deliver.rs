@@ -13,6 +13,8 @@ pub use crate::client::HttpOptions;
 /// Bytes of a response kept for `webhook.attempts`.
 pub const EXCERPT_BYTES: usize = 1024;
 
+const USER_AGENT: &str = concat!("pg_webhook/", env!("CARGO_PKG_VERSION"));
+
 pub fn client(opts: &HttpOptions) -> anyhow::Result<Client> {
     Ok(Client::new(opts.clone())?)
 }
@@ -42,9 +44,21 @@ pub async fn send(client: &Client, claimed: &Claimed) -> Attempt {
     if let Some((k, _)) = headers.iter().find(|(_, v)| !v.is_string()) {
         return fail(format!("header {k:?} is not a string"));
     }
-    let headers = headers
-        .iter()
-        .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v)));
+    // The endpoint's own headers never repeat these (create_endpoint()
+    // refuses the names).
+    let (id, ts) = (claimed.event_id.to_string(), claimed.signed_at.to_string());
+    let standard = [
+        ("content-type", "application/json"),
+        ("user-agent", USER_AGENT),
+        ("webhook-id", id.as_str()),
+        ("webhook-timestamp", ts.as_str()),
+        ("webhook-signature", claimed.signature.as_str()),
+    ];
+    let headers = standard.into_iter().chain(
+        headers
+            .iter()
+            .filter_map(|(k, v)| v.as_str().map(|v| (k.as_str(), v))),
+    );
     let timeout = Duration::from_millis(claimed.timeout_ms.max(1) as u64);
     let response = match client
         .post(&claimed.url, headers, claimed.body.as_bytes(), timeout)

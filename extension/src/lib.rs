@@ -82,12 +82,6 @@ fn rfc3339(ts: pgrx::datum::TimestampWithTimeZone) -> String {
     out.trim_matches('"').to_string()
 }
 
-/// The extension's version, as sent in `user-agent`.
-#[pg_extern(immutable, parallel_safe, name = "_version")]
-fn version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
-}
-
 /// Note that this transaction wrote events (so its commit may wake the
 /// dispatcher). Called by `webhook.emit()` and `webhook.send_test()`.
 #[pg_extern(volatile, name = "_wrote_events")]
