@@ -917,15 +917,16 @@ BEGIN
   -- `room` events for three endpoints would lease a third of what it
   -- creates and leave the rest to be found and leased again through the
   -- due queue. The first guess is every endpoint with room, then what the
-  -- window actually fanned out to. When no endpoint has room (all paused
-  -- or busy), one pass still routes, leasing nothing: the events become
+  -- window actually fanned out to. When every endpoint is left out
+  -- (paused), one pass still routes, leasing nothing: the events become
   -- pending deliveries, visible as each endpoint's backlog while it is down.
-  -- Not when an endpoint is merely busy (its room used up by what the
-  -- dispatcher holds, or by this claim) or the batch is full: a claim comes
-  -- again as soon as a request ends, and routes then straight into leases.
-  -- Routed now, each of those deliveries would be written three times
-  -- (created pending, leased through the due queue, recorded) instead of
-  -- twice, which made a drain a third slower (BENCHMARKS.md).
+  -- When the rest are merely busy (their room used up by what the
+  -- dispatcher holds, or by this claim) or the batch is full, nothing is
+  -- routed: a claim comes again as soon as a request ends and routes
+  -- straight into leases. Routed now, each of those deliveries would be
+  -- written three times (created pending, leased through the due queue,
+  -- recorded) instead of twice, which made a drain a third slower
+  -- (BENCHMARKS.md).
   IF snap IS NOT NULL THEN
     fanout := greatest(1, (SELECT count(*) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
     FOR i IN 1..3 LOOP
