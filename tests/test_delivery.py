@@ -220,6 +220,22 @@ def test_hanging_endpoint_does_not_delay_others(db, receiver, webhookd):
     assert hang.count() <= 4
 
 
+def test_a_busy_endpoints_backlog_shows_as_its_pending_deliveries(db, receiver, webhookd):
+    slow = receiver(lambda n, req: (200, {}, b"", 6))
+    ep = setup_orders(db, slow.url, timeout="30 seconds", max_in_flight=1)
+    webhookd(*FAST)
+    db.execute("INSERT INTO orders (customer) SELECT 'c' FROM generate_series(1, 10)")
+    # One request out, held for 6 s. The claims meanwhile find the endpoint
+    # busy and route nothing, but webhookd routes the rest within about a
+    # second, so the backlog is there to see long before the next request.
+    wait_for(
+        lambda: q1(db, "SELECT backlog FROM webhook.endpoint_health WHERE endpoint_id = %s", ep) == 10,
+        4,
+        what="the busy endpoint's backlog",
+    )
+    assert slow.count() <= 1
+
+
 def test_down_endpoint_is_paused_not_hammered_and_catches_up(db, receiver, webhookd):
     healthy = receiver()
     gone = receiver()

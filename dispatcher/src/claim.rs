@@ -31,6 +31,7 @@ pub struct Claimed {
 
 pub struct Claimer {
     stmt: Statement,
+    route: Statement,
 }
 
 #[derive(Debug, Clone)]
@@ -54,7 +55,14 @@ impl Claimer {
                    FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[])",
             )
             .await?;
-        Ok(Claimer { stmt })
+        let route = client.prepare("SELECT webhook.route($1::int)").await?;
+        Ok(Claimer { stmt, route })
+    }
+
+    /// Route up to `max` committed events into pending deliveries, leasing
+    /// none (`webhook.route()`); how many events were routed.
+    pub async fn route(&self, client: &Client, max: i32) -> Result<i32, tokio_postgres::Error> {
+        Ok(client.query_one(&self.route, &[&max]).await?.get(0))
     }
 
     pub async fn claim(

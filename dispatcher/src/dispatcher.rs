@@ -19,6 +19,10 @@ use crate::record::{self, Outcome, Report};
 use crate::retry::{self, Policy};
 use crate::{db, http};
 
+/// While every endpoint we may claim for is busy, how often committed
+/// events are routed anyway, leasing none (see the claim loop).
+const PARK_EVERY: Duration = Duration::from_secs(1);
+
 /// Everything `webhookd run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -248,6 +252,8 @@ pub async fn run(
 
     let mut conn: Option<(tokio_postgres::Client, Claimer)> = None;
     let mut backoff = db::Backoff::default();
+    // When the last routing pass that leased nothing ran (see below).
+    let mut parked_at = std::time::Instant::now();
     let idle_hint = if cfg.listen {
         cfg.poll_interval * 2
     } else {
@@ -404,6 +410,23 @@ pub async fn run(
                 }
                 slot_freed.notify_one();
             });
+        }
+        if got == 0 && caps.contains(&0) && parked_at.elapsed() >= PARK_EVERY {
+            // An endpoint is busy (we hold all it may have), and claim()
+            // routes nothing then: the next claim, when a request ends,
+            // routes straight into leases. An endpoint that stays busy
+            // (a slow receiver) would keep its backlog hidden in the outbox,
+            // so now and then route a batch anyway, leasing none: it shows
+            // as the endpoint's pending deliveries (endpoint_health,
+            // webhookd_backlog) within about a second.
+            parked_at = std::time::Instant::now();
+            match claimer
+                .route(pg, cfg.batch.min(i32::MAX as usize) as i32)
+                .await
+            {
+                Ok(n) => tracing::debug!(routed = n, "routed for busy endpoints"),
+                Err(e) => tracing::warn!(error = %e, "routing failed"),
+            }
         }
         if got == 0 {
             // Idle: wait for a NOTIFY (sent only because claim() told

@@ -926,7 +926,8 @@ BEGIN
   -- straight into leases. Routed now, each of those deliveries would be
   -- written three times (created pending, leased through the due queue,
   -- recorded) instead of twice, which made a drain a third slower
-  -- (BENCHMARKS.md).
+  -- (BENCHMARKS.md). While that lasts webhookd calls route() about once a
+  -- second, so a slow endpoint's backlog still shows as pending deliveries.
   IF snap IS NOT NULL THEN
     fanout := greatest(1, (SELECT count(*) FROM unnest(ep_room) AS u(n) WHERE u.n > 0));
     FOR i IN 1..3 LOOP
