@@ -411,7 +411,9 @@ pub async fn run(
                 slot_freed.notify_one();
             });
         }
-        if got == 0 && caps.contains(&0) && parked_at.elapsed() >= PARK_EVERY {
+        // Some endpoint has no room left: we hold all it may have.
+        let busy = caps.contains(&0);
+        if got == 0 && busy && parked_at.elapsed() >= PARK_EVERY {
             // An endpoint is busy (we hold all it may have), and claim()
             // routes nothing then: the next claim, when a request ends,
             // routes straight into leases. An endpoint that stays busy
@@ -439,7 +441,7 @@ pub async fn run(
             let wait = reopen.map_or(cfg.poll_interval, |at| (at - now).min(cfg.poll_interval));
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = slot_freed.notified(), if caps.contains(&0) => {}
+                _ = slot_freed.notified(), if busy => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
