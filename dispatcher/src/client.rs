@@ -23,11 +23,24 @@ use tokio::time::Instant;
 
 use crate::ssrf;
 
-/// Response bytes read at most (the rest is not read; the connection is
-/// then closed instead of reused).
+/// Response body bytes read at most (the rest is not read; the connection
+/// is then closed instead of reused).
 pub const READ_CAP: usize = 64 * 1024;
-/// A response head larger than this is refused.
+/// A response head (with any 1xx interim heads before it) larger than this
+/// is refused.
 const HEAD_CAP: usize = 64 * 1024;
+/// Chunked framing (size lines, extensions, trailers) read at most beside
+/// the body's own bytes: a receiver cannot keep us reading with empty
+/// framing either.
+const FRAMING_CAP: usize = 64 * 1024;
+/// A chunk-size line (with its extensions) longer than this is refused.
+const LINE_CAP: usize = 4096;
+/// Bodies up to this size go out in the head's write; a larger body is
+/// written from the caller's buffer, never copied into a request buffer.
+const COALESCE_BODY: usize = 16 * 1024;
+/// A connection whose read buffer grew past this (a large response) gets a
+/// fresh one before it is kept idle.
+const IDLE_BUF: usize = 16 * 1024;
 /// Idle connections kept per origin, and for how long.
 const IDLE_PER_ORIGIN: usize = 512;
 const IDLE_FOR: Duration = Duration::from_secs(60);
@@ -257,6 +270,9 @@ impl Client {
 
     fn checkin(&self, origin: &Origin, mut conn: Conn) {
         conn.idle_since = Instant::now();
+        if conn.buf.capacity() > IDLE_BUF {
+            conn.buf = Vec::new();
+        }
         if let Ok(mut idle) = self.idle.lock() {
             if idle.swept.elapsed() > IDLE_FOR / 2 {
                 idle.by_origin.retain(|_, conns| {
@@ -284,7 +300,7 @@ impl Client {
     ) -> Result<Response, Error> {
         let deadline = Instant::now() + timeout;
         let target = self.target(url)?;
-        let request = build_request(&target, headers, body)?;
+        let request = Request::build(&target, headers, body)?;
         if let Some(conn) = self.checkout(&target.origin) {
             match self.exchange(&target, conn, &request, deadline).await {
                 Err(Exchange::Stale(_)) => {}
@@ -365,13 +381,16 @@ impl Client {
         &self,
         target: &Target,
         mut conn: Conn,
-        request: &[u8],
+        request: &Request<'_>,
         deadline: Instant,
     ) -> Result<Response, Exchange> {
         let head = tokio::time::timeout_at(deadline, async {
             // Until the first response byte arrives, a failure on a reused
             // connection means the peer had closed it: safe to try a new one.
-            conn.io.write_all(request).await.map_err(Exchange::stale)?;
+            conn.io.write_all(&request.head).await.map_err(Exchange::stale)?;
+            if !request.body.is_empty() {
+                conn.io.write_all(request.body).await.map_err(Exchange::stale)?;
+            }
             conn.io.flush().await.map_err(Exchange::stale)?;
             read_head(&mut conn).await
         })
@@ -451,34 +470,53 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn build_request<'h>(
-    target: &Target,
-    headers: impl Iterator<Item = (&'h str, &'h str)>,
-    body: &[u8],
-) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(target.preamble.len() + 512 + body.len());
-    out.extend_from_slice(&target.preamble);
-    for (name, value) in headers {
-        if name.is_empty() || !name.bytes().all(is_token) {
-            return Err(Error::Header(name.into(), "not a valid header name"));
+/// A request ready to write: the head (with the body when it is small),
+/// then the body itself when it is not.
+struct Request<'b> {
+    head: Vec<u8>,
+    body: &'b [u8],
+}
+
+impl<'b> Request<'b> {
+    fn build<'h>(
+        target: &Target,
+        headers: impl Iterator<Item = (&'h str, &'h str)>,
+        body: &'b [u8],
+    ) -> Result<Self, Error> {
+        let coalesce = body.len() <= COALESCE_BODY;
+        let mut out =
+            Vec::with_capacity(target.preamble.len() + 512 + if coalesce { body.len() } else { 0 });
+        out.extend_from_slice(&target.preamble);
+        for (name, value) in headers {
+            if name.is_empty() || !name.bytes().all(is_token) {
+                return Err(Error::Header(name.into(), "not a valid header name"));
+            }
+            if let Some(why) = invalid_value(value) {
+                return Err(Error::Header(name.into(), why));
+            }
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        // No line breaks or NULs: a value must not smuggle in a header.
-        if value
-            .bytes()
-            .any(|b| b == b'\r' || b == b'\n' || b == 0 || (b < 0x20 && b != b'\t') || b == 0x7f)
-        {
-            return Err(Error::Header(name.into(), "control character in the value"));
+        out.extend_from_slice(b"content-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n\r\n");
+        if coalesce {
+            out.extend_from_slice(body);
+            return Ok(Request { head: out, body: &[] });
         }
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        Ok(Request { head: out, body })
     }
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
-    Ok(out)
+}
+
+/// Why a header value cannot be sent: no line breaks or NULs (a value must
+/// not smuggle in a header), no other control characters but tab.
+fn invalid_value(value: &str) -> Option<&'static str> {
+    value
+        .bytes()
+        .any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
+        .then_some("control character in the value")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -499,16 +537,26 @@ struct Head {
 /// Reads the final response head (skipping 1xx interim responses).
 async fn read_head(conn: &mut Conn) -> Result<Head, Exchange> {
     let mut got_any = false;
+    // Bytes of the interim (1xx) heads already consumed: they count
+    // against HEAD_CAP too, or an endless stream of 100 Continue would be
+    // read until the deadline.
+    let mut interim = 0usize;
     loop {
         let parsed = parse_head(&conn.buf).map_err(Exchange::Failed)?;
         match parsed {
             Some((len, head)) => {
                 conn.buf.drain(..len);
                 got_any = true;
+                interim = interim.saturating_add(len);
                 if (100..200).contains(&head.status) {
                     if head.status == 101 {
                         return Err(Exchange::Failed(Error::Protocol(
                             "unexpected 101 Switching Protocols".into(),
+                        )));
+                    }
+                    if interim > HEAD_CAP {
+                        return Err(Exchange::Failed(Error::Protocol(
+                            "response head too large".into(),
                         )));
                     }
                     continue;
@@ -516,7 +564,7 @@ async fn read_head(conn: &mut Conn) -> Result<Head, Exchange> {
                 return Ok(head);
             }
             None => {
-                if conn.buf.len() > HEAD_CAP {
+                if interim.saturating_add(conn.buf.len()) > HEAD_CAP {
                     return Err(Exchange::Failed(Error::Protocol(
                         "response head too large".into(),
                     )));
@@ -604,47 +652,78 @@ fn parse_head(buf: &[u8]) -> Result<Option<(usize, Head)>, Error> {
     )))
 }
 
-/// Reads the body into `out` (at most `READ_CAP` bytes kept); true when the
-/// body was read to its end, leaving the connection at the next response.
+/// Reads the body into `out` (at most `READ_CAP` bytes kept, and never
+/// more read); true when the body was read to its end, leaving the
+/// connection at the next response.
 async fn read_body(conn: &mut Conn, framing: Framing, out: &mut Vec<u8>) -> Result<bool, Error> {
     match framing {
         Framing::Empty => Ok(true),
-        Framing::Length(n) => {
-            if n > READ_CAP as u64 {
-                take_until_close(conn, out).await?;
-                return Ok(false);
+        Framing::Length(n) => match usize::try_from(n) {
+            Ok(n) if n <= READ_CAP => {
+                take(conn, n, out).await?;
+                Ok(true)
             }
-            take(conn, n as usize, out).await?;
-            Ok(true)
-        }
+            _ => {
+                take_until_close(conn, out).await?;
+                Ok(false)
+            }
+        },
         Framing::UntilClose => {
             take_until_close(conn, out).await?;
             Ok(false)
         }
-        Framing::Chunked => loop {
-            let line = read_line(conn).await?;
-            let size = line.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size, 16)
-                .map_err(|_| Error::Protocol(format!("bad chunk size {size:?}")))?;
-            if size == 0 {
-                // Trailers, up to the empty line.
-                while !read_line(conn).await?.is_empty() {}
-                return Ok(true);
+        Framing::Chunked => {
+            let mut framing_read = 0usize;
+            loop {
+                let line = read_line(conn, &mut framing_read).await?;
+                let size = chunk_size(&line)?;
+                if size == 0 {
+                    // Trailers, up to the empty line.
+                    while !read_line(conn, &mut framing_read).await?.is_empty() {}
+                    return Ok(true);
+                }
+                let room = READ_CAP - out.len();
+                match usize::try_from(size) {
+                    Ok(size) if size <= room => take(conn, size, out).await?,
+                    // Larger than what is left to keep: keep what fits and
+                    // read no further (the connection is not reused).
+                    _ => {
+                        take_available(conn, room, out).await?;
+                        return Ok(false);
+                    }
+                }
+                if !read_line(conn, &mut framing_read).await?.is_empty() {
+                    return Err(Error::Protocol("chunk not followed by CRLF".into()));
+                }
             }
-            if out.len() + size > READ_CAP {
-                take_until_close(conn, out).await?;
-                return Ok(false);
-            }
-            take(conn, size, out).await?;
-            if !read_line(conn).await?.is_empty() {
-                return Err(Error::Protocol("chunk not followed by CRLF".into()));
-            }
-        },
+        }
     }
 }
 
-/// Moves exactly `n` body bytes from the connection into `out`.
+/// The size on a chunk-size line (hex digits, then optional extensions).
+fn chunk_size(line: &[u8]) -> Result<u64, Error> {
+    let digits = line
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
+    let bad = || {
+        Error::Protocol(format!(
+            "bad chunk size {:?}",
+            String::from_utf8_lossy(&digits[..digits.len().min(32)])
+        ))
+    };
+    if digits.is_empty() || digits.len() > 16 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(bad());
+    }
+    let digits = std::str::from_utf8(digits).map_err(|_| bad())?;
+    u64::from_str_radix(digits, 16).map_err(|_| bad())
+}
+
+/// Moves exactly `n` body bytes (`n <= READ_CAP`, so the buffer stays
+/// bounded) from the connection into `out`.
 async fn take(conn: &mut Conn, n: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    debug_assert!(n <= READ_CAP);
     while conn.buf.len() < n {
         if conn.fill().await? == 0 {
             return Err(Error::Protocol(
@@ -657,31 +736,47 @@ async fn take(conn: &mut Conn, n: usize, out: &mut Vec<u8>) -> Result<(), Error>
     Ok(())
 }
 
-/// Keeps reading until the peer closes or `READ_CAP` is reached; the
-/// connection is not reused after this.
-async fn take_until_close(conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), Error> {
+/// Moves up to `n` bytes into `out`, reading until they are in or the peer
+/// closes.
+async fn take_available(conn: &mut Conn, n: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+    let mut left = n;
     loop {
-        let room = READ_CAP.saturating_sub(out.len());
-        let n = conn.buf.len().min(room);
-        out.extend_from_slice(&conn.buf[..n]);
-        conn.buf.clear();
-        if out.len() >= READ_CAP || conn.fill().await? == 0 {
+        let k = conn.buf.len().min(left);
+        out.extend_from_slice(&conn.buf[..k]);
+        conn.buf.drain(..k);
+        left -= k;
+        if left == 0 || conn.fill().await? == 0 {
             return Ok(());
         }
     }
 }
 
-/// One CRLF-terminated line (without the CRLF), at most 4 KiB.
-async fn read_line(conn: &mut Conn) -> Result<String, Error> {
+/// Keeps reading until the peer closes or `READ_CAP` is reached; the
+/// connection is not reused after this.
+async fn take_until_close(conn: &mut Conn, out: &mut Vec<u8>) -> Result<(), Error> {
+    take_available(conn, READ_CAP.saturating_sub(out.len()), out).await
+}
+
+/// One CRLF-terminated line of chunked framing (without the CRLF), at most
+/// `LINE_CAP` bytes; `read` counts the framing bytes of this body, refused
+/// past `FRAMING_CAP`.
+async fn read_line(conn: &mut Conn, read: &mut usize) -> Result<Vec<u8>, Error> {
+    let mut scanned = 0;
     loop {
-        if let Some(i) = conn.buf.windows(2).position(|w| w == b"\r\n") {
-            let line = String::from_utf8_lossy(&conn.buf[..i]).into_owned();
-            conn.buf.drain(..i + 2);
+        if let Some(i) = conn.buf[scanned..].windows(2).position(|w| w == b"\r\n") {
+            let end = scanned + i;
+            *read = read.saturating_add(end + 2);
+            if *read > FRAMING_CAP {
+                return Err(Error::Protocol("too much chunked framing".into()));
+            }
+            let line = conn.buf[..end].to_vec();
+            conn.buf.drain(..end + 2);
             return Ok(line);
         }
-        if conn.buf.len() > 4096 {
+        if conn.buf.len() > LINE_CAP {
             return Err(Error::Protocol("chunk line too long".into()));
         }
+        scanned = conn.buf.len().saturating_sub(1);
         if conn.fill().await? == 0 {
             return Err(Error::Protocol(
                 "connection closed in the middle of the body".into(),
@@ -713,14 +808,34 @@ mod tests {
     #[test]
     fn requests_refuse_header_injection() {
         let t = parse_target("http://h/x").unwrap();
-        let ok = build_request(&t, [("x-a", "1")].into_iter(), b"{}").unwrap();
+        let ok = Request::build(&t, [("x-a", "1")].into_iter(), b"{}").unwrap();
         assert_eq!(
-            ok,
+            ok.head,
             b"POST /x HTTP/1.1\r\nhost: h\r\nx-a: 1\r\ncontent-length: 2\r\n\r\n{}"
         );
-        assert!(build_request(&t, [("x-a", "1\r\nx-b: 2")].into_iter(), b"").is_err());
-        assert!(build_request(&t, [("x a", "1")].into_iter(), b"").is_err());
-        assert!(build_request(&t, [("", "1")].into_iter(), b"").is_err());
+        assert!(ok.body.is_empty());
+        assert!(Request::build(&t, [("x-a", "1\r\nx-b: 2")].into_iter(), b"").is_err());
+        assert!(Request::build(&t, [("x-a", "1\x01")].into_iter(), b"").is_err());
+        assert!(Request::build(&t, [("x a", "1")].into_iter(), b"").is_err());
+        assert!(Request::build(&t, [("", "1")].into_iter(), b"").is_err());
+    }
+
+    #[test]
+    fn a_large_body_is_written_from_the_callers_buffer() {
+        let t = parse_target("http://h/x").unwrap();
+        let body = vec![b'a'; COALESCE_BODY + 1];
+        let r = Request::build(&t, std::iter::empty(), &body).unwrap();
+        assert!(r.head.ends_with(b"content-length: 16385\r\n\r\n"));
+        assert!(std::ptr::eq(r.body, body.as_slice()));
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_and_bounded() {
+        assert_eq!(chunk_size(b"1f;name=x").unwrap(), 31);
+        assert_eq!(chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
+        for bad in [&b""[..], b"+1", b"-1", b"0x10", b"1 2", b"10000000000000000", b"g"] {
+            assert!(chunk_size(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -841,6 +956,83 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         srv.await.unwrap();
+    }
+
+    /// A server answering its one connection with `reply` and then
+    /// `forever` over and over until the client goes away.
+    async fn hostile(reply: &'static [u8], forever: &'static [u8]) -> String {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await.unwrap();
+            if s.write_all(reply).await.is_err() {
+                return;
+            }
+            while !forever.is_empty() && s.write_all(forever).await.is_ok() {}
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_huge_chunk_size_keeps_the_status_and_reads_no_more_than_the_cap() {
+        let url = hostile(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nA\r\nffffffffffffffff\r\n",
+            &[0u8; 8192],
+        )
+        .await;
+        let r = client()
+            .post(&url, std::iter::empty(), b"{}", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), READ_CAP);
+        assert_eq!(r.body[0], b'A');
+    }
+
+    #[tokio::test]
+    async fn endless_bodies_and_framing_are_cut() {
+        for (reply, forever) in [
+            (&b"HTTP/1.1 200 OK\r\n\r\n"[..], &b"xxxxxxxx"[..]),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", b"x"),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\nx\r\n"),
+        ] {
+            let url = hostile(reply, forever).await;
+            let r = client()
+                .post(&url, std::iter::empty(), b"{}", Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200);
+            assert!(r.body.len() <= READ_CAP);
+        }
+        // Framing without end: trailers that never stop.
+        let url = hostile(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+            b"x-trailer: 1\r\n",
+        )
+        .await;
+        let r = client()
+            .post(&url, std::iter::empty(), b"{}", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200);
+        assert!(r.body_error.unwrap().contains("framing"));
+    }
+
+    #[tokio::test]
+    async fn endless_heads_are_refused() {
+        for (reply, forever) in [
+            (&b"HTTP/1.1 200 OK\r\nx-big: "[..], &b"aaaaaaaa"[..]),
+            (b"", b"HTTP/1.1 100 Continue\r\n\r\n"),
+        ] {
+            let url = hostile(reply, forever).await;
+            let e = client()
+                .post(&url, std::iter::empty(), b"{}", Duration::from_secs(5))
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("too large"), "{e}");
+        }
     }
 
     #[tokio::test]
