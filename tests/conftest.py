@@ -17,7 +17,9 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-CLUSTER_DIR = ROOT / "target" / "test-cluster"
+# Both can be overridden, so two suites (two checkouts, or a focused run
+# beside the full one) can run at once without sharing a cluster.
+CLUSTER_DIR = Path(os.environ.get("PGWEBHOOK_TEST_CLUSTER", ROOT / "target" / "test-cluster"))
 # Fixed ports stay below the ephemeral range (32768+): a client socket of
 # the suite itself could otherwise hold the port a server needs.
 PORT = int(os.environ.get("PGWEBHOOK_TEST_PORT", "25439"))

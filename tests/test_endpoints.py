@@ -25,7 +25,12 @@ def claim(db, n=100):
     endpoint's own plus the Standard Webhooks ones claim() signed."""
     cols = ["delivery_id", "claim_token", "event_id", "endpoint_id", "attempt", "url", "headers", "signature", "signed_at", "body"]
     rows = [dict(zip(cols, r)) for r in q(db, f"SELECT {', '.join(cols)} FROM webhook.claim(%s)", n)]
+    bodies = {}
     for r in rows:
+        # Each body comes once, on its event's first row (as webhookd reads it).
+        if r["body"] is None:
+            r["body"] = bodies[r["event_id"]]
+        bodies[r["event_id"]] = r["body"]
         r["headers"] = {
             **r["headers"],
             "webhook-id": str(r["event_id"]),
@@ -423,3 +428,41 @@ def test_a_claim_that_finds_nothing_writes_nothing(db):
         assert q1(db, "SELECT pg_current_xact_id_if_assigned()") is None
     db.execute("SELECT webhook.emit('a.b', '{}')")
     assert len(claim(db)) == 1
+
+
+def test_a_claim_returns_each_body_once_however_many_endpoints_get_it(db):
+    for i in range(3):
+        db.execute("SELECT webhook.create_endpoint(%s)", (f"https://example.com/{i}",))
+    db.execute("SELECT webhook.emit('a.b', '{\"x\": 1}')")
+    db.execute("SELECT webhook.emit('a.b', '{\"x\": 2}')")
+    rows = q(db, "SELECT event_id, body FROM webhook.claim(100)")
+    assert len(rows) == 6
+    with_body = [e for e, b in rows if b is not None]
+    assert sorted(with_body) == sorted(set(e for e, _ in rows))
+    # The body comes on the event's first row.
+    seen = set()
+    for e, b in rows:
+        assert (b is not None) == (e not in seen)
+        seen.add(e)
+
+
+def test_a_claims_body_bytes_are_capped_and_the_rest_stays_due(db):
+    db.execute("SELECT webhook.create_endpoint('https://example.com/a')")
+    db.execute("SELECT webhook.create_endpoint('https://example.com/b')")
+    for i in range(5):
+        db.execute("SELECT webhook.emit('a.b', jsonb_build_object('pad', repeat('x', 1000), 'i', %s::int))", (i,))
+    got = []
+    while True:
+        rows = q(db, "SELECT event_id, body FROM webhook.claim(100, max_body_bytes => 2500)")
+        if not rows:
+            break
+        events = sorted(set(e for e, _ in rows))
+        # Two ~1 KB bodies fit in 2,500 bytes, each sent to both endpoints.
+        assert len(events) <= 2 and len(rows) == 2 * len(events)
+        got += events
+    assert got == sorted(got) and len(got) == 5
+    # An event larger than the cap still goes, alone.
+    db.execute("SELECT webhook.emit('a.b', jsonb_build_object('pad', repeat('x', 5000)))")
+    assert len(q(db, "SELECT 1 FROM webhook.claim(100, max_body_bytes => 2500)")) == 2
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        db.execute("SELECT * FROM webhook.claim(100, max_body_bytes => 0)")

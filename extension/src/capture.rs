@@ -15,6 +15,7 @@ use std::ffi::CStr;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 
+use crate::error::WebhookError;
 use crate::payload;
 use crate::{outbox, wake};
 
@@ -35,8 +36,91 @@ pub fn mark_written() {
     WROTE.with(|w| w.set(true));
 }
 
-fn parse_attnums(s: &str) -> Vec<i16> {
-    s.split(',').filter_map(|p| p.trim().parse().ok()).collect()
+/// A capture trigger's arguments, parsed and checked against its table
+/// once (per trigger, until the next relcache invalidation), so that no
+/// argument reaches a tuple unchecked: anyone allowed to use
+/// `_capture_row` in CREATE TRIGGER could write them.
+struct CaptureArgs {
+    event_type: String,
+    /// Ordering key attribute numbers: in range, not dropped.
+    keys: Vec<i16>,
+    /// Payload attribute numbers (None: every column), in range.
+    only: Option<Vec<i16>>,
+}
+
+/// Attribute numbers written by `track()`: comma separated, each one a
+/// column of the table (1..=natts).
+fn parse_attnums(s: &str, natts: usize) -> Result<Vec<i16>, String> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(',')
+        .map(|p| match p.trim().parse::<i16>() {
+            Ok(n) if n >= 1 && n as usize <= natts => Ok(n),
+            Ok(n) => Err(format!("column number {n} is not a column of the table")),
+            Err(_) => Err(format!("{p:?} is not a column number")),
+        })
+        .collect()
+}
+
+thread_local! {
+    /// Checked arguments by trigger OID; cleared with NAMES (a trigger
+    /// change or a column drop invalidates the table's relcache entry).
+    static ARGS: std::cell::RefCell<std::collections::HashMap<pg_sys::Oid, std::rc::Rc<CaptureArgs>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The trigger's checked arguments, from the cache or parsed now.
+///
+/// # Safety
+/// `trigger` and `rel` must be the firing trigger and its open relation.
+unsafe fn capture_args(
+    trigger: *const pg_sys::Trigger,
+    rel: pg_sys::Relation,
+) -> Result<std::rc::Rc<CaptureArgs>, WebhookError> {
+    let tgoid = (*trigger).tgoid;
+    if let Some(a) = ARGS.with(|m| m.borrow().get(&tgoid).cloned()) {
+        return Ok(a);
+    }
+    ensure_callbacks();
+    let invalid = |why: String| WebhookError::TriggerArguments {
+        trigger: CStr::from_ptr((*trigger).tgname)
+            .to_string_lossy()
+            .into_owned(),
+        table: qualified_name(rel),
+        why,
+    };
+    let nargs = (*trigger).tgnargs.max(0) as usize;
+    if nargs != 3 || (*trigger).tgargs.is_null() {
+        return Err(invalid(format!("expected 3 arguments, got {nargs}")));
+    }
+    let raw = std::slice::from_raw_parts((*trigger).tgargs, nargs);
+    let arg = |i: usize| CStr::from_ptr(raw[i]).to_string_lossy();
+    let event_type = arg(0).into_owned();
+    if !outbox::event_type_ok(&event_type) {
+        return Err(invalid(format!("{event_type:?} is not a valid event type")));
+    }
+    let tupdesc = (*rel).rd_att;
+    let natts = (*tupdesc).natts.max(0) as usize;
+    let attrs = (*tupdesc).attrs.as_slice(natts);
+    // A key column dropped after track() (its primary key went with it)
+    // is left out rather than read: a dropped column has no type.
+    let keys = parse_attnums(&arg(1), natts)
+        .map_err(invalid)?
+        .into_iter()
+        .filter(|&n| attrs.get((n - 1) as usize).is_some_and(|a| !a.attisdropped))
+        .collect();
+    let only = match arg(2).as_ref() {
+        "" => None,
+        cols => Some(parse_attnums(cols, natts).map_err(invalid)?),
+    };
+    let args = std::rc::Rc::new(CaptureArgs {
+        event_type,
+        keys,
+        only,
+    });
+    ARGS.with(|m| m.borrow_mut().insert(tgoid, args.clone()));
+    Ok(args)
 }
 
 fn op_name(event: u32) -> &'static str {
@@ -63,6 +147,7 @@ thread_local! {
 #[pg_guard]
 unsafe extern "C-unwind" fn forget_names(_arg: pg_sys::Datum, _relid: pg_sys::Oid) {
     NAMES.with(|n| n.borrow_mut().clear());
+    ARGS.with(|a| a.borrow_mut().clear());
 }
 
 /// Namespace syscache invalidation callback.
@@ -74,15 +159,11 @@ unsafe extern "C-unwind" fn forget_names_schema(_arg: pg_sys::Datum, _cacheid: i
     NAMES.with(|n| n.borrow_mut().clear());
 }
 
-/// "schema.table" of `rel`, cached per backend.
+/// Registers the invalidation callbacks of NAMES and ARGS, once.
 ///
 /// # Safety
-/// `rel` must be an open relation, inside a transaction.
-unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
-    let relid = (*rel).rd_id;
-    if let Some(name) = NAMES.with(|n| n.borrow().get(&relid).cloned()) {
-        return name;
-    }
+/// Inside a backend.
+unsafe fn ensure_callbacks() {
     if !NAMES_CALLBACK.with(|c| c.replace(true)) {
         pg_sys::CacheRegisterRelcacheCallback(Some(forget_names), pg_sys::Datum::from(0usize));
         // ALTER SCHEMA ... RENAME invalidates the namespace cache, not relcache.
@@ -92,6 +173,18 @@ unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
             pg_sys::Datum::from(0usize),
         );
     }
+}
+
+/// "schema.table" of `rel`, cached per backend.
+///
+/// # Safety
+/// `rel` must be an open relation, inside a transaction.
+unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
+    let relid = (*rel).rd_id;
+    if let Some(name) = NAMES.with(|n| n.borrow().get(&relid).cloned()) {
+        return name;
+    }
+    ensure_callbacks();
     let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
     let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
     let name = if nsp.is_null() {
@@ -134,27 +227,9 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
             "Use webhook.track(table) to install it."
         );
     }
-    let nargs = (*trigger).tgnargs as usize;
-    if nargs < 3 {
-        pgrx::ereport!(
-            ERROR,
-            PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED,
-            "webhook capture trigger has the wrong arguments",
-            "Call webhook.track() again for this table to reinstall its triggers."
-        );
-    }
-    let args = std::slice::from_raw_parts((*trigger).tgargs, nargs);
-    let arg = |i: usize| CStr::from_ptr(args[i]).to_string_lossy();
-    let event_type = arg(0).into_owned();
-    let keys = parse_attnums(&arg(1));
-    let only = arg(2);
-    let only = if only.is_empty() {
-        None
-    } else {
-        Some(parse_attnums(&only))
-    };
-
     let rel = (*td).tg_relation;
+    let args = capture_args(trigger, rel).unwrap_or_else(|e| e.raise());
+    let event_type = &args.event_type;
     let tupdesc = (*rel).rd_att;
     let op = op_name(event);
     let (new, old) = match op {
@@ -166,7 +241,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     let created_at = payload::now_pg_usecs();
     let mut body = String::with_capacity(256);
     body.push_str("{\"type\":");
-    payload::push_json_str(&mut body, &event_type);
+    payload::push_json_str(&mut body, event_type);
     body.push_str(",\"timestamp\":");
     payload::push_timestamp(&mut body, created_at, true);
     body.push_str(",\"data\":{\"table\":");
@@ -177,20 +252,24 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     if new.is_null() {
         body.push_str("null");
     } else {
-        payload::push_row(&mut body, new, tupdesc, only.as_deref());
+        payload::push_row(&mut body, new, tupdesc, args.only.as_deref());
     }
     body.push_str(",\"old\":");
     if old.is_null() {
         body.push_str("null");
     } else {
-        payload::push_row(&mut body, old, tupdesc, only.as_deref());
+        payload::push_row(&mut body, old, tupdesc, args.only.as_deref());
     }
     body.push_str("}}");
 
+    // The application's statement fails, visibly, rather than an event
+    // too large for receivers (or for the dispatcher's memory) being written.
+    outbox::check_size(event_type, body.len()).unwrap_or_else(|e| e.raise());
+
     let key_tuple = if new.is_null() { old } else { new };
-    let ordering_key = payload::key_text(key_tuple, tupdesc, &keys);
+    let ordering_key = payload::key_text(key_tuple, tupdesc, &args.keys);
     outbox::insert(&Event {
-        event_type,
+        event_type: event_type.clone(),
         body,
         ordering_key,
         created_at,

@@ -9,6 +9,25 @@ pub enum WebhookError {
     /// Secret and signature errors come from the shared signing crate as is.
     #[error(transparent)]
     Signing(#[from] webhook_signing::SigningError),
+    /// An event body over `webhook.max_event_size`, refused where it enters
+    /// the outbox (capture or emit), so nothing downstream holds it.
+    #[error("{event_type} event of {size} bytes exceeds webhook.max_event_size ({max} bytes)")]
+    EventTooLarge {
+        event_type: String,
+        size: usize,
+        max: usize,
+    },
+    /// A capture trigger whose arguments `webhook.track()` did not write.
+    #[error("webhook capture trigger {trigger:?} on {table} has invalid arguments: {why}")]
+    TriggerArguments {
+        trigger: String,
+        table: String,
+        why: String,
+    },
+    /// An index on the outbox that the capture path's direct insert cannot
+    /// maintain (it has no executor to evaluate expressions or predicates).
+    #[error("index {index:?} on webhook.event_log is not supported: it has {what}")]
+    OutboxIndex { index: String, what: &'static str },
     #[error("{0}")]
     Internal(String),
 }
@@ -20,6 +39,11 @@ impl WebhookError {
             WebhookError::Signing(S::InvalidSecret(_) | S::InvalidSignature(_)) => {
                 PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE
             }
+            WebhookError::EventTooLarge { .. } => PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            WebhookError::TriggerArguments { .. } => {
+                PgSqlErrorCode::ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED
+            }
+            WebhookError::OutboxIndex { .. } => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             WebhookError::Signing(S::Internal(_)) | WebhookError::Internal(_) => {
                 PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
             }
@@ -34,6 +58,15 @@ impl WebhookError {
             }
             WebhookError::Signing(S::InvalidSignature(_)) => {
                 "A webhook-signature header is a space-separated list of v1,<base64> entries."
+            }
+            WebhookError::EventTooLarge { .. } => {
+                "Nothing was written. Capture fewer columns (webhook.track(..., columns => ...)), or send an id the receiver can fetch the rest by; a superuser can raise webhook.max_event_size."
+            }
+            WebhookError::TriggerArguments { .. } => {
+                "Capture triggers are installed by webhook.track(); drop this trigger and call webhook.track() for the table instead."
+            }
+            WebhookError::OutboxIndex { .. } => {
+                "Captured events are written without the executor, so indexes on webhook.event_log must be plain column indexes. Drop the index; index a column (event_type, created_at) instead."
             }
             WebhookError::Signing(S::Internal(_)) | WebhookError::Internal(_) => {
                 "This is a bug in pg_webhook; please report it."

@@ -12,6 +12,8 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::capture::Event;
+use crate::error::WebhookError;
+use crate::guc;
 
 extern "C-unwind" {
     // commands/sequence.h is not among pgrx's bindings; exported since
@@ -37,6 +39,77 @@ thread_local! {
     /// (event_log, event_id_seq) OIDs, looked up once per backend and again
     /// whenever the table is no longer what we expect (extension recreated).
     static TARGET: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// The one rule for event type names (and so for prefixes and patterns):
+/// dot-separated parts of letters, digits, `_` and `-`, at most 200 bytes.
+/// Receivers route on them and they appear in URLs and logs, so nothing
+/// else (spaces, quotes, control characters) may enter the outbox.
+pub fn event_type_ok(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 200
+        && t.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+#[pg_extern(immutable, parallel_safe, name = "_event_type_ok")]
+fn event_type_ok_sql(t: Option<&str>) -> bool {
+    t.is_some_and(event_type_ok)
+}
+
+/// Refuse an event body larger than `webhook.max_event_size`.
+pub fn check_size(event_type: &str, size: usize) -> Result<(), WebhookError> {
+    let max = guc::max_event_size();
+    if size > max {
+        return Err(WebhookError::EventTooLarge {
+            event_type: event_type.to_string(),
+            size,
+            max,
+        });
+    }
+    Ok(())
+}
+
+/// `emit()`'s size check (the capture trigger calls `check_size` itself).
+#[pg_extern(stable, parallel_safe, name = "_check_event_size")]
+fn check_size_sql(event_type: &str, size: i64) {
+    check_size(event_type, size.max(0) as usize).unwrap_or_else(|e| e.raise())
+}
+
+/// `body` with every `\u0000` escape replaced by `\ufffd`: jsonb (whose
+/// strings are PostgreSQL text) cannot hold U+0000, but the json type
+/// accepts the escape, so a captured json column may carry one. Used by
+/// the `webhook.events` view only when the body contains the escape; the
+/// body itself, what receivers get, is never changed.
+pub fn without_nul_escapes(body: &str) -> String {
+    let mut out = String::with_capacity(body.len());
+    let mut rest = body;
+    // In valid JSON a backslash only occurs inside a string, where it
+    // starts a two-character escape (or \uXXXX): take escapes whole, so an
+    // escaped backslash followed by "u0000" is left alone.
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let esc = &rest[i..];
+        if let Some(after) = esc.strip_prefix("\\u0000") {
+            out.push_str("\\ufffd");
+            rest = after;
+        } else {
+            let len = esc[1..].chars().next().map_or(1, |c| 1 + c.len_utf8());
+            out.push_str(&esc[..len]);
+            rest = &esc[len..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_without_nul_escapes")]
+fn without_nul_escapes_sql(body: &str) -> String {
+    without_nul_escapes(body)
 }
 
 /// Top-level transaction id as a plain bigint (xid8 without the epoch games).
@@ -145,8 +218,90 @@ pub fn insert(event: &Event) {
             false,
         ];
         let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
-        pg_sys::CatalogTupleInsert(rel, tuple);
+        // The catalog-style insert maintains plain indexes only; one with an
+        // expression, a predicate or an exclusion constraint would be read
+        // past its end. Refused here (an ERROR, never a crash) as well as
+        // when it is created (webhook._guard_outbox_index).
+        let indexes = pg_sys::CatalogOpenIndexes(rel);
+        if let Err(e) = check_indexes(indexes) {
+            pg_sys::CatalogCloseIndexes(indexes);
+            e.raise();
+        }
+        pg_sys::CatalogTupleInsertWithInfo(rel, tuple, indexes);
+        pg_sys::CatalogCloseIndexes(indexes);
         pg_sys::heap_freetuple(tuple);
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
+    }
+}
+
+/// Every index of the outbox must be one `CatalogTupleInsertWithInfo` can
+/// maintain: plain columns, no predicate, no exclusion constraint.
+///
+/// # Safety
+/// `indexes` must come from `CatalogOpenIndexes` and not be closed yet.
+unsafe fn check_indexes(indexes: pg_sys::CatalogIndexState) -> Result<(), WebhookError> {
+    let n = (*indexes).ri_NumIndices.max(0) as usize;
+    if n == 0 {
+        return Ok(());
+    }
+    let infos = std::slice::from_raw_parts((*indexes).ri_IndexRelationInfo, n);
+    let rels = std::slice::from_raw_parts((*indexes).ri_IndexRelationDescs, n);
+    for (info, rel) in infos.iter().zip(rels) {
+        let what = if !(**info).ii_Expressions.is_null() {
+            "an expression"
+        } else if !(**info).ii_Predicate.is_null() {
+            "a predicate (partial index)"
+        } else if !(**info).ii_ExclusionOps.is_null() {
+            "an exclusion constraint"
+        } else {
+            continue;
+        };
+        let index = CStr::from_ptr((*(**rel).rd_rel).relname.data.as_ptr())
+            .to_string_lossy()
+            .into_owned();
+        return Err(WebhookError::OutboxIndex { index, what });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{event_type_ok, without_nul_escapes};
+
+    #[test]
+    fn nul_escapes_become_replacement_characters() {
+        assert_eq!(
+            without_nul_escapes(r#"{"a":"x\u0000y\u0000","b":"\\u0000","c":"\"\u0000"}"#),
+            r#"{"a":"x\ufffdy\ufffd","b":"\\u0000","c":"\"\ufffd"}"#
+        );
+        assert_eq!(without_nul_escapes("{\"é\":\"\\é\"}"), "{\"é\":\"\\é\"}");
+        assert_eq!(without_nul_escapes("\\"), "\\");
+    }
+
+    #[test]
+    fn event_types() {
+        for ok in [
+            "orders.insert",
+            "a",
+            "shop-1.orders_2.insert",
+            "webhook.test",
+        ] {
+            assert!(event_type_ok(ok), "{ok}");
+        }
+        let long = "a".repeat(201);
+        for bad in [
+            "",
+            ".",
+            "a.",
+            ".a",
+            "a..b",
+            "a b",
+            "any \"weird\" type!",
+            "é.x",
+            "a.*",
+            long.as_str(),
+        ] {
+            assert!(!event_type_ok(bad), "{bad}");
+        }
     }
 }

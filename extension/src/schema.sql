@@ -31,8 +31,15 @@ CREATE INDEX event_log_txid ON webhook.event_log (txid);
 COMMENT ON TABLE webhook.event_log IS
   'The outbox: one row per captured or emitted event. Query it through the view webhook.events.';
 
+-- payload is the body as jsonb. jsonb cannot hold U+0000, which a json
+-- column's value may escape as \u0000 (any role that may write a tracked
+-- table can put one there): such escapes read as U+FFFD in payload, so the
+-- view works for every event; body keeps the exact bytes receivers get.
 CREATE VIEW webhook.events AS
-SELECT id, event_type, body::jsonb AS payload, body, ordering_key, created_at, txid
+SELECT id, event_type,
+       CASE WHEN strpos(body, '\u0000') = 0 THEN body::jsonb
+            ELSE webhook._without_nul_escapes(body)::jsonb END AS payload,
+       body, ordering_key, created_at, txid
   FROM webhook.event_log;
 
 -- Routing progress: events of transactions visible in cur_snap but not in
@@ -166,10 +173,8 @@ SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
 -- Helpers
 -- ---------------------------------------------------------------------------
 
-CREATE FUNCTION webhook._event_type_ok(t text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT t IS NOT NULL AND length(t) <= 200 AND t ~ '^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$'
-$$;
+-- webhook._event_type_ok(t) is in Rust (outbox.rs): the capture trigger
+-- checks its event type with the same rule.
 
 -- webhook._matches(patterns, event_type) is in Rust (route.rs): it runs once
 -- per (event, endpoint) pair when routing.
@@ -218,7 +223,8 @@ BEGIN
   IF lower(m[1]) = 'https' THEN
     RETURN url;
   ELSIF lower(m[1]) = 'http' THEN
-    IF current_setting('webhook.allow_http', true) = 'on' THEN
+    -- Through the library, never current_setting(): see guc.rs.
+    IF webhook._allow_http() THEN
       RETURN url;
     END IF;
     RAISE EXCEPTION 'endpoint URL must use https://'
@@ -273,6 +279,11 @@ $$;
 -- Capture API
 -- ---------------------------------------------------------------------------
 
+-- Not executable by PUBLIC (see Privileges): a trigger using it writes
+-- events of the type its arguments name, so installing one is granted
+-- (webhook.grant_tracker) like emitting is. PostgreSQL checks EXECUTE when
+-- the trigger is created, not when it fires: anyone who may write a
+-- tracked table still produces its events.
 CREATE FUNCTION webhook._capture_row() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_row';
 
@@ -310,6 +321,36 @@ END
 $$;
 CREATE EVENT TRIGGER webhook_drop_extension ON ddl_command_start
   WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION webhook._on_drop_extension();
+
+-- The capture trigger writes the outbox without the executor (outbox.rs),
+-- so it can maintain plain column indexes only: refuse an index with an
+-- expression, a predicate or an exclusion constraint on webhook.event_log
+-- when it is created (the insert refuses it too, should one exist anyway).
+-- Runs for every role's CREATE INDEX: it reads catalogs only, by name, so
+-- it needs no privilege on schema webhook.
+CREATE FUNCTION webhook._guard_outbox_index() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE bad text;
+BEGIN
+  SELECT ic.relname INTO bad
+    FROM pg_event_trigger_ddl_commands() cmd
+    JOIN pg_index i ON i.indexrelid = cmd.objid OR i.indrelid = cmd.objid
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+   WHERE cmd.classid = 'pg_class'::regclass AND n.nspname = 'webhook' AND t.relname = 'event_log'
+     AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+          OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x'))
+   LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'index % on webhook.event_log is not supported: it has an expression, a predicate or an exclusion constraint', quote_ident(bad)
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Captured events are written without the executor, so indexes on webhook.event_log must be plain column indexes; index a column (event_type, created_at) instead.';
+  END IF;
+END
+$$;
+CREATE EVENT TRIGGER webhook_guard_outbox_index ON ddl_command_end
+  WHEN TAG IN ('CREATE INDEX', 'ALTER TABLE') EXECUTE FUNCTION webhook._guard_outbox_index();
 
 CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
 LANGUAGE sql STABLE AS $$
@@ -372,6 +413,11 @@ BEGIN
   END IF;
   IF rel.nspname = 'webhook' THEN
     RAISE EXCEPTION 'pg_webhook''s own tables cannot be tracked' USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF NOT has_function_privilege('webhook._capture_row()', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role % may not track tables', current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('A superuser grants it: SELECT webhook.grant_tracker(%L);', current_user);
   END IF;
 
   IF events IS NULL OR cardinality(events) = 0 THEN
@@ -459,9 +505,12 @@ END
 $$;
 
 
+-- Executable only by roles granted it (webhook.grant_emitter): an event is
+-- signed with every subscribed endpoint's secret, so whoever may emit may
+-- make receivers accept anything of any type.
 CREATE FUNCTION webhook.emit(event_type text, payload jsonb, ordering_key text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE id bigint; ts timestamptz := clock_timestamp();
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
 BEGIN
   IF NOT webhook._event_type_ok(event_type) THEN
     RAISE EXCEPTION 'invalid event type %', coalesce(quote_literal(event_type), 'NULL')
@@ -472,10 +521,11 @@ BEGIN
     RAISE EXCEPTION 'payload must not be NULL'
       USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass ''{}''::jsonb for an event without data.';
   END IF;
+  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+          || '","data":' || payload::text || '}';
+  PERFORM webhook._check_event_size(event_type, octet_length(body));
   INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
-  VALUES (event_type,
-          '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts) || '","data":' || payload::text || '}',
-          ordering_key, ts)
+  VALUES (event_type, body, ordering_key, ts)
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;
@@ -868,7 +918,11 @@ CREATE FUNCTION webhook.claim(
     -- At most cap_counts[i] deliveries for endpoint cap_endpoints[i] (the
     -- room the dispatcher has left for it); others up to max_in_flight.
     cap_endpoints     bigint[] DEFAULT '{}',
-    cap_counts        int[] DEFAULT '{}'
+    cap_counts        int[] DEFAULT '{}',
+    -- Bytes of event bodies one claim returns at most (each body counted
+    -- once, however many deliveries share it); the first event always goes,
+    -- so an event larger than this is still delivered, alone.
+    max_body_bytes    bigint DEFAULT 16777216
 ) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
                  attempt int, url text, headers jsonb, signature text, signed_at bigint, body text,
                  timeout_ms int, max_in_flight int, rate_limit int)
@@ -880,8 +934,13 @@ SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_se
 SET plan_cache_mode = force_generic_plan AS $$
 -- claimed: everything this call leases, due deliveries first, then fresh ones.
 DECLARE ts bigint; t_now timestamptz; claimed bigint[]; room int; snap pg_snapshot;
-        ep_ids bigint[]; ep_room int[]; fanout numeric; want int; r record;
+        ep_ids bigint[]; ep_room int[]; fanout numeric; want int; r record; over_cap bigint[];
 BEGIN
+  IF max_body_bytes IS NULL OR max_body_bytes <= 0 THEN
+    RAISE EXCEPTION 'max_body_bytes must be positive'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It bounds the event bodies one claim returns, in bytes; the default is 16 MiB.';
+  END IF;
   IF cardinality(cap_endpoints) IS DISTINCT FROM cardinality(cap_counts) THEN
     RAISE EXCEPTION 'cap_endpoints has % elements but cap_counts has %',
                     cardinality(cap_endpoints), cardinality(cap_counts)
@@ -955,6 +1014,26 @@ BEGIN
   IF cardinality(claimed) = 0 THEN
     RETURN;
   END IF;
+  -- The dispatcher's memory is bounded by its settings, not by payloads:
+  -- events past max_body_bytes (in the order of their first delivery) are
+  -- given back, due at once, for the next claim. octet_length() of a
+  -- stored body reads its size without detoasting it.
+  SELECT coalesce(array_agg(c.id), '{}') INTO over_cap
+    FROM (SELECT d.id, d.event_id FROM webhook.delivery d WHERE d.id = ANY (claimed)) c
+    JOIN (SELECT s.event_id, s.first_id,
+                 sum(s.len) OVER (ORDER BY s.first_id) AS upto,
+                 min(s.first_id) OVER () AS very_first
+            FROM (SELECT d.event_id, min(d.id) AS first_id, max(octet_length(ev.body)) AS len
+                    FROM webhook.delivery d JOIN webhook.event_log ev ON ev.id = d.event_id
+                   WHERE d.id = ANY (claimed)
+                   GROUP BY d.event_id) s) e ON e.event_id = c.event_id
+   WHERE e.upto > max_body_bytes AND e.first_id > e.very_first;
+  IF cardinality(over_cap) > 0 THEN
+    UPDATE webhook.delivery d SET next_attempt_at = t_now, leased_by = NULL WHERE d.id = ANY (over_cap);
+    claimed := ARRAY(SELECT x FROM unnest(claimed) AS x WHERE x <> ALL (over_cap));
+  END IF;
+  -- Each body once: on the first row of its event; later rows of the same
+  -- event (other endpoints) carry NULL and share it.
   RETURN QUERY
   WITH sec AS (
     -- Each endpoint's signing secrets once per claim, newest first.
@@ -966,7 +1045,8 @@ BEGIN
   )
   SELECT d.id, d.claim_token, d.event_id, d.endpoint_id, d.attempts + 1, ep.url, ep.headers,
          webhook._sign_all(sec.secrets, d.event_id::text, ts, ev.body), ts,
-         ev.body, ep.timeout_ms, ep.max_in_flight, ep.rate_limit
+         CASE WHEN row_number() OVER (PARTITION BY d.event_id ORDER BY d.id) = 1 THEN ev.body END,
+         ep.timeout_ms, ep.max_in_flight, ep.rate_limit
     FROM webhook.delivery d
     JOIN webhook.endpoint ep ON ep.id = d.endpoint_id
     JOIN webhook.event_log ev ON ev.id = d.event_id
@@ -1132,7 +1212,8 @@ $$;
 -- Privileges
 -- ---------------------------------------------------------------------------
 
-REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[]),
+REVOKE EXECUTE ON FUNCTION webhook.emit(text, jsonb, text), webhook._capture_row() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint),
   webhook._route(int, pg_snapshot, timestamptz, int, bigint[], int[], text), webhook._route_begin(),
   webhook._window_bounds(pg_snapshot, pg_snapshot), webhook._window_chunk(pg_snapshot, pg_snapshot, bigint, bigint, int),
   webhook._due(int, timestamptz, bigint[], int[]), webhook._room_left(bigint[], int[], bigint[]),
@@ -1146,9 +1227,49 @@ CREATE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
-  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[]), '
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint), '
                  'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
                  'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
 END
 $$;
+
+-- Emitting custom events: webhook.emit(). Every subscribed endpoint signs
+-- what is emitted, so this is granted to the roles that should speak for
+-- the application, never to the dispatcher.
+CREATE FUNCTION webhook.grant_emitter(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.emit(text, jsonb, text) TO %s', role);
+END
+$$;
+
+-- Tracking tables: webhook.track() / untrack() on tables the role may add
+-- triggers to (PostgreSQL's TRIGGER privilege, e.g. their owner).
+CREATE FUNCTION webhook.grant_tracker(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row() TO %s', role);
+END
+$$;
+
+-- Managing endpoints: create, change, delete, read and rotate secrets,
+-- test, redeliver and replay, and read every view. Such a role can read
+-- every secret, so it is as trusted as the receivers' owners.
+CREATE FUNCTION webhook.grant_manager(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.endpoint, webhook.endpoint_secret, '
+                 'webhook.delivery, webhook.attempt_log TO %s', role);
+  EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
+  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq TO %s', role);
+  EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
+                 'webhook.tracked_tables TO %s', role);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION webhook.grant_dispatcher(regrole), webhook.grant_emitter(regrole),
+  webhook.grant_tracker(regrole), webhook.grant_manager(regrole) FROM PUBLIC;
