@@ -1,10 +1,59 @@
 //! Claim: lease a batch of due deliveries through `webhook.claim()`, which
 //! also routes newly committed events and signs each request in the database
 //! (the dispatcher never sees a secret).
+//!
+//! Payloads are what could make webhookd's memory grow without bound: an
+//! event's body comes once per claim (on the first row of its event) and is
+//! shared by all its deliveries, and what bodies webhookd holds is counted
+//! (`HeldBytes`), so the claim loop asks for no more than its budget.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
+
+/// Bytes of event bodies held in memory (claimed and not finished), each
+/// body counted once while any delivery holding it lives.
+#[derive(Debug, Clone, Default)]
+pub struct HeldBytes(Arc<AtomicUsize>);
+
+impl HeldBytes {
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// `text` as a shared body, counted until its last holder drops it.
+    fn hold(&self, text: &str) -> Bytes {
+        self.0.fetch_add(text.len(), Ordering::Relaxed);
+        Bytes::from_owner(Counted {
+            data: text.as_bytes().into(),
+            held: self.0.clone(),
+        })
+    }
+}
+
+/// A body's bytes and the counter they are counted in.
+struct Counted {
+    data: Box<[u8]>,
+    held: Arc<AtomicUsize>,
+}
+
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.data.len(), Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -22,7 +71,9 @@ pub struct Claimed {
     pub signature: String,
     /// `webhook-timestamp`: unix seconds the signature covers.
     pub signed_at: i64,
-    pub body: String,
+    /// The event's body, shared with the other deliveries of the event
+    /// (cloning it copies nothing).
+    pub body: Bytes,
     pub timeout_ms: i32,
     pub max_in_flight: i32,
     /// Requests per second at most, if the endpoint has a limit.
@@ -45,6 +96,20 @@ pub struct ClaimRequest<'a> {
     /// When > 0: tell capturing transactions we are idle for this long if
     /// the claim comes back empty (they then NOTIFY us).
     pub idle_hint: Duration,
+    /// Bytes of distinct event bodies the claim may return (at least 1);
+    /// the first event comes whatever its size.
+    pub max_body_bytes: i64,
+    /// Where the bodies returned are counted.
+    pub held: &'a HeldBytes,
+}
+
+/// What one claim leased.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub deliveries: Vec<Claimed>,
+    /// Leased rows whose event's body did not come with the claim (never,
+    /// by webhook.claim()'s contract): to be given back.
+    pub without_body: Vec<(i64, i32)>,
 }
 
 impl Claimer {
@@ -52,7 +117,7 @@ impl Claimer {
         let stmt = client
             .prepare(
                 "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit \
-                   FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[])",
+                   FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[], $8::bigint)",
             )
             .await?;
         let route = client.prepare("SELECT webhook.route($1::int)").await?;
@@ -65,44 +130,82 @@ impl Claimer {
         Ok(client.query_one(&self.route, &[&max]).await?.get(0))
     }
 
+    /// Rows are read one at a time, each body kept once per event.
     pub async fn claim(
         &self,
         client: &Client,
         req: &ClaimRequest<'_>,
-    ) -> Result<Vec<Claimed>, tokio_postgres::Error> {
+    ) -> Result<Claim, tokio_postgres::Error> {
         let idle_ms = req.idle_hint.as_millis().min(i32::MAX as u128) as i32;
-        let rows = client
-            .query(
-                &self.stmt,
-                &[
-                    &req.max,
-                    &req.lease.as_secs_f64(),
-                    &req.worker,
-                    &req.exclude,
-                    &idle_ms,
-                    &req.caps.0,
-                    &req.caps.1,
-                ],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Claimed {
-                    delivery_id: r.try_get(0)?,
-                    claim_token: r.try_get(1)?,
-                    event_id: r.try_get(2)?,
-                    endpoint_id: r.try_get(3)?,
-                    attempt: r.try_get(4)?,
-                    url: r.try_get(5)?,
-                    headers: r.try_get(6)?,
-                    signature: r.try_get(7)?,
-                    signed_at: r.try_get(8)?,
-                    body: r.try_get(9)?,
-                    timeout_ms: r.try_get(10)?,
-                    max_in_flight: r.try_get(11)?,
-                    rate_limit: r.try_get(12)?,
-                })
-            })
-            .collect()
+        let lease = req.lease.as_secs_f64();
+        let max_body_bytes = req.max_body_bytes.max(1);
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &req.max,
+            &lease,
+            &req.worker,
+            &req.exclude,
+            &idle_ms,
+            &req.caps.0,
+            &req.caps.1,
+            &max_body_bytes,
+        ];
+        let rows = client.query_raw(&self.stmt, params).await?;
+        let mut rows = std::pin::pin!(rows);
+        let mut bodies: HashMap<i64, Bytes> = HashMap::new();
+        let mut claim = Claim::default();
+        while let Some(r) = rows.try_next().await? {
+            let delivery_id: i64 = r.try_get(0)?;
+            let claim_token: i32 = r.try_get(1)?;
+            let event_id: i64 = r.try_get(2)?;
+            let body = match (bodies.get(&event_id), r.try_get::<_, Option<&str>>(9)?) {
+                (Some(shared), _) => shared.clone(),
+                (None, Some(text)) => {
+                    let body = req.held.hold(text);
+                    bodies.insert(event_id, body.clone());
+                    body
+                }
+                (None, None) => {
+                    claim.without_body.push((delivery_id, claim_token));
+                    continue;
+                }
+            };
+            claim.deliveries.push(Claimed {
+                delivery_id,
+                claim_token,
+                event_id,
+                endpoint_id: r.try_get(3)?,
+                attempt: r.try_get(4)?,
+                url: r.try_get(5)?,
+                headers: r.try_get(6)?,
+                signature: r.try_get(7)?,
+                signed_at: r.try_get(8)?,
+                body,
+                timeout_ms: r.try_get(10)?,
+                max_in_flight: r.try_get(11)?,
+                rate_limit: r.try_get(12)?,
+            });
+        }
+        Ok(claim)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_bytes_count_a_shared_body_once_until_its_last_holder_is_gone() {
+        let held = HeldBytes::default();
+        let a = held.hold("hello");
+        let b = a.clone();
+        let c = held.hold("!!");
+        assert_eq!(held.get(), 7);
+        assert_eq!(&a[..], b"hello");
+        drop(a);
+        assert_eq!(held.get(), 7);
+        drop(b);
+        assert_eq!(held.get(), 2);
+        drop(c);
+        assert_eq!(held.get(), 0);
     }
 }

@@ -387,9 +387,15 @@ impl Client {
         let head = tokio::time::timeout_at(deadline, async {
             // Until the first response byte arrives, a failure on a reused
             // connection means the peer had closed it: safe to try a new one.
-            conn.io.write_all(&request.head).await.map_err(Exchange::stale)?;
+            conn.io
+                .write_all(&request.head)
+                .await
+                .map_err(Exchange::stale)?;
             if !request.body.is_empty() {
-                conn.io.write_all(request.body).await.map_err(Exchange::stale)?;
+                conn.io
+                    .write_all(request.body)
+                    .await
+                    .map_err(Exchange::stale)?;
             }
             conn.io.flush().await.map_err(Exchange::stale)?;
             read_head(&mut conn).await
@@ -504,7 +510,10 @@ impl<'b> Request<'b> {
         out.extend_from_slice(b"\r\n\r\n");
         if coalesce {
             out.extend_from_slice(body);
-            return Ok(Request { head: out, body: &[] });
+            return Ok(Request {
+                head: out,
+                body: &[],
+            });
         }
         Ok(Request { head: out, body })
     }
@@ -833,7 +842,15 @@ mod tests {
     fn chunk_sizes_are_hex_and_bounded() {
         assert_eq!(chunk_size(b"1f;name=x").unwrap(), 31);
         assert_eq!(chunk_size(b"ffffffffffffffff").unwrap(), u64::MAX);
-        for bad in [&b""[..], b"+1", b"-1", b"0x10", b"1 2", b"10000000000000000", b"g"] {
+        for bad in [
+            &b""[..],
+            b"+1",
+            b"-1",
+            b"0x10",
+            b"1 2",
+            b"10000000000000000",
+            b"g",
+        ] {
             assert!(chunk_size(bad).is_err(), "{bad:?}");
         }
     }
@@ -995,8 +1012,14 @@ mod tests {
     async fn endless_bodies_and_framing_are_cut() {
         for (reply, forever) in [
             (&b"HTTP/1.1 200 OK\r\n\r\n"[..], &b"xxxxxxxx"[..]),
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", b"x"),
-            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\nx\r\n"),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n",
+                b"x",
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                b"1\r\nx\r\n",
+            ),
         ] {
             let url = hostile(reply, forever).await;
             let r = client()

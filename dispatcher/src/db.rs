@@ -1,10 +1,33 @@
 //! Connections to PostgreSQL, and reconnecting with backoff.
+//!
+//! Every connection webhookd opens (claim, record, LISTEN, the metrics
+//! poll, `webhookd status`, release) goes through one `Database`: the
+//! connection string parsed once, with the TLS setup its `sslmode` asks for.
+//!
+//! `sslmode` follows libpq: `disable`; `allow` and `prefer` (TLS when the
+//! server offers it, the certificate not checked, else plaintext);
+//! `require` (TLS, the certificate not checked, unless a root certificate
+//! is given: then as `verify-ca`); `verify-ca` (the chain must lead to the
+//! root certificate; any host name); `verify-full` (the chain and the host
+//! name). tokio-postgres itself knows only disable/prefer/require and
+//! refuses `sslrootcert`, so both are taken out of the string here and
+//! enforced by the rustls configuration handed to it.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres::config::SslMode;
+use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{AsyncMessage, Client, Socket};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 /// Exponential backoff from 100 ms to 5 s.
@@ -31,39 +54,423 @@ impl Backoff {
     }
 }
 
-/// Connect and drive the connection in the background.
-pub async fn connect(url: &str, application_name: &str) -> Result<Client, tokio_postgres::Error> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    config.application_name(application_name);
-    config.connect_timeout(Duration::from_secs(10));
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "database connection closed");
+/// Why a connection string cannot be used. Never carries the string
+/// itself (it may hold a password).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid database URL: {0}")]
+    Invalid(String),
+    #[error("sslmode {0:?} is not supported: use disable, allow, prefer, require, verify-ca or verify-full")]
+    SslMode(String),
+    #[error("sslmode={0} needs a root certificate: sslrootcert=<file> in the database URL, or --database-ca-file")]
+    NoRootCert(&'static str),
+    #[error("root certificate {path}: {reason}")]
+    RootCert { path: String, reason: String },
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// libpq's sslmode values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Result<Self, ConfigError> {
+        Ok(match s {
+            "disable" => Mode::Disable,
+            "allow" => Mode::Allow,
+            "prefer" => Mode::Prefer,
+            "require" => Mode::Require,
+            "verify-ca" => Mode::VerifyCa,
+            "verify-full" => Mode::VerifyFull,
+            other => return Err(ConfigError::SslMode(other.to_string())),
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Disable => "disable",
+            Mode::Allow => "allow",
+            Mode::Prefer => "prefer",
+            Mode::Require => "require",
+            Mode::VerifyCa => "verify-ca",
+            Mode::VerifyFull => "verify-full",
         }
-    });
-    Ok(client)
+    }
+}
+
+/// The TLS options taken out of a connection string, and the rest of it.
+#[derive(Debug, PartialEq, Eq)]
+struct Split {
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+const TAKEN: [&str; 2] = ["sslmode", "sslrootcert"];
+
+/// Takes `sslmode` and `sslrootcert` out of a connection string, in the URL
+/// form (`postgres://...?sslmode=...`) or the key=value form, leaving the
+/// rest as it was written.
+fn split_tls_options(conn: &str) -> Result<Split, ConfigError> {
+    let mut split = Split {
+        rest: String::new(),
+        sslmode: None,
+        sslrootcert: None,
+    };
+    let mut take = |key: &str, value: String| match key {
+        "sslmode" => split.sslmode = Some(value),
+        _ => split.sslrootcert = Some(value),
+    };
+    let is_url = conn.starts_with("postgres://") || conn.starts_with("postgresql://");
+    if is_url {
+        let (base, query) = match conn.split_once('?') {
+            Some((b, q)) => (b, Some(q)),
+            None => (conn, None),
+        };
+        let mut kept = Vec::new();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(k)?;
+            if TAKEN.contains(&key.as_str()) {
+                take(&key, percent_decode(v)?);
+            } else {
+                kept.push(pair);
+            }
+        }
+        let rest = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        split.rest = rest;
+        return Ok(split);
+    }
+    // key = value pairs; values unquoted (backslash escapes) or in single
+    // quotes (backslash escapes), as libpq reads them.
+    let mut rest = String::with_capacity(conn.len());
+    let b = conn.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let start = i;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() {
+            rest.push_str(&conn[start..]);
+            break;
+        }
+        let key_start = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &conn[key_start..i];
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() || b[i] != b'=' {
+            return Err(ConfigError::Invalid(format!("missing \"=\" after {key:?}")));
+        }
+        i += 1;
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value = Vec::new();
+        if i < b.len() && b[i] == b'\'' {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return Err(ConfigError::Invalid("unterminated quoted value".into())),
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < b.len() => {
+                        value.push(b[i + 1]);
+                        i += 2;
+                    }
+                    Some(c) => {
+                        value.push(*c);
+                        i += 1;
+                    }
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                if b[i] == b'\\' && i + 1 < b.len() {
+                    i += 1;
+                }
+                value.push(b[i]);
+                i += 1;
+            }
+        }
+        if TAKEN.contains(&key) {
+            let value = String::from_utf8(value)
+                .map_err(|_| ConfigError::Invalid(format!("{key} is not UTF-8")))?;
+            take(key, value);
+        } else {
+            rest.push_str(&conn[start..i]);
+        }
+    }
+    split.rest = rest;
+    Ok(split)
+}
+
+fn percent_decode(s: &str) -> Result<String, ConfigError> {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| ConfigError::Invalid("a query parameter is not UTF-8".into()))
+}
+
+/// How to reach the database: the parsed connection string and its TLS
+/// setup. Cheap to clone.
+#[derive(Clone)]
+pub struct Database {
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // tokio_postgres::Config's Debug redacts the password.
+        f.debug_struct("Database")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A connection that is driven by its owner (LISTEN reads notifications
+/// from it).
+pub type Connection =
+    tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;
+
+impl Database {
+    /// `conn`: a connection string with libpq's `sslmode` and
+    /// `sslrootcert`; `ca_file`: the root certificate when the string names
+    /// none.
+    pub fn new(conn: &str, ca_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let split = split_tls_options(conn)?;
+        let mode = Mode::parse(split.sslmode.as_deref().unwrap_or("prefer"))?;
+        let mut config: tokio_postgres::Config = split
+            .rest
+            .parse()
+            .map_err(|e: tokio_postgres::Error| ConfigError::Invalid(e.to_string()))?;
+        let root = split
+            .sslrootcert
+            .or_else(|| ca_file.map(|p| p.display().to_string()));
+        config.ssl_mode(match mode {
+            Mode::Disable => SslMode::Disable,
+            Mode::Allow | Mode::Prefer => SslMode::Prefer,
+            Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
+        });
+        config.connect_timeout(Duration::from_secs(10));
+        let tls = tls_config(mode, root.as_deref())?;
+        Ok(Database {
+            config,
+            tls: MakeRustlsConnect::new(tls),
+        })
+    }
+
+    /// Connect, and drive the connection in the background.
+    pub async fn connect(&self, application_name: &str) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.connect_raw(application_name).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "database connection closed");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Connect; the caller drives the connection.
+    pub async fn connect_raw(
+        &self,
+        application_name: &str,
+    ) -> Result<(Client, Connection), tokio_postgres::Error> {
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        config.connect(self.tls.clone()).await
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The rustls configuration `mode` asks for (`root`: a PEM file, or
+/// `system` for the bundled Web PKI roots).
+fn tls_config(mode: Mode, root: Option<&str>) -> Result<rustls::ClientConfig, ConfigError> {
+    let provider = provider();
+    let roots = root.map(load_roots).transpose()?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let verifier: Arc<dyn ServerCertVerifier> = match (mode, roots) {
+        // Never used: no TLS is negotiated.
+        (Mode::Disable, _) => Arc::new(NoVerify(provider)),
+        // libpq checks nothing in these modes, root certificate or not.
+        (Mode::Allow | Mode::Prefer, _) | (Mode::Require, None) => Arc::new(NoVerify(provider)),
+        (Mode::VerifyCa | Mode::VerifyFull, None) => {
+            return Err(ConfigError::NoRootCert(mode.name()))
+        }
+        (Mode::Require | Mode::VerifyCa, Some(roots)) => Arc::new(ChainOnly(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ConfigError::Tls(rustls::Error::General(e.to_string())))?,
+        )),
+        (Mode::VerifyFull, Some(roots)) => {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ConfigError::Tls(rustls::Error::General(e.to_string())))?
+        }
+    };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"postgresql".to_vec()];
+    Ok(config)
+}
+
+fn load_roots(path: &str) -> Result<RootCertStore, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    if path == "system" {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        return Ok(roots);
+    }
+    let err = |reason: String| ConfigError::RootCert {
+        path: path.to_string(),
+        reason,
+    };
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))? {
+        let cert = cert.map_err(|e| err(e.to_string()))?;
+        roots.add(cert).map_err(|e| err(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(err("no PEM certificate in the file".into()));
+    }
+    Ok(roots)
+}
+
+/// `verify-ca`: the chain must lead to a root, the host name is not
+/// checked. The Web PKI verifier checks the chain before the name, so a
+/// name error means the chain passed.
+#[derive(Debug)]
+struct ChainOnly(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// `prefer`, and `require` without a root certificate: encrypted, the
+/// certificate not checked (the handshake's signatures still are).
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 /// Keep a LISTEN connection open and turn each notification (and each
 /// reconnect, since notifications sent while disconnected are lost) into a
 /// wake-up of the claim loop.
 pub async fn listen(
-    url: String,
+    database: Database,
     channel: &'static str,
     wake: std::sync::Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
-        let config: tokio_postgres::Config = match url.parse() {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "invalid database URL for LISTEN");
-                return;
-            }
-        };
-        let connected = config.connect(NoTls).await;
+        let connected = database.connect_raw("webhookd listen").await;
         let (client, mut connection) = match connected {
             Ok(pair) => pair,
             Err(e) => {
@@ -117,5 +524,86 @@ pub async fn listen(
             _ = backoff.wait() => {}
             _ = shutdown.cancelled() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(s: &str) -> (String, Option<String>, Option<String>) {
+        let s = split_tls_options(s).unwrap();
+        (s.rest, s.sslmode, s.sslrootcert)
+    }
+
+    #[test]
+    fn tls_options_are_taken_out_of_urls() {
+        assert_eq!(
+            split("postgresql://u:p@h:5432/db?sslmode=verify-full&application_name=x&sslrootcert=%2Ftmp%2Fca.pem"),
+            (
+                "postgresql://u:p@h:5432/db?application_name=x".into(),
+                Some("verify-full".into()),
+                Some("/tmp/ca.pem".into())
+            )
+        );
+        assert_eq!(
+            split("postgres://h/db?sslmode=require"),
+            ("postgres://h/db".into(), Some("require".into()), None)
+        );
+        assert_eq!(
+            split("postgres://h/db"),
+            ("postgres://h/db".into(), None, None)
+        );
+    }
+
+    #[test]
+    fn tls_options_are_taken_out_of_key_value_strings() {
+        assert_eq!(
+            split("host=h sslmode=verify-ca  dbname='my db' sslrootcert = '/a b\\'c.pem' user=u"),
+            (
+                "host=h  dbname='my db' user=u".into(),
+                Some("verify-ca".into()),
+                Some("/a b'c.pem".into())
+            )
+        );
+        assert_eq!(
+            split("host=h password=se\\ cret"),
+            ("host=h password=se\\ cret".into(), None, None)
+        );
+        assert!(split_tls_options("host=h sslmode").is_err());
+        assert!(split_tls_options("host='h").is_err());
+    }
+
+    #[test]
+    fn sslmodes_map_onto_tokio_postgres() {
+        let ssl = |s: &str| Database::new(s, None).map(|d| d.config.get_ssl_mode());
+        assert_eq!(
+            ssl("postgres://h/db?sslmode=disable").unwrap(),
+            SslMode::Disable
+        );
+        assert_eq!(ssl("postgres://h/db").unwrap(), SslMode::Prefer);
+        assert_eq!(ssl("host=h sslmode=require").unwrap(), SslMode::Require);
+        assert!(matches!(
+            ssl("postgres://h/db?sslmode=verify-full"),
+            Err(ConfigError::NoRootCert("verify-full"))
+        ));
+        assert!(matches!(
+            ssl("postgres://h/db?sslmode=bogus"),
+            Err(ConfigError::SslMode(_))
+        ));
+        assert_eq!(
+            ssl("postgres://h/db?sslmode=verify-full&sslrootcert=system").unwrap(),
+            SslMode::Require
+        );
+        let e = ssl("host=h sslmode=verify-ca sslrootcert=/nonexistent.pem").unwrap_err();
+        assert!(e.to_string().contains("/nonexistent.pem"), "{e}");
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        let e = Database::new("postgres://u:hunter2@h:notaport/db", None).unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        let d = Database::new("postgres://u:hunter2@h/db", None).unwrap();
+        assert!(!format!("{d:?}").contains("hunter2"));
     }
 }

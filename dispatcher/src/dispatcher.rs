@@ -12,7 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Admit, Breaker, BreakerPolicy, Health};
-use crate::claim::{ClaimRequest, Claimed, Claimer};
+use crate::claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
 use crate::deliver::{self, HttpOptions};
 use crate::metrics::Metrics;
 use crate::record::{self, Outcome, Report};
@@ -26,9 +26,12 @@ const PARK_EVERY: Duration = Duration::from_secs(1);
 /// Everything `webhookd run` needs, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub database_url: String,
+    pub database: db::Database,
     pub concurrency: usize,
     pub batch: usize,
+    /// Bytes of event bodies held at most (claimed and not finished),
+    /// beyond one event larger on its own.
+    pub claim_max_bytes: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
     pub linger: Duration,
@@ -179,15 +182,15 @@ fn outcome_of(
             "attempt failed"
         ),
     }
-    Outcome {
-        delivery_id: claimed.delivery_id,
-        claim_token: claimed.claim_token,
-        http_status: attempt.status.map(i32::from),
-        error: attempt.error.clone(),
-        duration: attempt.duration,
-        excerpt: attempt.excerpt.clone(),
-        retry_at: delay.map(|d| SystemTime::now() + d),
-    }
+    Outcome::new(
+        claimed.delivery_id,
+        claimed.claim_token,
+        attempt.status.map(i32::from),
+        attempt.duration,
+        delay.map(|d| SystemTime::now() + d),
+        attempt.error.as_deref(),
+        attempt.excerpt.as_deref(),
+    )
 }
 
 /// Run until `shutdown` is cancelled; then stop claiming, let in-flight
@@ -219,7 +222,7 @@ pub async fn run(
             background.clone(),
         ));
         tokio::spawn(crate::metrics::poll_backlog(
-            cfg.database_url.clone(),
+            cfg.database.clone(),
             metrics.clone(),
             Duration::from_secs(5),
             background.clone(),
@@ -229,7 +232,7 @@ pub async fn run(
     let wake = Arc::new(Notify::new());
     if cfg.listen {
         tokio::spawn(db::listen(
-            cfg.database_url.clone(),
+            cfg.database.clone(),
             "webhook",
             wake.clone(),
             background.clone(),
@@ -237,16 +240,19 @@ pub async fn run(
     }
 
     let (out_tx, out_rx) = mpsc::channel::<Report>(10_000);
-    let recorder = tokio::spawn(record::run(
-        cfg.database_url.clone(),
+    let give_up = CancellationToken::new();
+    let mut recorder = tokio::spawn(record::run(
+        cfg.database.clone(),
         cfg.worker.clone(),
         out_rx,
+        give_up.clone(),
     ));
 
     let global = Arc::new(Semaphore::new(cfg.concurrency));
     let endpoints = Arc::new(Mutex::new(Endpoints::default()));
     // delivery id → (claim token) of everything claimed and not yet reported.
     let held: Arc<Mutex<HashMap<i64, i32>>> = Arc::default();
+    let held_bytes = HeldBytes::default();
     let slot_freed = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
 
@@ -271,9 +277,20 @@ pub async fn run(
             }
             continue;
         }
+        // Memory is bounded by the budget, not by payloads: with the
+        // budget spent, wait until a request ends (its body may be freed).
+        let budget = cfg.claim_max_bytes.saturating_sub(held_bytes.get());
+        if budget == 0 {
+            tokio::select! {
+                _ = slot_freed.notified() => {}
+                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = shutdown.cancelled() => break,
+            }
+            continue;
+        }
         if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
             let connected = async {
-                let c = db::connect(&cfg.database_url, "webhookd claim").await?;
+                let c = cfg.database.connect("webhookd claim").await?;
                 let claimer = Claimer::prepare(&c).await?;
                 Ok::<_, tokio_postgres::Error>((c, claimer))
             }
@@ -308,9 +325,22 @@ pub async fn run(
             exclude: &exclude,
             caps: (&cap_ids, &caps),
             idle_hint,
+            max_body_bytes: budget.min(i64::MAX as usize) as i64,
+            held: &held_bytes,
         };
         let claimed = match claimer.claim(pg, &req).await {
-            Ok(rows) => rows,
+            Ok(claim) => {
+                if !claim.without_body.is_empty() {
+                    tracing::warn!(
+                        deliveries = claim.without_body.len(),
+                        "claimed deliveries came without their event's body; given back"
+                    );
+                    let (ids, tokens): (Vec<i64>, Vec<i32>) =
+                        claim.without_body.into_iter().unzip();
+                    let _ = record::release(pg, &ids, &tokens).await;
+                }
+                claim.deliveries
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "claim failed; reconnecting");
                 conn = None;
@@ -408,6 +438,10 @@ pub async fn run(
                 if let Ok(mut e) = endpoints.lock() {
                     e.leave(c.endpoint_id);
                 }
+                // Before the claim loop wakes: the body stops counting
+                // against the claim budget and the permit is free.
+                drop(c);
+                drop(_permit);
                 slot_freed.notify_one();
             });
         }
@@ -464,27 +498,38 @@ pub async fn run(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
+    // Leases of deliveries not attempted (aborted, or never started) are
+    // given back through the recorder, in its final flush.
     let leftover: Vec<(i64, i32)> = held
         .lock()
         .map(|h| h.iter().map(|(k, v)| (*k, *v)).collect())
         .unwrap_or_default();
-    if !leftover.is_empty() {
-        let ids: Vec<i64> = leftover.iter().map(|p| p.0).collect();
-        let tokens: Vec<i32> = leftover.iter().map(|p| p.1).collect();
-        match db::connect(&cfg.database_url, "webhookd release").await {
-            Ok(c) => match record::release(&c, &ids, &tokens).await {
-                Ok(_) => tracing::info!(released = ids.len(), "released unfinished leases"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "releasing leases failed; they expire by themselves")
-                }
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "releasing leases failed; they expire by themselves")
-            }
+    let mut unreleased = 0usize;
+    for (delivery_id, claim_token) in leftover {
+        let report = Report::Released {
+            delivery_id,
+            claim_token,
+        };
+        if out_tx.try_send(report).is_err() {
+            unreleased += 1;
         }
     }
+    if unreleased > 0 {
+        tracing::warn!(
+            unreleased,
+            "leases not given back (the recorder is behind); they expire by themselves"
+        );
+    }
     drop(out_tx);
-    let _ = recorder.await;
+    // The final flush is bounded: a database that cannot take the outcomes
+    // must not keep webhookd from exiting.
+    if tokio::time::timeout(record::FINAL_FLUSH, &mut recorder)
+        .await
+        .is_err()
+    {
+        give_up.cancel();
+        let _ = recorder.await;
+    }
     background.cancel();
     tracing::info!("webhookd stopped");
     Ok(())

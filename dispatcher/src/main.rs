@@ -43,17 +43,42 @@ enum Command {
     Status(StatusArgs),
 }
 
+/// How to reach PostgreSQL; shared by every command that connects.
 #[derive(Args, Debug)]
-struct RunArgs {
-    /// PostgreSQL connection string (postgres://user@host:port/db or key=value form).
+struct DatabaseArgs {
+    /// PostgreSQL connection string (postgres://user@host:port/db or
+    /// key=value form). TLS by libpq's sslmode (disable, allow, prefer,
+    /// require, verify-ca, verify-full) and sslrootcert.
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
+    /// PEM file of the certificate authority that signed the database
+    /// server's certificate, when the URL names no sslrootcert.
+    #[arg(long, env = "WEBHOOKD_DATABASE_CA_FILE")]
+    database_ca_file: Option<std::path::PathBuf>,
+}
+
+impl DatabaseArgs {
+    fn database(&self) -> anyhow::Result<db::Database> {
+        db::Database::new(&self.database_url, self.database_ca_file.as_deref())
+            .context("--database-url")
+    }
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
     /// Requests in flight at most, over all endpoints.
     #[arg(long, env = "WEBHOOKD_CONCURRENCY", default_value_t = 64)]
     concurrency: usize,
     /// Deliveries claimed per round trip at most.
     #[arg(long, env = "WEBHOOKD_BATCH", default_value_t = 200)]
     batch: usize,
+    /// Bytes of event bodies held in memory at most (claimed and not yet
+    /// finished; each body once, however many endpoints it goes to). An
+    /// event larger than this is still delivered, alone.
+    #[arg(long, env = "WEBHOOKD_CLAIM_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    claim_max_bytes: usize,
     /// How long a claimed delivery stays ours; a crashed worker's deliveries
     /// are retried after it. Requests are cut at 80% of it.
     #[arg(long, env = "WEBHOOKD_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -146,8 +171,8 @@ struct ListenArgs {
 
 #[derive(Args, Debug)]
 struct StatusArgs {
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
+    #[command(flatten)]
+    db: DatabaseArgs,
 }
 
 fn worker_name() -> String {
@@ -202,8 +227,8 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run(a) => {
-            if a.concurrency == 0 || a.batch == 0 {
-                anyhow::bail!("--concurrency and --batch must be at least 1");
+            if a.concurrency == 0 || a.batch == 0 || a.claim_max_bytes == 0 {
+                anyhow::bail!("--concurrency, --batch and --claim-max-bytes must be at least 1");
             }
             if !(0.0..=1.0).contains(&a.retry_jitter) {
                 anyhow::bail!("--retry-jitter must be between 0 and 1");
@@ -219,9 +244,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             let cfg = dispatcher::Config {
-                database_url: a.database_url,
+                database: a.db.database()?,
                 concurrency: a.concurrency,
                 batch: a.batch,
+                claim_max_bytes: a.claim_max_bytes,
                 lease: a.lease,
                 poll_interval: a.poll_interval,
                 linger: a.linger,
@@ -268,6 +294,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await?;
             std::process::exit(code)
         }
-        Command::Status(a) => status::run(&a.database_url).await,
+        Command::Status(a) => status::run(&a.db.database()?).await,
     }
 }

@@ -131,7 +131,7 @@ impl Metrics {
 
 /// Refresh backlog gauges from the database every `every`.
 pub async fn poll_backlog(
-    url: String,
+    database: crate::db::Database,
     metrics: Arc<Metrics>,
     every: Duration,
     shutdown: tokio_util::sync::CancellationToken,
@@ -142,7 +142,7 @@ pub async fn poll_backlog(
             .as_ref()
             .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
         {
-            client = crate::db::connect(&url, "webhookd metrics").await.ok();
+            client = database.connect("webhookd metrics").await.ok();
         }
         if let Some(c) = client.as_ref() {
             let r = c

@@ -1,7 +1,7 @@
 //! `webhookd status`: backlog, oldest pending age and per-endpoint health.
 
-pub async fn run(database_url: &str) -> anyhow::Result<()> {
-    let client = crate::db::connect(database_url, "webhookd status").await?;
+pub async fn run(database: &crate::db::Database) -> anyhow::Result<()> {
+    let client = database.connect("webhookd status").await?;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'pending'), \
