@@ -49,7 +49,9 @@ const TARGET_CACHE: usize = 10_000;
 
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
-    pub allow_private_targets: bool,
+    /// Which addresses may be connected to (the SSRF guard and the
+    /// operator's allow and deny lists).
+    pub targets: ssrf::Policy,
     pub connect_timeout: Duration,
     /// PEM file of extra certificate authorities to trust (besides the
     /// bundled Web PKI roots), for receivers behind a private CA.
@@ -340,11 +342,7 @@ impl Client {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => n.clone(),
         };
-        let addrs = if self.opts.allow_private_targets {
-            addrs
-        } else {
-            ssrf::allowed(&host, addrs)?
-        };
+        let addrs = self.opts.targets.allowed(&host, addrs)?;
         let mut last = None;
         let mut tcp = None;
         for addr in addrs {
@@ -912,7 +910,10 @@ mod tests {
 
     fn client() -> Client {
         Client::new(HttpOptions {
-            allow_private_targets: true,
+            targets: ssrf::Policy {
+                allow_private_targets: true,
+                ..ssrf::Policy::default()
+            },
             connect_timeout: Duration::from_secs(2),
             ca_file: None,
         })

@@ -36,7 +36,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Claim due deliveries and POST them, until SIGTERM or Ctrl-C.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// A development receiver that verifies and prints every webhook.
     Listen(ListenArgs),
     /// Print the backlog and each endpoint's health.
@@ -100,6 +100,15 @@ struct RunArgs {
     /// Allow loopback, private and link-local targets (development and tests only).
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
     allow_private_targets: bool,
+    /// Address ranges (CIDR) receivers may be in though the SSRF guard
+    /// would refuse them, such as a private network of receivers.
+    /// Repeatable, or comma separated.
+    #[arg(long = "allow-cidr", env = "WEBHOOKD_ALLOW_CIDR", value_delimiter = ',', value_parser = ssrf::parse_cidr)]
+    allow_cidr: Vec<ipnet::IpNet>,
+    /// Address ranges (CIDR) never connected to, whatever else is allowed
+    /// (--allow-cidr, --allow-private-targets). Repeatable, or comma separated.
+    #[arg(long = "deny-cidr", env = "WEBHOOKD_DENY_CIDR", value_delimiter = ',', value_parser = ssrf::parse_cidr)]
+    deny_cidr: Vec<ipnet::IpNet>,
     /// Delays before the 2nd, 3rd, ... attempt, comma separated; then dead.
     #[arg(
         long,
@@ -253,7 +262,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 linger: a.linger,
                 listen: !a.no_listen,
                 http: deliver::HttpOptions {
-                    allow_private_targets: a.allow_private_targets,
+                    targets: ssrf::Policy {
+                        allow_private_targets: a.allow_private_targets,
+                        allow: a.allow_cidr,
+                        deny: a.deny_cidr,
+                    },
                     connect_timeout: a.connect_timeout,
                     ca_file: a.ca_file,
                 },
