@@ -271,7 +271,9 @@ impl Database {
             Mode::Allow | Mode::Prefer => SslMode::Prefer,
             Mode::Require | Mode::VerifyCa | Mode::VerifyFull => SslMode::Require,
         });
-        config.connect_timeout(Duration::from_secs(10));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
         let tls = tls_config(mode, root.as_deref())?;
         Ok(Database {
             config,

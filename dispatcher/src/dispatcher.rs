@@ -504,6 +504,12 @@ pub async fn run(
         .lock()
         .map(|h| h.iter().map(|(k, v)| (*k, *v)).collect())
         .unwrap_or_default();
+    if !leftover.is_empty() {
+        tracing::info!(
+            released = leftover.len(),
+            "giving back the leases of unfinished deliveries"
+        );
+    }
     let mut unreleased = 0usize;
     for (delivery_id, claim_token) in leftover {
         let report = Report::Released {
