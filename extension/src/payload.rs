@@ -68,8 +68,10 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 fn push_date(out: &mut String, unix_days: i64) {
     let (y, m, d) = civil_from_days(unix_days);
-    if y <= 0 {
-        // ISO 8601 expanded year for BC dates (1 BC is year 0).
+    if y < 0 {
+        // ISO 8601 astronomical years for BC dates: 1 BC is year 0000,
+        // written without a sign ("-0000" is no year: parsers refuse it),
+        // 2 BC is -0001, 44 BC is -0043.
         let _ = write!(out, "-{:04}-{:02}-{:02}", -y, m, d);
     } else {
         let _ = write!(out, "{:04}-{:02}-{:02}", y, m, d);
@@ -545,5 +547,20 @@ mod tests {
         s.clear();
         push_timestamp(&mut s, -USECS_PER_DAY, false);
         assert_eq!(s, "\"1999-12-31T00:00:00\"");
+    }
+
+    #[test]
+    fn bc_years_are_astronomical_and_year_zero_has_no_sign() {
+        // Days from 2000-01-01 to 1 BC-01-01, 2 BC-12-31, 44 BC-03-15 and AD 1-01-01.
+        for (days, want) in [
+            (-730_485i64, "\"0000-01-01T00:00:00Z\""),
+            (-730_486, "\"-0001-12-31T00:00:00Z\""),
+            (-746_117, "\"-0043-03-15T00:00:00Z\""),
+            (-730_119, "\"0001-01-01T00:00:00Z\""),
+        ] {
+            let mut s = String::new();
+            push_timestamp(&mut s, days * USECS_PER_DAY, true);
+            assert_eq!(s, want);
+        }
     }
 }
