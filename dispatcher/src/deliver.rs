@@ -115,7 +115,8 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
         if first {
             tracing::warn!(
                 endpoint = claimed.endpoint_id,
-                "{note} (dropped; fix the endpoint's headers with webhook.create_endpoint's checks)"
+                headers = %note,
+                "an endpoint's headers are dropped from its requests (edited past the SQL API's checks?)"
             );
         }
     }
