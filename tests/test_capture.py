@@ -401,3 +401,16 @@ def test_ordering_key_is_the_text_of_each_key_column(db):
     expected = q(db, "SELECT concat_ws(',', a, b, c, d, e, f, g) FROM stock ORDER BY n")
     got = q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")
     assert [k for (k,) in got] == [k for (k,) in expected] * 2
+
+
+def test_an_ordering_key_does_not_depend_on_the_sessions_settings(db, dbname):
+    db.execute("CREATE TABLE slots (at timestamptz, day date, tag bytea, n int, PRIMARY KEY (at, day, tag))")
+    db.execute("SELECT webhook.track('slots')")
+    db.execute("INSERT INTO slots VALUES ('2026-01-01 00:00:00+00', '2026-01-02', '\\xab01', 1)")
+    with connect(dbname) as other:
+        other.execute("SET TimeZone = 'Asia/Tokyo'")
+        other.execute("SET DateStyle = 'SQL, DMY'")
+        other.execute("SET bytea_output = 'escape'")
+        other.execute("UPDATE slots SET n = 2")
+    keys = [k for (k,) in q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")]
+    assert keys == ["2026-01-01T00:00:00Z,2026-01-02,qwE="] * 2

@@ -332,10 +332,14 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
     }
 }
 
-/// Append the type's text output of `value` (what `value::text` gives),
-/// the form an ordering key is compared in. Integer and text keys, the
-/// usual primary keys, are written directly; other types through their
-/// output function, looked up once per type.
+/// Append the text of `value` an ordering key is compared in: what
+/// `value::text` gives, except for the types whose output depends on the
+/// session's settings (TimeZone, DateStyle, bytea_output), which are
+/// written as in the payload (RFC 3339, base64): the same row must get the
+/// same key from every session, or an ordered endpoint could deliver two
+/// changes of it at once. Integer and text keys, the usual primary keys,
+/// are written directly; other types through their output function,
+/// looked up once per type.
 ///
 /// # Safety
 /// `value` must be a valid, non-null datum of type `typid`, inside a
@@ -346,6 +350,12 @@ unsafe fn push_output_text(out: &mut String, value: pg_sys::Datum, typid: pg_sys
         Kind::Int4 => push_int(out, value.value() as i32 as i64),
         Kind::Int8 => push_int(out, value.value() as i64),
         Kind::Text => out.push_str(&text_of(value)),
+        Kind::TimestampTz | Kind::Timestamp | Kind::Date | Kind::Time | Kind::Bytea => {
+            // The payload's form is a JSON string of plain ASCII: unquoted.
+            let mut json = String::new();
+            push_datum(&mut json, value, typid);
+            out.push_str(json.trim_matches('"'));
+        }
         _ => {
             let cached = OUTPUTS.with(|o| o.borrow().get(&typid).copied());
             let finfo = cached.unwrap_or_else(|| {
@@ -500,14 +510,23 @@ pub unsafe fn key_text(
         return None;
     }
     let mut out = String::new();
+    let attrs = (*tupdesc).attrs.as_slice((*tupdesc).natts.max(0) as usize);
     for (n, &attnum) in keys.iter().enumerate() {
-        let mut isnull = false;
-        let value = pg_sys::heap_getattr(tuple, attnum as i32, tupdesc, &mut isnull);
         if n > 0 {
             out.push(',');
         }
+        // Checked by the caller too; a column number out of range or of a
+        // dropped column must never reach heap_getattr.
+        let Some(att) = usize::try_from(i32::from(attnum) - 1)
+            .ok()
+            .and_then(|i| attrs.get(i))
+            .filter(|a| !a.attisdropped)
+        else {
+            continue;
+        };
+        let mut isnull = false;
+        let value = pg_sys::heap_getattr(tuple, attnum as i32, tupdesc, &mut isnull);
         if !isnull {
-            let att = (*tupdesc).attrs.as_slice((*tupdesc).natts as usize)[(attnum - 1) as usize];
             push_output_text(&mut out, value, att.atttypid);
         }
     }
