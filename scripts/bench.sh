@@ -18,13 +18,15 @@ RPORT=${RPORT:-25443}  # receiver; RPORT+1 webhookd metrics; RPORT+2 second rece
 DIR=target/bench-cluster
 PGBIN=/usr/lib/postgresql/15/bin
 BENCH=target/release/pgwh-bench
-WEBHOOKD=target/release/webhookd
+# Another build of webhookd (an A/B run of two builds) and another output
+# directory may be given.
+WEBHOOKD=${WEBHOOKD:-target/release/webhookd}
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 
 if [ "$QUICK" = 1 ]; then
-  OUT=target/bench/quick
+  OUT=${OUT:-target/bench/quick}
   REPS=${REPS:-1}; SECS=${SECS:-2}; CLIENTS=${CLIENTS:-8}; SYNCS=${SYNCS:-off}; BULK_ROWS=10000
-  STEP_SECS=3; RATES=${RATES:-"2000 8000"}; BASE_RATES=${BASE_RATES:-"200 800"}; LAT_SECS=3
+  STEP_SECS=${STEP_SECS:-3}; RATES=${RATES:-"2000 8000"}; BASE_RATES=${BASE_RATES:-"200 800"}; LAT_SECS=${LAT_SECS:-3}
   BACKLOG=${BACKLOG:-50000}; PRODUCER_SECS=3; DOWN_SECS=5; ISO_SECS=8; B2_CLIENTS="8"
 else
   OUT=target/bench

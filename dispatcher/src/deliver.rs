@@ -1,29 +1,38 @@
-//! Deliver: one HTTP POST per claimed delivery (client.rs). Redirects are
-//! not followed, the response body is read up to a cap, and every request
-//! has a timeout.
+//! Deliver: one HTTP POST per claimed delivery, through the egress client
+//! (egress.rs: reqwest, the SSRF guard as its resolver). Redirects are not
+//! followed, the response body is read up to a cap, and every request has
+//! a timeout.
 
 use std::collections::HashSet;
+use std::error::Error as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+
 use crate::claim::Claimed;
-use crate::client::Client;
+use crate::egress::{self, Egress};
 use crate::{record, retry};
 
-pub use crate::client::HttpOptions;
+/// Response body bytes read at most: a body up to this size is read to its
+/// end (so the connection can carry the next request); past it, reading
+/// stops and the connection is closed. What is stored is `EXCERPT_BYTES`.
+pub const READ_CAP: usize = 64 * 1024;
 
-const USER_AGENT: &str = concat!("pg_webhook/", env!("CARGO_PKG_VERSION"));
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// The HTTP client, and which endpoints' dropped headers were already
 /// logged (once per endpoint and header set, not once per delivery).
 pub struct Deliverer {
-    client: Client,
+    egress: Egress,
     warned: Mutex<HashSet<(i64, String)>>,
 }
 
-pub fn client(opts: &HttpOptions) -> anyhow::Result<Deliverer> {
+pub fn client(opts: &egress::Options) -> Result<Deliverer, egress::SetupError> {
     Ok(Deliverer {
-        client: Client::new(opts.clone())?,
+        egress: Egress::new(opts)?,
         warned: Mutex::default(),
     })
 }
@@ -127,38 +136,125 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
         excerpt: None,
         retry_after: None,
     };
-    let (id, ts) = (claimed.event_id.to_string(), claimed.signed_at.to_string());
-    let standard = [
-        ("content-type", "application/json"),
-        ("user-agent", USER_AGENT),
-        ("webhook-id", id.as_str()),
-        ("webhook-timestamp", ts.as_str()),
-        ("webhook-signature", claimed.signature.as_str()),
-    ];
-    let headers = standard.into_iter().chain(own);
-    let client = &deliverer.client;
-    let timeout = Duration::from_millis(claimed.timeout_ms.max(1) as u64);
-    let response = match client
-        .post(&claimed.url, headers, &claimed.body, timeout)
-        .await
-    {
-        Ok(r) => r,
+    let url = match deliverer.egress.url(&claimed.url) {
+        Ok(u) => u,
         Err(e) => return fail(e.to_string()),
     };
+    let Ok(signature) = HeaderValue::from_str(&claimed.signature) else {
+        return fail("the signature is not a valid header value".into());
+    };
+    // The signed headers exactly as the extension returned them, then the
+    // endpoint's own (user-agent is the client's default).
+    let mut headers = HeaderMap::with_capacity(4 + own.len());
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(WEBHOOK_ID, HeaderValue::from(claimed.event_id));
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(claimed.signed_at));
+    headers.insert(WEBHOOK_SIGNATURE, signature);
+    for (name, value) in own {
+        // Checked by endpoint_headers; a name or value http still refuses
+        // is dropped the same way rather than failing the delivery.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    let timeout = Duration::from_millis(claimed.timeout_ms.max(1) as u64);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let request = deliverer
+        .egress
+        .client()
+        .post(url)
+        .headers(headers)
+        // Shared with the event's other deliveries: nothing is copied.
+        .body(reqwest::Body::from(claimed.body.clone()))
+        .send();
+    let response = match tokio::time::timeout_at(deadline, request).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return fail(describe(&e)),
+        Err(_) => return fail("timeout".into()),
+    };
+    let status = response.status().as_u16();
     let retry_after = response
-        .retry_after
-        .as_deref()
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-    let mut body = response.body;
-    body.truncate(record::EXCERPT_BYTES);
-    let excerpt = (!body.is_empty()).then_some(body);
+    let (excerpt, body_error) = read_excerpt(response, deadline).await;
     Attempt {
-        status: Some(response.status),
-        error: join(response.body_error, note),
+        status: Some(status),
+        error: join(body_error, note),
         duration: started.elapsed(),
         excerpt,
         retry_after,
     }
+}
+
+/// The start of the body (`EXCERPT_BYTES`), reading at most `READ_CAP`
+/// bytes and never past the deadline; why it could not be read to its
+/// end, if that failed (a body still arriving at the deadline is no
+/// error: the status is what counts).
+async fn read_excerpt(
+    mut response: reqwest::Response,
+    deadline: tokio::time::Instant,
+) -> (Option<Vec<u8>>, Option<String>) {
+    let mut kept = Vec::new();
+    let mut read = 0usize;
+    let mut error = None;
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => {
+                let room = record::EXCERPT_BYTES.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                read = read.saturating_add(chunk.len());
+                if read >= READ_CAP {
+                    break;
+                }
+            }
+            Ok(Ok(None)) | Err(_) => break,
+            Ok(Err(e)) => {
+                error = Some(format!("reading response: {}", causes(&e)));
+                break;
+            }
+        }
+    }
+    ((!kept.is_empty()).then_some(kept), error)
+}
+
+/// An attempt's error text: what refused or failed, without the URL.
+fn describe(e: &reqwest::Error) -> String {
+    if let Some(refused) = egress::refusal(e) {
+        return refused.to_string();
+    }
+    if e.is_timeout() {
+        return "timeout".into();
+    }
+    let what = if egress::is_tls(e) {
+        "TLS handshake"
+    } else if e.is_connect() {
+        "connect error"
+    } else {
+        "request error"
+    };
+    format!("{what}: {}", causes(e))
+}
+
+/// The chain of causes below a reqwest error, each said once.
+fn causes(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut source = e.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = err.source();
+    }
+    if parts.is_empty() {
+        parts.push(if e.is_body() { "body" } else { "unknown" }.into());
+    }
+    parts.join(": ")
 }
 
 #[cfg(test)]

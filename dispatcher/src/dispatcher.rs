@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Admit, Breaker, BreakerPolicy, Health};
 use crate::claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
-use crate::deliver::{self, HttpOptions};
+use crate::deliver;
+use crate::egress;
 use crate::metrics::Metrics;
 use crate::record::{self, Outcome, Report};
 use crate::retry::{self, Policy};
@@ -36,7 +37,7 @@ pub struct Config {
     pub poll_interval: Duration,
     pub linger: Duration,
     pub listen: bool,
-    pub http: HttpOptions,
+    pub http: egress::Options,
     pub retry: Policy,
     pub breaker: BreakerPolicy,
     pub shutdown_grace: Duration,

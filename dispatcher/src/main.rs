@@ -3,10 +3,10 @@
 
 mod breaker;
 mod claim;
-mod client;
 mod db;
 mod deliver;
 mod dispatcher;
+mod egress;
 mod http;
 mod listen;
 mod metrics;
@@ -139,6 +139,18 @@ struct RunArgs {
     /// PKI roots (receivers behind a private CA).
     #[arg(long, env = "WEBHOOKD_CA_FILE")]
     ca_file: Option<std::path::PathBuf>,
+    /// PEM certificate (chain) presented to receivers that require mutual
+    /// TLS; with --client-key.
+    #[arg(long, env = "WEBHOOKD_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<std::path::PathBuf>,
+    /// PEM private key (PKCS#8, RSA or SEC1) of --client-cert.
+    #[arg(long, env = "WEBHOOKD_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<std::path::PathBuf>,
+    /// Send every request through this proxy (http:// or https://,
+    /// credentials in the URL); NO_PROXY still applies. Without it,
+    /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
+    #[arg(long, env = "WEBHOOKD_PROXY")]
+    proxy: Option<String>,
     /// Runtime threads. One core delivers several thousand events/s; more
     /// threads scale further at a higher CPU cost per event.
     #[arg(long, env = "WEBHOOKD_THREADS", default_value_t = 1)]
@@ -261,7 +273,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 poll_interval: a.poll_interval,
                 linger: a.linger,
                 listen: !a.no_listen,
-                http: deliver::HttpOptions {
+                http: egress::Options {
                     targets: ssrf::Policy {
                         allow_private_targets: a.allow_private_targets,
                         allow: a.allow_cidr,
@@ -269,6 +281,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     },
                     connect_timeout: a.connect_timeout,
                     ca_file: a.ca_file,
+                    client_cert: a.client_cert,
+                    client_key: a.client_key,
+                    proxy: a.proxy,
                 },
                 retry: retry::Policy {
                     schedule,
