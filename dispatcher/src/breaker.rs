@@ -13,6 +13,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::retry::Ending;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerPolicy {
     /// Consecutive failures that open the circuit; 0 never opens it.
@@ -21,12 +23,19 @@ pub struct BreakerPolicy {
     pub max_cooldown: Duration,
 }
 
+/// The defaults, written once: `--breaker-threshold`, `--breaker-cooldown`
+/// and `--breaker-max-cooldown` show these.
+pub const DEFAULT_THRESHOLD: u32 = 10;
+pub const DEFAULT_COOLDOWN: &str = "1s";
+pub const DEFAULT_MAX_COOLDOWN: &str = "30s";
+
 impl Default for BreakerPolicy {
     fn default() -> Self {
+        let parse = |s| humantime::parse_duration(s).unwrap_or_default();
         BreakerPolicy {
-            threshold: 10,
-            cooldown: Duration::from_secs(1),
-            max_cooldown: Duration::from_secs(30),
+            threshold: DEFAULT_THRESHOLD,
+            cooldown: parse(DEFAULT_COOLDOWN),
+            max_cooldown: parse(DEFAULT_MAX_COOLDOWN),
         }
     }
 }
@@ -37,15 +46,24 @@ pub enum Health {
     /// A response that shows the receiver works (2xx, and 4xx but 429: the
     /// receiver refused this one request, not every request).
     Up,
-    /// No response (refused, timeout, TLS), 429 or 5xx.
+    /// No response (connection refused, timeout, TLS), 429 or 5xx.
     Down,
+    /// Nothing was learnt: the request was never sent (the SSRF guard
+    /// refused the address). Pausing would not help, nor does it count as
+    /// a success.
+    Unknown,
 }
 
 impl Health {
-    pub fn of(status: Option<u16>) -> Health {
-        match status {
-            None | Some(429) | Some(500..) => Health::Down,
-            Some(_) => Health::Up,
+    pub fn of(ending: Ending) -> Health {
+        match ending {
+            Ending::Answered {
+                status: 429 | 500..,
+                ..
+            }
+            | Ending::NoAnswer => Health::Down,
+            Ending::Answered { .. } => Health::Up,
+            Ending::Refused => Health::Unknown,
         }
     }
 }
@@ -125,6 +143,15 @@ impl Breaker {
             return None;
         }
         let (state, opened) = match (self.state, health) {
+            // A probe that was never sent: another may go.
+            (State::HalfOpen { cooldown, .. }, Health::Unknown) => (
+                State::HalfOpen {
+                    cooldown,
+                    probing: false,
+                },
+                false,
+            ),
+            (state, Health::Unknown) => (state, false),
             (_, Health::Up) => (State::Closed { failures: 0 }, false),
             (State::Closed { failures }, Health::Down) if failures + 1 >= policy.threshold => (
                 State::Open {
@@ -189,14 +216,44 @@ mod tests {
         }
     }
 
+    fn answered(status: u16) -> Ending {
+        Ending::Answered {
+            status,
+            retry_after: None,
+        }
+    }
+
     #[test]
-    fn health_of_statuses() {
-        assert_eq!(Health::of(None), Health::Down);
-        assert_eq!(Health::of(Some(503)), Health::Down);
-        assert_eq!(Health::of(Some(429)), Health::Down);
-        assert_eq!(Health::of(Some(200)), Health::Up);
-        assert_eq!(Health::of(Some(400)), Health::Up);
-        assert_eq!(Health::of(Some(410)), Health::Up);
+    fn health_of_endings() {
+        assert_eq!(Health::of(Ending::NoAnswer), Health::Down);
+        assert_eq!(Health::of(answered(503)), Health::Down);
+        assert_eq!(Health::of(answered(429)), Health::Down);
+        assert_eq!(Health::of(answered(200)), Health::Up);
+        assert_eq!(Health::of(answered(400)), Health::Up);
+        assert_eq!(Health::of(answered(410)), Health::Up);
+        assert_eq!(Health::of(Ending::Refused), Health::Unknown);
+    }
+
+    #[test]
+    fn refusals_neither_pause_an_endpoint_nor_count_as_success() {
+        let p = policy();
+        let mut b = Breaker::default();
+        let t0 = Instant::now();
+        b.report(&p, Health::Down, t0);
+        b.report(&p, Health::Down, t0);
+        for _ in 0..10 {
+            assert_eq!(b.report(&p, Health::Unknown, t0), None);
+        }
+        assert!(!b.paused(t0));
+        // The third failure still opens it: refusals did not reset the count.
+        assert!(b.report(&p, Health::Down, t0).is_some());
+        // A probe refused before it was sent lets the next probe go.
+        let later = t0 + Duration::from_secs(2);
+        assert_eq!(b.admit(later), Admit::Send);
+        assert!(b.paused(later));
+        b.report(&p, Health::Unknown, later);
+        assert!(!b.paused(later));
+        assert_eq!(b.admit(later), Admit::Send);
     }
 
     #[test]

@@ -40,13 +40,79 @@ pub fn client(opts: &egress::Options) -> Result<Deliverer, egress::SetupError> {
 /// What one attempt produced.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub status: Option<u16>,
-    pub error: Option<String>,
+    pub result: Result<Answer, Failure>,
+    /// The endpoint's own headers that were not sent, named (the request
+    /// went without them).
+    pub dropped: Option<String>,
     pub duration: Duration,
+}
+
+/// What a receiver answered.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
     /// The start of the response body, as the receiver sent it (made
     /// storable when the outcome is built).
     pub excerpt: Option<Vec<u8>>,
-    pub retry_after: Option<Duration>,
+    /// Why the body could not be read to its end (the status stands).
+    pub cut: Option<String>,
+}
+
+/// Why there is no answer, kept typed up to the retry decision and the
+/// circuit breaker (`ending`): a refusal is never retried nor held against
+/// the endpoint's health, a lost connection is both.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Failure {
+    /// The SSRF guard or the operator's deny list refused every address.
+    #[error("{0}")]
+    Refused(String),
+    /// The request cannot be made as configured (URL, signature header).
+    #[error("{0}")]
+    Unsendable(String),
+    #[error("DNS: {0}")]
+    Dns(String),
+    #[error("connect error: {0}")]
+    Connect(String),
+    #[error("TLS handshake: {0}")]
+    Tls(String),
+    #[error("timeout")]
+    Timeout,
+    /// The connection failed after the request went out (reset, closed,
+    /// a protocol error).
+    #[error("request error: {0}")]
+    Request(String),
+}
+
+impl Attempt {
+    pub fn status(&self) -> Option<u16> {
+        self.result.as_ref().ok().map(|a| a.status)
+    }
+
+    pub fn ending(&self) -> retry::Ending {
+        match &self.result {
+            Ok(a) => retry::Ending::Answered {
+                status: a.status,
+                retry_after: a.retry_after,
+            },
+            Err(Failure::Refused(_) | Failure::Unsendable(_)) => retry::Ending::Refused,
+            Err(_) => retry::Ending::NoAnswer,
+        }
+    }
+
+    /// The text `webhook.attempts.error` gets: the failure, or why the body
+    /// was cut, and the headers not sent.
+    pub fn error(&self) -> Option<String> {
+        let what = match &self.result {
+            Ok(a) => a.cut.clone(),
+            Err(f) => Some(f.to_string()),
+        };
+        join(what, self.dropped.clone())
+    }
+
+    pub fn excerpt(&self) -> Option<&[u8]> {
+        self.result.as_ref().ok().and_then(|a| a.excerpt.as_deref())
+    }
 }
 
 /// Why an endpoint's own header is not sent, if it is not: webhookd sets
@@ -129,19 +195,20 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
             );
         }
     }
-    let fail = |error: String| Attempt {
-        status: None,
-        error: join(Some(error), note.clone()),
+    let fail = |failure: Failure| Attempt {
+        result: Err(failure),
+        dropped: note.clone(),
         duration: started.elapsed(),
-        excerpt: None,
-        retry_after: None,
     };
     let url = match deliverer.egress.url(&claimed.url) {
         Ok(u) => u,
-        Err(e) => return fail(e.to_string()),
+        Err(egress::UrlError::Refused(r)) => return fail(Failure::Refused(r.to_string())),
+        Err(e) => return fail(Failure::Unsendable(e.to_string())),
     };
     let Ok(signature) = HeaderValue::from_str(&claimed.signature) else {
-        return fail("the signature is not a valid header value".into());
+        return fail(Failure::Unsendable(
+            "the signature is not a valid header value".into(),
+        ));
     };
     // The signed headers exactly as the extension returned them, then the
     // endpoint's own (user-agent is the client's default).
@@ -172,8 +239,8 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
         .send();
     let response = match tokio::time::timeout_at(deadline, request).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => return fail(describe(&e)),
-        Err(_) => return fail("timeout".into()),
+        Ok(Err(e)) => return fail(failure(&e)),
+        Err(_) => return fail(Failure::Timeout),
     };
     let status = response.status().as_u16();
     let retry_after = response
@@ -181,13 +248,16 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-    let (excerpt, body_error) = read_excerpt(response, deadline).await;
+    let (excerpt, cut) = read_excerpt(response, deadline).await;
     Attempt {
-        status: Some(status),
-        error: join(body_error, note),
+        result: Ok(Answer {
+            status,
+            retry_after,
+            excerpt,
+            cut,
+        }),
+        dropped: note,
         duration: started.elapsed(),
-        excerpt,
-        retry_after,
     }
 }
 
@@ -222,22 +292,24 @@ async fn read_excerpt(
     ((!kept.is_empty()).then_some(kept), error)
 }
 
-/// An attempt's error text: what refused or failed, without the URL.
-fn describe(e: &reqwest::Error) -> String {
+/// What kind of failure a request error is (its text without the URL).
+fn failure(e: &reqwest::Error) -> Failure {
     if let Some(refused) = egress::refusal(e) {
-        return refused.to_string();
+        return Failure::Refused(refused.to_string());
     }
     if e.is_timeout() {
-        return "timeout".into();
+        return Failure::Timeout;
     }
-    let what = if egress::is_tls(e) {
-        "TLS handshake"
+    let text = causes(e);
+    if egress::is_dns(e) {
+        Failure::Dns(text)
+    } else if egress::is_tls(e) {
+        Failure::Tls(text)
     } else if e.is_connect() {
-        "connect error"
+        Failure::Connect(text)
     } else {
-        "request error"
-    };
-    format!("{what}: {}", causes(e))
+        Failure::Request(text)
+    }
 }
 
 /// The chain of causes below a reqwest error, each said once.

@@ -5,16 +5,17 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::{Admit, Breaker, BreakerPolicy, Health};
+use crate::breaker::BreakerPolicy;
 use crate::claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
-use crate::deliver;
+use crate::deliver::{self, Deliverer};
 use crate::egress;
+use crate::endpoints::{Admission, Endpoints};
 use crate::metrics::Metrics;
 use crate::record::{self, Outcome, Report};
 use crate::retry::{self, Policy};
@@ -44,104 +45,96 @@ pub struct Config {
     pub worker: String,
 }
 
-/// Per-endpoint concurrency: a semaphore sized by the endpoint's
-/// `max_in_flight`, plus how many deliveries we hold for it (running or
-/// waiting), so saturated endpoints are left out of the next claim; and each
-/// endpoint's circuit breaker, so paused endpoints are left out too.
-#[derive(Default)]
-struct Endpoints {
-    map: HashMap<i64, (Arc<Semaphore>, usize, usize)>,
-    /// Next free send slot per rate-limited endpoint.
-    pace: HashMap<i64, tokio::time::Instant>,
-    breakers: HashMap<i64, Breaker>,
+/// What every delivery task shares with the claim loop.
+struct Shared {
+    client: Deliverer,
+    retry: Policy,
+    breaker: BreakerPolicy,
+    metrics: Arc<Metrics>,
+    /// Outcomes and given-back leases, to the recorder.
+    reports: mpsc::Sender<Report>,
+    endpoints: Mutex<Endpoints>,
+    /// delivery id → claim token of everything claimed and not yet
+    /// reported (given back at shutdown).
+    held: Mutex<HashMap<i64, i32>>,
+    /// A delivery finished: a permit, endpoint room and claim budget are
+    /// free again.
+    finished: Notify,
 }
 
-impl Endpoints {
-    /// When a request to `id` may start under `per_second` (spacing requests
-    /// evenly: no bursts beyond the limit).
-    fn slot(&mut self, id: i64, per_second: Option<i32>) -> Option<tokio::time::Instant> {
-        let per_second = per_second.filter(|r| *r > 0)?;
-        let interval = Duration::from_secs_f64(1.0 / per_second as f64);
-        let now = tokio::time::Instant::now();
-        let next = self.pace.entry(id).or_insert(now);
-        let at = (*next).max(now);
-        *next = at + interval;
-        Some(at)
-    }
-
-    fn enter(&mut self, id: i64, max: usize) -> Arc<Semaphore> {
-        let max = max.max(1);
-        let entry = self
-            .map
-            .entry(id)
-            .or_insert_with(|| (Arc::new(Semaphore::new(max)), max, 0));
-        if entry.1 != max && entry.2 == 0 {
-            *entry = (Arc::new(Semaphore::new(max)), max, 0);
+/// One claimed delivery, from its endpoint's permit to its report. The
+/// global `permit` is held until the report is queued.
+async fn deliver_one(
+    shared: Arc<Shared>,
+    c: Claimed,
+    permit: OwnedSemaphorePermit,
+    endpoint_permits: Arc<Semaphore>,
+) {
+    let attempt = {
+        let _endpoint_permit = endpoint_permits.acquire().await;
+        let admission = shared
+            .endpoints
+            .lock()
+            .map_or(Admission::Send { at: None }, |mut e| {
+                e.admit(c.endpoint_id, c.rate_limit, Instant::now())
+            });
+        match admission {
+            Admission::Send { at } => {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at).await;
+                }
+                let m = &shared.metrics;
+                m.in_flight.fetch_add(1, Ordering::Relaxed);
+                let attempt = deliver::send(&shared.client, &c).await;
+                m.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Some(attempt)
+            }
+            Admission::Hold => None,
         }
-        entry.2 += 1;
-        entry.0.clone()
-    }
-    fn leave(&mut self, id: i64) {
-        if let Some(e) = self.map.get_mut(&id) {
-            e.2 = e.2.saturating_sub(1);
+    };
+    let report = match attempt {
+        Some(attempt) => {
+            let opened = shared.endpoints.lock().ok().and_then(|mut e| {
+                e.report(
+                    &shared.breaker,
+                    c.endpoint_id,
+                    attempt.ending(),
+                    Instant::now(),
+                )
+            });
+            if let Some(pause) = opened {
+                shared
+                    .metrics
+                    .circuits_opened
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    endpoint = c.endpoint_id,
+                    ?pause,
+                    "endpoint keeps failing: paused; its deliveries wait unattempted until a probe succeeds"
+                );
+            }
+            Report::Attempted(outcome_of(&shared.retry, &c, &attempt, &shared.metrics))
         }
-    }
-    /// Endpoints the next claim leaves out (paused), and how many more
-    /// deliveries each endpoint we hold some for may get: up to its
-    /// max_in_flight, but no more than a fair share of the global
-    /// concurrency while other endpoints are busy too, so a few endpoints
-    /// with deep backlogs can never take every permit (the others' fresh
-    /// events would wait for one).
-    fn limits(
-        &self,
-        concurrency: usize,
-        now: std::time::Instant,
-    ) -> (Vec<i64>, Vec<i64>, Vec<i32>) {
-        let paused: Vec<i64> = self
-            .breakers
-            .iter()
-            .filter(|(_, b)| b.paused(now))
-            .map(|(id, _)| *id)
-            .collect();
-        let busy = self.map.values().filter(|e| e.2 > 0).count();
-        let share = (concurrency / (busy + 1)).max(1);
-        let (ids, caps) = self
-            .map
-            .iter()
-            .filter(|(_, e)| e.2 > 0 || e.1 > share)
-            .map(|(id, e)| (*id, e.1.min(share).saturating_sub(e.2) as i32))
-            .unzip();
-        (paused, ids, caps)
-    }
-
-    fn admit(&mut self, id: i64) -> Admit {
-        self.breakers
-            .get_mut(&id)
-            .map_or(Admit::Send, |b| b.admit(std::time::Instant::now()))
-    }
-
-    /// Feeds an attempt's result to the endpoint's breaker; the pause when
-    /// it opened the circuit.
-    fn report(&mut self, policy: &BreakerPolicy, id: i64, status: Option<u16>) -> Option<Duration> {
-        let health = Health::of(status);
-        if health == Health::Up && !self.breakers.contains_key(&id) {
-            return None;
+        None => {
+            shared.metrics.held_back.fetch_add(1, Ordering::Relaxed);
+            Report::Released {
+                delivery_id: c.delivery_id,
+                claim_token: c.claim_token,
+            }
         }
-        self.breakers
-            .entry(id)
-            .or_default()
-            .report(policy, health, std::time::Instant::now())
+    };
+    if let Ok(mut h) = shared.held.lock() {
+        h.remove(&c.delivery_id);
     }
-
-    /// The earliest moment still ahead at which a paused endpoint may be
-    /// probed (a past one would make the idle wait spin).
-    fn next_reopen(&self, now: std::time::Instant) -> Option<std::time::Instant> {
-        self.breakers
-            .values()
-            .filter_map(Breaker::reopens_at)
-            .filter(|at| *at > now)
-            .min()
+    let _ = shared.reports.send(report).await;
+    if let Ok(mut e) = shared.endpoints.lock() {
+        e.leave(c.endpoint_id);
     }
+    // Before the claim loop wakes: the body stops counting against the
+    // claim budget and the permit is free.
+    drop(c);
+    drop(permit);
+    shared.finished.notify_one();
 }
 
 fn outcome_of(
@@ -150,7 +143,7 @@ fn outcome_of(
     attempt: &deliver::Attempt,
     metrics: &Metrics,
 ) -> Outcome {
-    let verdict = retry::verdict(attempt.status, attempt.retry_after);
+    let verdict = retry::verdict(attempt.ending());
     let delay = retry::next_delay(
         policy,
         claimed.attempt.max(1) as u32,
@@ -163,7 +156,8 @@ fn outcome_of(
         (_, None) => metrics.dead.fetch_add(1, Ordering::Relaxed),
     };
     metrics.observe_attempt(attempt.duration);
-    match (&attempt.status, &attempt.error) {
+    let error = attempt.error();
+    match (&attempt.status(), &error) {
         (Some(s), _) if (200..300).contains(s) => {
             tracing::debug!(
                 delivery = claimed.delivery_id,
@@ -186,11 +180,11 @@ fn outcome_of(
     Outcome::new(
         claimed.delivery_id,
         claimed.claim_token,
-        attempt.status.map(i32::from),
+        attempt.status().map(i32::from),
         attempt.duration,
         delay.map(|d| SystemTime::now() + d),
-        attempt.error.as_deref(),
-        attempt.excerpt.as_deref(),
+        error.as_deref(),
+        attempt.excerpt(),
     )
 }
 
@@ -204,7 +198,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
     let background = CancellationToken::new();
-    let client = Arc::new(deliver::client(&cfg.http)?);
+    let client = deliver::client(&cfg.http)?;
 
     if let Some(listener) = metrics_listener {
         let m = metrics.clone();
@@ -250,17 +244,23 @@ pub async fn run(
     ));
 
     let global = Arc::new(Semaphore::new(cfg.concurrency));
-    let endpoints = Arc::new(Mutex::new(Endpoints::default()));
-    // delivery id → (claim token) of everything claimed and not yet reported.
-    let held: Arc<Mutex<HashMap<i64, i32>>> = Arc::default();
     let held_bytes = HeldBytes::default();
-    let slot_freed = Arc::new(Notify::new());
+    let shared = Arc::new(Shared {
+        client,
+        retry: cfg.retry.clone(),
+        breaker: cfg.breaker.clone(),
+        metrics: metrics.clone(),
+        reports: out_tx,
+        endpoints: Mutex::new(Endpoints::default()),
+        held: Mutex::default(),
+        finished: Notify::new(),
+    });
     let mut tasks = JoinSet::new();
 
     let mut conn: Option<(tokio_postgres::Client, Claimer)> = None;
     let mut backoff = db::Backoff::default();
     // When the last routing pass that leased nothing ran (see below).
-    let mut parked_at = std::time::Instant::now();
+    let mut parked_at = Instant::now();
     let idle_hint = if cfg.listen {
         cfg.poll_interval * 2
     } else {
@@ -273,7 +273,7 @@ pub async fn run(
         let free = global.available_permits().min(cfg.batch);
         if free == 0 {
             tokio::select! {
-                _ = slot_freed.notified() => {}
+                _ = shared.finished.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
             continue;
@@ -283,7 +283,7 @@ pub async fn run(
         let budget = cfg.claim_max_bytes.saturating_sub(held_bytes.get());
         if budget == 0 {
             tokio::select! {
-                _ = slot_freed.notified() => {}
+                _ = shared.finished.notified() => {}
                 _ = tokio::time::sleep(cfg.poll_interval) => {}
                 _ = shutdown.cancelled() => break,
             }
@@ -315,16 +315,17 @@ pub async fn run(
         let Some((pg, claimer)) = conn.as_ref() else {
             continue;
         };
-        let (exclude, cap_ids, caps) = endpoints
+        let limits = shared
+            .endpoints
             .lock()
-            .map(|e| e.limits(cfg.concurrency, std::time::Instant::now()))
+            .map(|e| e.limits(cfg.concurrency, Instant::now()))
             .unwrap_or_default();
         let req = ClaimRequest {
             max: free as i32,
             lease: cfg.lease,
             worker: &cfg.worker,
-            exclude: &exclude,
-            caps: (&cap_ids, &caps),
+            exclude: &limits.paused,
+            caps: (&limits.capped, &limits.room),
             idle_hint,
             max_body_bytes: budget.min(i64::MAX as usize) as i64,
             held: &held_bytes,
@@ -354,100 +355,28 @@ pub async fn run(
         };
         metrics.claims.fetch_add(1, Ordering::Relaxed);
         let got = claimed.len();
-        tracing::debug!(asked = free, got, excluded = ?exclude, capped = ?cap_ids, caps = ?caps, "claimed");
-        for c in claimed {
+        tracing::debug!(asked = free, got, limits = ?limits, "claimed");
+        // A request never outlives its lease, or another worker could send
+        // it again while this one is still waiting.
+        let lease_ms = (cfg.lease.as_millis() as i64 * 8 / 10).max(100) as i32;
+        for mut c in claimed {
             let Ok(permit) = global.clone().try_acquire_owned() else {
                 // Cannot happen (we asked for at most the free permits), but
                 // never drop a claimed delivery: give it back.
                 let _ = record::release(pg, &[c.delivery_id], &[c.claim_token]).await;
                 continue;
             };
-            let ep_sem = match endpoints.lock() {
+            let endpoint_permits = match shared.endpoints.lock() {
                 Ok(mut e) => e.enter(c.endpoint_id, c.max_in_flight as usize),
                 Err(_) => Arc::new(Semaphore::new(1)),
             };
-            if let Ok(mut h) = held.lock() {
+            if let Ok(mut h) = shared.held.lock() {
                 h.insert(c.delivery_id, c.claim_token);
             }
-            let (client, policy, breaker, metrics, out_tx, endpoints, held, slot_freed) = (
-                client.clone(),
-                cfg.retry.clone(),
-                cfg.breaker.clone(),
-                metrics.clone(),
-                out_tx.clone(),
-                endpoints.clone(),
-                held.clone(),
-                slot_freed.clone(),
-            );
-            // A request never outlives its lease, or another worker could
-            // send it again while this one is still waiting.
-            let mut c = c;
-            let lease_ms = (cfg.lease.as_millis() as i64 * 8 / 10).max(100) as i32;
             c.timeout_ms = c.timeout_ms.min(lease_ms);
-            tasks.spawn(async move {
-                let _permit = permit;
-                let attempt = {
-                    let _ep_permit = ep_sem.acquire().await;
-                    // Asked only now: the circuit may have opened while this
-                    // delivery waited for its endpoint's permit.
-                    let (admit, slot) = endpoints.lock().map_or((Admit::Send, None), |mut e| {
-                        match e.admit(c.endpoint_id) {
-                            Admit::Send => (Admit::Send, e.slot(c.endpoint_id, c.rate_limit)),
-                            Admit::Hold => (Admit::Hold, None),
-                        }
-                    });
-                    if admit == Admit::Send {
-                        if let Some(at) = slot {
-                            tokio::time::sleep_until(at).await;
-                        }
-                        metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-                        let attempt = deliver::send(&client, &c).await;
-                        metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-                        Some(attempt)
-                    } else {
-                        None
-                    }
-                };
-                let report = match attempt {
-                    Some(attempt) => {
-                        let opened = endpoints
-                            .lock()
-                            .ok()
-                            .and_then(|mut e| e.report(&breaker, c.endpoint_id, attempt.status));
-                        if let Some(pause) = opened {
-                            metrics.circuits_opened.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(
-                                endpoint = c.endpoint_id,
-                                ?pause,
-                                "endpoint keeps failing: paused; its deliveries wait unattempted until a probe succeeds"
-                            );
-                        }
-                        Report::Attempted(outcome_of(&policy, &c, &attempt, &metrics))
-                    }
-                    None => {
-                        metrics.held_back.fetch_add(1, Ordering::Relaxed);
-                        Report::Released {
-                            delivery_id: c.delivery_id,
-                            claim_token: c.claim_token,
-                        }
-                    }
-                };
-                if let Ok(mut h) = held.lock() {
-                    h.remove(&c.delivery_id);
-                }
-                let _ = out_tx.send(report).await;
-                if let Ok(mut e) = endpoints.lock() {
-                    e.leave(c.endpoint_id);
-                }
-                // Before the claim loop wakes: the body stops counting
-                // against the claim budget and the permit is free.
-                drop(c);
-                drop(_permit);
-                slot_freed.notify_one();
-            });
+            tasks.spawn(deliver_one(shared.clone(), c, permit, endpoint_permits));
         }
-        // Some endpoint has no room left: we hold all it may have.
-        let busy = caps.contains(&0);
+        let busy = limits.any_full();
         if got == 0 && busy && parked_at.elapsed() >= PARK_EVERY {
             // An endpoint is busy (we hold all it may have), and claim()
             // routes nothing then: the next claim, when a request ends,
@@ -456,7 +385,7 @@ pub async fn run(
             // so now and then route a batch anyway, leasing none: it shows
             // as the endpoint's pending deliveries (endpoint_health,
             // webhookd_backlog) within about a second.
-            parked_at = std::time::Instant::now();
+            parked_at = Instant::now();
             match claimer
                 .route(pg, cfg.batch.min(i32::MAX as usize) as i32)
                 .await
@@ -471,12 +400,16 @@ pub async fn run(
             // With endpoints capped for what we hold, a finished request can
             // make work claimable again: wake on that too.
             // So does the end of a paused endpoint's cooldown.
-            let now = std::time::Instant::now();
-            let reopen = endpoints.lock().ok().and_then(|e| e.next_reopen(now));
+            let now = Instant::now();
+            let reopen = shared
+                .endpoints
+                .lock()
+                .ok()
+                .and_then(|e| e.next_reopen(now));
             let wait = reopen.map_or(cfg.poll_interval, |at| (at - now).min(cfg.poll_interval));
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = slot_freed.notified(), if busy => {}
+                _ = shared.finished.notified(), if busy => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.cancelled() => break,
             }
@@ -501,7 +434,8 @@ pub async fn run(
     }
     // Leases of deliveries not attempted (aborted, or never started) are
     // given back through the recorder, in its final flush.
-    let leftover: Vec<(i64, i32)> = held
+    let leftover: Vec<(i64, i32)> = shared
+        .held
         .lock()
         .map(|h| h.iter().map(|(k, v)| (*k, *v)).collect())
         .unwrap_or_default();
@@ -517,7 +451,7 @@ pub async fn run(
             delivery_id,
             claim_token,
         };
-        if out_tx.try_send(report).is_err() {
+        if shared.reports.try_send(report).is_err() {
             unreleased += 1;
         }
     }
@@ -527,7 +461,9 @@ pub async fn run(
             "leases not given back (the recorder is behind); they expire by themselves"
         );
     }
-    drop(out_tx);
+    // The last sender: the recorder sees the channel closed once it has
+    // written what is queued.
+    drop(shared);
     // The final flush is bounded: a database that cannot take the outcomes
     // must not keep webhookd from exiting.
     if tokio::time::timeout(record::FINAL_FLUSH, &mut recorder)

@@ -154,7 +154,9 @@ impl Egress {
                 .collect(),
         };
         for p in &proxies {
-            if let Some(host) = reqwest::Url::parse(p).ok().and_then(|u| u.host_str().map(str::to_string))
+            if let Some(host) = reqwest::Url::parse(p)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
             {
                 exempt.insert(host);
             }
@@ -237,7 +239,11 @@ impl Resolve for GuardedResolver {
         Box::pin(async move {
             // Port 0: reqwest puts the URL's port in.
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
+                .await
+                .map_err(|source| DnsError {
+                    host: host.clone(),
+                    source,
+                })?
                 .collect();
             let addrs = if exempt {
                 addrs
@@ -247,6 +253,26 @@ impl Resolve for GuardedResolver {
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
     }
+}
+
+/// A name that did not resolve.
+#[derive(Debug, thiserror::Error)]
+#[error("resolving {host}: {source}")]
+pub struct DnsError {
+    host: String,
+    source: std::io::Error,
+}
+
+/// Whether a request error is a name that did not resolve.
+pub fn is_dns(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<DnsError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// The guard's refusal inside a request error, if that is what it is.
@@ -351,16 +377,20 @@ mod tests {
         let builder = if client_auth {
             let mut roots = rustls::RootCertStore::empty();
             roots.add(pki.ca.clone()).unwrap();
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                    .build()
-                    .unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .unwrap();
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
         };
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.server_key.clone()));
-        let mut config = builder.with_single_cert(vec![pki.server.clone()], key).unwrap();
+        let mut config = builder
+            .with_single_cert(vec![pki.server.clone()], key)
+            .unwrap();
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -375,9 +405,9 @@ mod tests {
                     let svc = hyper::service::service_fn(
                         |req: hyper::Request<hyper::body::Incoming>| async move {
                             let version = format!("{:?}", req.version());
-                            Ok::<_, Infallible>(hyper::Response::new(
-                                http_body_util::Full::new(bytes::Bytes::from(version)),
-                            ))
+                            Ok::<_, Infallible>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::from(version),
+                            )))
                         },
                     );
                     let _ = hyper_util::server::conn::auto::Builder::new(
@@ -415,7 +445,9 @@ mod tests {
         let pki = pki();
         let port = receiver(&pki, false).await;
         let egress = Egress::new(&options(Some(&pki))).unwrap();
-        let r = post(&egress, &format!("https://localhost:{port}/hook")).await.unwrap();
+        let r = post(&egress, &format!("https://localhost:{port}/hook"))
+            .await
+            .unwrap();
         assert_eq!(r.version(), reqwest::Version::HTTP_2);
         assert_eq!(r.text().await.unwrap(), "HTTP/2.0");
     }
@@ -451,7 +483,9 @@ mod tests {
         let pki = pki();
         let port = receiver(&pki, false).await;
         let egress = Egress::new(&options(None)).unwrap();
-        let e = post(&egress, &format!("https://localhost:{port}/hook")).await.unwrap_err();
+        let e = post(&egress, &format!("https://localhost:{port}/hook"))
+            .await
+            .unwrap_err();
         assert!(is_tls(&e), "{e:?}");
     }
 
@@ -464,7 +498,9 @@ mod tests {
             ..options(None)
         })
         .unwrap();
-        let e = post(&egress, &format!("http://localhost:{port}/hook")).await.unwrap_err();
+        let e = post(&egress, &format!("http://localhost:{port}/hook"))
+            .await
+            .unwrap_err();
         let refused = refusal(&e).expect("refused by the guard");
         assert!(refused.to_string().contains("SSRF guard"), "{refused}");
         // An IP literal never reaches a resolver: checked before the request.
@@ -477,7 +513,10 @@ mod tests {
     #[tokio::test]
     async fn a_proxy_gets_each_request_and_resolves_the_receivers_name_itself() {
         let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy_url = format!("http://user:pw@127.0.0.1:{}", proxy.local_addr().unwrap().port());
+        let proxy_url = format!(
+            "http://user:pw@127.0.0.1:{}",
+            proxy.local_addr().unwrap().port()
+        );
         let seen = tokio::spawn(async move {
             let (mut s, _) = proxy.accept().await.unwrap();
             let mut buf = vec![0u8; 8192];
@@ -486,7 +525,9 @@ mod tests {
                 let n = s.read(&mut buf).await.unwrap();
                 got.extend_from_slice(&buf[..n]);
             }
-            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await.unwrap();
+            s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
             String::from_utf8_lossy(&got).into_owned()
         });
         // The guard is on: the proxy (the operator's choice) is exempt, and
@@ -500,8 +541,15 @@ mod tests {
         let r = post(&egress, "http://receiver.invalid/hook").await.unwrap();
         assert_eq!(r.status(), 204);
         let head = seen.await.unwrap();
-        assert!(head.starts_with("POST http://receiver.invalid/hook HTTP/1.1\r\n"), "{head}");
-        assert!(head.to_ascii_lowercase().contains("proxy-authorization: basic dxnlcjpwdw=="), "{head}");
+        assert!(
+            head.starts_with("POST http://receiver.invalid/hook HTTP/1.1\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("proxy-authorization: basic dxnlcjpwdw=="),
+            "{head}"
+        );
         // An IP literal is still checked here, proxy or not.
         assert!(matches!(
             egress.url("http://10.0.0.1/hook"),
@@ -511,7 +559,10 @@ mod tests {
 
     #[test]
     fn proxy_credentials_never_reach_an_error_message() {
-        assert_eq!(redact("http://user:secret@proxy.internal:3128"), "http://proxy.internal:3128/");
+        assert_eq!(
+            redact("http://user:secret@proxy.internal:3128"),
+            "http://proxy.internal:3128/"
+        );
         assert!(!redact("not a url").contains("not"));
     }
 }

@@ -3,48 +3,61 @@
 
 use std::time::Duration;
 
+/// How an attempt ended, as the retry decision and the circuit breaker
+/// (breaker.rs) see it: typed from the HTTP client's error up to here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The receiver answered with this status.
+    Answered {
+        status: u16,
+        retry_after: Option<Duration>,
+    },
+    /// No answer: DNS, connect, TLS, timeout, a connection lost. The
+    /// network or the receiver may recover.
+    NoAnswer,
+    /// Never sent, and sending again cannot help until the configuration
+    /// changes: the SSRF guard or the deny list refused every address, or
+    /// the URL cannot be requested.
+    Refused,
+}
+
 /// What an attempt ended in, as far as retrying is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     /// 2xx: done.
     Delivered,
-    /// Failed; may be retried (network error, timeout, any non-2xx but 410).
+    /// Failed; may be retried (no answer, any non-2xx but 410).
     Failed { retry_after: Option<Duration> },
     /// 410 Gone: the receiver wants no more; the endpoint gets disabled.
     Gone,
+    /// Refused before sending: no retry can fix it, so dead at once (and
+    /// replayable once the configuration allows it).
+    Refused,
 }
 
-/// Classify an HTTP status (None: no response at all).
-pub fn verdict(status: Option<u16>, retry_after: Option<Duration>) -> Verdict {
-    match status {
-        Some(200..=299) => Verdict::Delivered,
-        Some(410) => Verdict::Gone,
-        _ => Verdict::Failed { retry_after },
+pub fn verdict(ending: Ending) -> Verdict {
+    match ending {
+        Ending::Answered {
+            status: 200..=299, ..
+        } => Verdict::Delivered,
+        Ending::Answered { status: 410, .. } => Verdict::Gone,
+        Ending::Answered { retry_after, .. } => Verdict::Failed { retry_after },
+        Ending::NoAnswer => Verdict::Failed { retry_after: None },
+        Ending::Refused => Verdict::Refused,
     }
 }
 
 /// The production schedule: the delays before attempts 2, 3, ...
-/// (attempt 1 is immediate). About 2.8 days in all, then dead.
+/// (attempt 1 is immediate). About 2.8 days in all, then dead. The one
+/// place it is written: `--retry-schedule`'s default is this text.
+pub const DEFAULT_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h,10h,10h,10h,10h";
+
 pub fn default_schedule() -> Vec<Duration> {
-    const M: u64 = 60;
-    const H: u64 = 3600;
-    [
-        5,
-        5 * M,
-        30 * M,
-        2 * H,
-        5 * H,
-        10 * H,
-        10 * H,
-        10 * H,
-        10 * H,
-        10 * H,
-        10 * H,
-    ]
-    .into_iter()
-    .map(Duration::from_secs)
-    .collect()
+    parse_schedule(DEFAULT_SCHEDULE).unwrap_or_default()
 }
+
+/// `--retry-jitter`'s default.
+pub const DEFAULT_JITTER: f64 = 0.1;
 
 /// How the schedule bends to receivers and spreads load.
 #[derive(Debug, Clone)]
@@ -60,7 +73,7 @@ impl Default for Policy {
     fn default() -> Self {
         Policy {
             schedule: default_schedule(),
-            jitter: 0.1,
+            jitter: DEFAULT_JITTER,
             max_retry_after: Duration::from_secs(6 * 3600),
         }
     }
@@ -152,17 +165,44 @@ mod tests {
     }
 
     #[test]
-    fn success_and_gone_stop_retrying() {
+    fn success_gone_and_refusals_stop_retrying() {
         let p = Policy::default();
+        let answered = |status| Ending::Answered {
+            status,
+            retry_after: None,
+        };
         assert_eq!(next_delay(&p, 1, Verdict::Delivered, 0.5), None);
         assert_eq!(next_delay(&p, 1, Verdict::Gone, 0.5), None);
-        assert_eq!(verdict(Some(204), None), Verdict::Delivered);
-        assert_eq!(verdict(Some(410), None), Verdict::Gone);
+        assert_eq!(next_delay(&p, 1, Verdict::Refused, 0.5), None);
+        assert_eq!(verdict(answered(204)), Verdict::Delivered);
+        assert_eq!(verdict(answered(410)), Verdict::Gone);
         assert_eq!(
-            verdict(Some(500), None),
+            verdict(answered(500)),
             Verdict::Failed { retry_after: None }
         );
-        assert_eq!(verdict(None, None), Verdict::Failed { retry_after: None });
+        assert_eq!(
+            verdict(Ending::NoAnswer),
+            Verdict::Failed { retry_after: None }
+        );
+        // The SSRF guard's refusal: no schedule can fix it.
+        assert_eq!(verdict(Ending::Refused), Verdict::Refused);
+        let asked = Some(Duration::from_secs(9));
+        assert_eq!(
+            verdict(Ending::Answered {
+                status: 429,
+                retry_after: asked
+            }),
+            Verdict::Failed { retry_after: asked }
+        );
+    }
+
+    #[test]
+    fn the_default_schedule_is_the_documented_text() {
+        assert_eq!(default_schedule().len(), 11);
+        assert_eq!(
+            default_schedule(),
+            parse_schedule(DEFAULT_SCHEDULE).unwrap()
+        );
     }
 
     #[test]
