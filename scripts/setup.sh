@@ -11,7 +11,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 need_pkgs=()
-for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo bc openssl; do
+# tinyproxy-bin: the forward proxy of tests/test_egress.py, the executable
+# alone (the tinyproxy package would also start a system service).
+for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo bc openssl \
+    tinyproxy-bin; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -32,12 +35,35 @@ if ! grep -qs "pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; t
   cargo pgrx init --pg15 "$PG_CONFIG"
 fi
 
-# Python for the end-to-end tests: pytest, psycopg and the reference
-# Standard Webhooks verifier.
-if [ ! -x .venv/bin/pytest ] || ! .venv/bin/python -c "import psycopg, standardwebhooks, pytest" 2>/dev/null; then
+# Whether .venv has every package a requirements file names, at the version
+# it pins (a requirement added later is installed on the next run).
+venv_has() {
+  [ -x .venv/bin/python ] && .venv/bin/python - "$1" <<'PY'
+import re, sys
+from importlib.metadata import PackageNotFoundError, version
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        continue
+    m = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:==\s*([^\s;,]+))?", line)
+    try:
+        have = version(m.group(1))
+    except PackageNotFoundError:
+        sys.exit(1)
+    if m.group(2) and have != m.group(2):
+        sys.exit(1)
+PY
+}
+
+# Python for the end-to-end tests: pytest, psycopg, the reference Standard
+# Webhooks verifier and hypercorn (an HTTP/2 receiver).
+if [ ! -x .venv/bin/pytest ]; then
   echo "setup: creating .venv for the end-to-end tests"
   python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
+fi
+if ! venv_has tests/requirements.txt; then
+  echo "setup: installing tests/requirements.txt into .venv"
   .venv/bin/pip install -q -r tests/requirements.txt
 fi
 

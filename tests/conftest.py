@@ -96,9 +96,12 @@ class Receiver:
 
     `behaviour(n, request)` returns (status, headers, body, delay_seconds) for
     the n-th request (1-based); the default answers 204 at once. With
-    `tls=(certfile, keyfile)` it serves HTTPS, as https://localhost:<port>."""
+    `tls=(certfile, keyfile)` it serves HTTPS, as https://localhost:<port>;
+    with `client_ca` (a PEM file) as well, only clients presenting a
+    certificate that CA signed get in (mutual TLS), and each request records
+    the subject of the certificate it came with (`peer`)."""
 
-    def __init__(self, behaviour=None, port=0, tls=None):
+    def __init__(self, behaviour=None, port=0, tls=None, client_ca=None):
         self.requests = []
         self.connections = 0
         self.lock = threading.Lock()
@@ -125,6 +128,9 @@ class Receiver:
                     "path": self.path,
                     "at": time.time(),
                 }
+                if isinstance(self.connection, ssl.SSLSocket):
+                    cert = self.connection.getpeercert() or {}
+                    req["peer"] = dict(x[0] for x in cert.get("subject", ()))
                 with receiver.lock:
                     receiver.requests.append(req)
                     n = len(receiver.requests)
@@ -158,9 +164,14 @@ class Receiver:
         self.server = Server(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}/hook"
+        if client_ca and not tls:
+            raise ValueError("client_ca needs tls")
         if tls:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(*tls)
+            if client_ca:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(str(client_ca))
             self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
             self.url = f"https://localhost:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -187,8 +198,8 @@ class Receiver:
 def receiver():
     made = []
 
-    def make(behaviour=None, port=0, tls=None):
-        r = Receiver(behaviour, port, tls)
+    def make(behaviour=None, port=0, tls=None, client_ca=None):
+        r = Receiver(behaviour, port, tls, client_ca)
         made.append(r)
         return r
 
@@ -197,17 +208,73 @@ def receiver():
         r.close()
 
 
+# ---------------------------------------------------------------- certificates
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+
+
+def make_ca(d, name="ca"):
+    """A self-signed CA (openssl CLI): its certificate, its key beside it
+    (`name`.pem, `name`.key in `d`)."""
+    ca = d / f"{name}.pem"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN=pg_webhook test {name}",
+            "-keyout", d / f"{name}.key", "-out", ca)
+    return ca
+
+
+def private_ca(d, name="ca"):
+    """A CA and a certificate for localhost signed by it (openssl CLI):
+    (CA certificate, (leaf certificate, leaf key)). `name` keeps several
+    CAs apart in one directory."""
+    ca = make_ca(d, name)
+    leaf = issue(d, ca, f"{name}-localhost", "/CN=localhost", "rsa-pkcs8",
+                 "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    return ca, (str(leaf[0]), str(leaf[1]))
+
+
+# How each kind of private key is made, and the PEM label it comes out with.
+KEY_KINDS = {
+    "rsa-pkcs8": (["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], "PRIVATE KEY"),
+    "rsa-pkcs1": (["genrsa", "-traditional", "2048"], "RSA PRIVATE KEY"),
+    "ec-pkcs8": (["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], "PRIVATE KEY"),
+    "ec-sec1": (["ecparam", "-name", "prime256v1", "-genkey", "-noout"], "EC PRIVATE KEY"),
+}
+
+
+def issue(d, ca, name, subject, key_kind="rsa-pkcs8", ext=None):
+    """A certificate for `subject` signed by the CA `ca` (its key beside it,
+    as private_ca leaves it), with a fresh key of `key_kind`: (cert, key)."""
+    gen, label = KEY_KINDS[key_kind]
+    key, csr, cert, extfile = (d / f"{name}.{x}" for x in ("key", "csr", "pem", "ext"))
+    openssl(gen[0], "-out", key, *gen[1:])
+    assert key.read_text().startswith(f"-----BEGIN {label}-----"), key.read_text()[:40]
+    openssl("req", "-new", "-key", key, "-subj", subject, "-out", csr)
+    extfile.write_text(ext or "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca.with_suffix(".key"), "-CAcreateserial",
+            "-days", "2", "-extfile", extfile, "-out", cert)
+    return cert, key
+
+
 # ---------------------------------------------------------------- webhookd
 
 
 class Webhookd:
+    """`env` is added to this process's environment; a None value removes
+    that variable (HTTP_PROXY=None: no proxy from the environment)."""
+
     def __init__(self, dbname, *args, env=None):
         self.log_path = ROOT / "target" / "test-logs" / f"webhookd-{dbname}-{time.time_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")
         e = dict(os.environ)
         e.update({"DATABASE_URL": dsn(dbname), "WEBHOOKD_LOG": "info"})
-        e.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         self.proc = subprocess.Popen(
             [str(WEBHOOKD), "run", "--allow-private-targets", *args],
             stdout=self.log,

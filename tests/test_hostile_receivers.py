@@ -4,6 +4,7 @@ edited by hand. None of them may stall delivery to the others, grow
 webhookd's memory past a bound, or keep it from stopping."""
 
 import json
+import re
 import socket
 import threading
 import time
@@ -19,12 +20,21 @@ class RawReceiver:
     """A receiver written with plain sockets, for bytes no HTTP library
     would send: every request on a connection is answered with `reply`,
     then `stream` is sent over and over (up to `stream_limit` bytes or
-    `stream_seconds`, whichever comes first) and the connection closed."""
+    `stream_seconds`, whichever comes first) and the connection closed.
+    `trickle` is sent after `reply` one byte every `trickle_interval`
+    seconds (a slowloris), then the connection is closed; with `close`, the
+    connection is closed right after the reply. `hangups` counts the
+    connections whose client hung up while bytes were still being sent."""
 
-    def __init__(self, reply, stream=b"", stream_limit=512 << 20, stream_seconds=10.0):
+    def __init__(self, reply, stream=b"", stream_limit=512 << 20, stream_seconds=10.0,
+                 trickle=b"", trickle_interval=1.0, close=False):
         self.reply, self.stream = reply, stream
         self.stream_limit, self.stream_seconds = stream_limit, stream_seconds
+        self.trickle, self.trickle_interval, self.close_after_reply = trickle, trickle_interval, close
         self.requests = []  # (head lines, body) of each request
+        self.arrivals = []  # when each request had arrived (time.time())
+        self.connections = 0
+        self.hangups = 0
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
@@ -43,7 +53,10 @@ class RawReceiver:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
+        with self.lock:
+            self.connections += 1
         buf = b""
+        sending = False  # whether a reply is on its way (a hang-up then counts)
         try:
             while True:
                 while b"\r\n\r\n" not in buf:
@@ -63,6 +76,8 @@ class RawReceiver:
                 body, buf = buf[:length], buf[length:]
                 with self.lock:
                     self.requests.append((headers, body))
+                    self.arrivals.append(time.time())
+                sending = True
                 conn.sendall(self.reply)
                 if self.stream:
                     sent, until = 0, time.monotonic() + self.stream_seconds
@@ -70,7 +85,20 @@ class RawReceiver:
                         conn.sendall(self.stream)
                         sent += len(self.stream)
                     return
+                if self.trickle:
+                    for i in range(len(self.trickle)):
+                        time.sleep(self.trickle_interval)
+                        conn.sendall(self.trickle[i : i + 1])
+                    return
+                if self.close_after_reply:
+                    # Everything sent arrives, then the end of the stream.
+                    conn.shutdown(socket.SHUT_WR)
+                    return
+                sending = False
         except OSError:
+            if sending:
+                with self.lock:
+                    self.hangups += 1
             return
         finally:
             conn.close()
@@ -323,3 +351,209 @@ def test_a_large_event_to_many_endpoints_keeps_webhookd_memory_bounded(db, webho
     finally:
         for r in receivers:
             r.close()
+
+
+# ------------------------------------------------ interims, hang-ups, slowloris
+
+# Two interim (1xx) responses, neither an answer: a client reads past them.
+INTERIM = b"HTTP/1.1 100 Continue\r\n\r\n" + b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+# One attempt and one retry, then dead: a hostile endpoint settles quickly.
+ONE_RETRY = ["--retry-schedule", "150ms", "--retry-jitter", "0", "--poll-interval", "200ms", "--shutdown-grace", "1s"]
+# Words an error may use for a connection that ended early.
+ENDED_EARLY = re.compile(r"clos|end of file|eof|incomplete|reset", re.I)
+
+
+def attempt_details(db, ep):
+    return [
+        {"status": s, "error": e, "excerpt": x, "ms": ms}
+        for s, e, x, ms in q(
+            db,
+            "SELECT http_status, error, response_excerpt, duration_ms FROM webhook.attempts "
+            "WHERE endpoint_id = %s ORDER BY id",
+            ep,
+        )
+    ]
+
+
+def statuses_of(db, ep):
+    return sorted(r[0] for r in q(db, "SELECT status FROM webhook.deliveries WHERE endpoint_id = %s", ep))
+
+
+def settled(db, n):
+    return lambda: q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status <> 'pending'") == n
+
+
+def assert_exactly_once_and_verified(healthy, n):
+    ids = healthy.ids()
+    assert len(ids) == n and len(set(ids)) == n, f"{len(ids)} requests, {len(set(ids))} events"
+    for req in healthy.requests:
+        Webhook(SECRET).verify(req["body"], req["headers"])
+
+
+def assert_answered_promptly(db, ep, within_ms=1000):
+    """Every attempt to `ep` was answered, and its outcome taken, at once:
+    nothing another receiver did held it up."""
+    rows = attempt_details(db, ep)
+    assert rows and all(r["ms"] < within_ms for r in rows), [(r["status"], round(r["ms"])) for r in rows]
+
+
+def assert_memory_bounded(w, what):
+    rss = peak_rss_mb(w.proc)
+    print(f"webhookd peak RSS with {what}: {rss:.1f} MB")
+    assert rss < 64, f"webhookd peaked at {rss:.1f} MB"
+
+
+def test_a_flood_of_interim_responses_is_never_taken_for_an_answer_and_ends_at_the_timeout(
+    db, receiver, webhookd
+):
+    # 1xx responses without end (about 40 KB a write, as fast as the socket
+    # takes them), and 20,000 of them before a real answer.
+    endless = RawReceiver(b"", stream=INTERIM * 512, stream_seconds=8.0)
+    finite = RawReceiver(INTERIM * 10_000 + b"HTTP/1.1 204 No Content\r\n\r\n")
+    healthy = receiver()
+    try:
+        ep_endless = endpoint(db, endless.url, timeout="2 seconds")
+        ep_finite = endpoint(db, finite.url, timeout="2 seconds")
+        ep_healthy = endpoint(db, healthy.url)
+        w = webhookd(*ONE_RETRY)
+        orders(db, 3)
+        wait_for(lambda: healthy.count() == 3, 10, what="the healthy endpoint's deliveries")
+        wait_for(settled(db, 9), 30, what="every delivery settled")
+        assert_memory_bounded(w, "a flood of 1xx responses")
+        assert_exactly_once_and_verified(healthy, 3)
+        assert_answered_promptly(db, ep_healthy)
+        # No final status ever came: no status, and the timeout said, at
+        # the endpoint's 2 seconds.
+        rows = attempt_details(db, ep_endless)
+        assert len(rows) == 6, rows
+        for r in rows:
+            assert r["status"] is None and r["error"] == "timeout" and r["excerpt"] is None, r
+            assert 1900 <= r["ms"] < 3500, r
+        assert statuses_of(db, ep_endless) == ["dead"] * 3
+        # The answer after the interims is the one recorded.
+        rows = attempt_details(db, ep_finite)
+        assert [(r["status"], r["error"]) for r in rows] == [(204, None)] * 3, rows
+        assert statuses_of(db, ep_finite) == ["succeeded"] * 3
+        assert w.term(timeout=20) == 0
+    finally:
+        endless.close()
+        finite.close()
+
+
+def test_a_connection_closed_mid_response_is_recorded_with_what_arrived_and_why_it_ended(
+    db, receiver, webhookd
+):
+    mid_head = RawReceiver(b"HTTP/1.1 200 OK\r\nContent-Le", close=True)
+    mid_body = RawReceiver(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nonly this much", close=True)
+    healthy = receiver()
+    try:
+        ep_head, ep_body = endpoint(db, mid_head.url), endpoint(db, mid_body.url)
+        ep_healthy = endpoint(db, healthy.url)
+        # Twelve failures in a row would pause the endpoint (the circuit
+        # breaker, tested elsewhere): here every attempt is to be seen.
+        w = webhookd(*FAST, "--shutdown-grace", "1s", "--breaker-threshold", "0")
+        orders(db, 3)
+        wait_for(settled(db, 9), 20, what="every delivery settled")
+        assert_memory_bounded(w, "connections closed mid-response")
+        # No status line completed: no status; an error that says the
+        # connection ended; retried, then dead.
+        rows = attempt_details(db, ep_head)
+        assert len(rows) == 12, rows
+        for r in rows:
+            assert r["status"] is None and r["error"] and ENDED_EARLY.search(r["error"]), r
+            assert "timeout" not in r["error"], r
+        assert statuses_of(db, ep_head) == ["dead"] * 3
+        # The status came: it stands (the receiver took the event), with what
+        # of the body arrived and why the rest did not.
+        rows = attempt_details(db, ep_body)
+        assert len(rows) == 3, rows
+        for r in rows:
+            assert r["status"] == 200 and r["excerpt"] == "only this much", r
+            assert r["error"] and ENDED_EARLY.search(r["error"]) and "timeout" not in r["error"], r
+        assert statuses_of(db, ep_body) == ["succeeded"] * 3
+        assert_exactly_once_and_verified(healthy, 3)
+        assert_answered_promptly(db, ep_healthy)
+        assert w.term(timeout=20) == 0
+    finally:
+        mid_head.close()
+        mid_body.close()
+
+
+def test_a_close_delimited_body_is_read_to_its_end_on_a_connection_never_reused(db, receiver, webhookd):
+    body = b"close-delimited: the body ends where the connection does"
+    # HTTP/1.0 without Content-Length, and HTTP/1.1 with Connection: close
+    # and no length: both bodies end at the end of the stream.
+    http10 = RawReceiver(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n" + body, close=True)
+    http11 = RawReceiver(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + body, close=True)
+    healthy = receiver()
+    try:
+        ep10, ep11 = endpoint(db, http10.url), endpoint(db, http11.url)
+        ep_healthy = endpoint(db, healthy.url)
+        w = webhookd(*FAST)
+        orders(db, 10)
+        wait_for(settled(db, 30), 20, what="every delivery settled")
+        assert_memory_bounded(w, "close-delimited bodies")
+        for ep, raw in [(ep10, http10), (ep11, http11)]:
+            rows = attempt_details(db, ep)
+            # One attempt each, none failed on a connection the receiver had closed.
+            assert [(r["status"], r["error"], r["excerpt"]) for r in rows] == [(200, None, body.decode())] * 10, rows
+            assert raw.count() == 10 and raw.connections == 10, (raw.count(), raw.connections)
+            assert len({dict((k.lower(), v) for k, v in h)["webhook-id"] for h, _ in raw.requests}) == 10
+        assert_exactly_once_and_verified(healthy, 10)
+        assert_answered_promptly(db, ep_healthy)
+        assert w.term(timeout=20) == 0
+    finally:
+        http10.close()
+        http11.close()
+
+
+def test_a_slowloris_receiver_is_cut_off_at_the_endpoint_timeout_and_never_slows_the_others(
+    db, receiver, webhookd
+):
+    # One byte a second: of the status line, or of the body after a prompt head.
+    head = RawReceiver(b"", trickle=b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    body = RawReceiver(b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n", trickle=b"y" * 64)
+    healthy = receiver()
+    try:
+        ep_head = endpoint(db, head.url, timeout="2 seconds")
+        ep_body = endpoint(db, body.url, timeout="2 seconds")
+        ep_healthy = endpoint(db, healthy.url)
+        w = webhookd(*ONE_RETRY)
+        orders(db, 3)
+        wait_for(lambda: healthy.count() == 3, 10, what="the healthy endpoint's deliveries")
+        wait_for(settled(db, 9), 15, what="every delivery settled")
+        assert_memory_bounded(w, "slowloris receivers")
+        # The healthy endpoint got its events before the slow ones' first
+        # timeout: nothing waited for them.
+        first_slow = min(head.arrivals[0], body.arrivals[0])
+        lag = max(r["at"] for r in healthy.requests) - first_slow
+        assert lag < 1.0, f"the healthy endpoint's last event came {lag:.2f}s after the slow ones' first"
+        # The status line never completed: no status, a timeout, at the
+        # endpoint's 2 seconds; retried once, then dead.
+        rows = attempt_details(db, ep_head)
+        assert len(rows) == 6, rows
+        for r in rows:
+            assert r["status"] is None and r["error"] == "timeout" and r["excerpt"] is None, r
+            assert 1900 <= r["ms"] < 3500, r
+        assert statuses_of(db, ep_head) == ["dead"] * 3
+        # The status came at once and stands; the body was cut at the same
+        # deadline, and the attempt says so.
+        rows = attempt_details(db, ep_body)
+        assert len(rows) == 3, rows
+        for r in rows:
+            assert r["status"] == 200 and 1900 <= r["ms"] < 3500, r
+            assert r["excerpt"] and set(r["excerpt"]) == {"y"} and len(r["excerpt"]) <= 3, r
+            assert r["error"] and "timeout" in r["error"], r
+        assert statuses_of(db, ep_body) == ["succeeded"] * 3
+        assert_exactly_once_and_verified(healthy, 3)
+        assert_answered_promptly(db, ep_healthy)
+        # Every slow connection was hung up on (none kept half-open).
+        wait_for(
+            lambda: head.hangups == head.connections == 6 and body.hangups == body.connections == 3,
+            5,
+            what="webhookd to hang up on every slow connection",
+        )
+        assert w.term(timeout=20) == 0
+    finally:
+        head.close()
+        body.close()
