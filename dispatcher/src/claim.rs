@@ -1,6 +1,8 @@
 //! Claim: lease a batch of due deliveries through `webhook.claim()`, which
 //! also routes newly committed events and signs each request in the database
-//! (the dispatcher never sees a secret).
+//! (the dispatcher never sees a secret). It needs a READ COMMITTED
+//! session that may write, whatever the database's defaults: every
+//! session is opened so (db.rs, `session_settings`).
 //!
 //! Payloads are what could make webhookd's memory grow without bound: an
 //! event's body comes once per claim (on the first row of its event) and is

@@ -12,7 +12,13 @@
 //! name). tokio-postgres itself knows only disable/prefer/require and
 //! refuses `sslrootcert`, so both are taken out of the string here and
 //! enforced by the rustls configuration handed to it.
+//!
+//! Every session also gets what webhookd relies on (`session_settings`),
+//! whatever the server, database or role defaults say; every database
+//! error is logged with what the server said (`Report`).
 
+use std::error::Error as StdError;
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +35,124 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Client, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
+
+/// Longest a statement of webhookd's may run. A claim, a batch of
+/// outcomes or a routing pass takes milliseconds; this is for a loaded
+/// server and a large backlog, not a budget. It is under the default lease
+/// (60 s), so what a claim leases is still leased when it returns, and
+/// under the recorder's own wait (record.rs), so the server cancels first
+/// and says why, rather than the connection being dropped.
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest a statement of webhookd's waits for a lock. Queue statements
+/// hold row locks for milliseconds (claims skip locked rows); a wait this
+/// long means something else (a long transaction, DDL, an extension
+/// upgrade) holds the lock, and failing with the server's message, then
+/// retrying with backoff, says so where waiting silently would not.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What webhookd's sessions rely on, sent in the startup packet of every
+/// connection (no extra round trip; it overrides server, database and role
+/// defaults, `ALTER ROLE … IN DATABASE … SET` included). The one place
+/// these are decided.
+///
+/// Not set, because nothing depends on them: `DateStyle`, `TimeZone`,
+/// `IntervalStyle`, `extra_float_digits` and `bytea_output` (parameters
+/// and results travel in binary; `webhookd status` shows times in the
+/// database's zone on purpose), and `client_encoding` (tokio-postgres
+/// always asks for UTF8).
+fn session_settings() -> [(&'static str, String); 6] {
+    [
+        // webhook.claim() and webhook.route() refuse any other level:
+        // leasing with SKIP LOCKED and the routing snapshot rest on READ
+        // COMMITTED's snapshot per statement.
+        ("default_transaction_isolation", "read committed".into()),
+        // Claiming and recording write.
+        ("default_transaction_read_only", "off".into()),
+        (
+            "statement_timeout",
+            format!("{}ms", STATEMENT_TIMEOUT.as_millis()),
+        ),
+        ("lock_timeout", format!("{}ms", LOCK_TIMEOUT.as_millis())),
+        // Every statement of webhookd's is its own transaction, so a
+        // session of ours is never idle in one; off, so that a value meant
+        // for interactive sessions decides nothing here either way.
+        ("idle_in_transaction_session_timeout", "0".into()),
+        // Every name webhookd writes is qualified (`webhook.`) or a
+        // built-in: nothing placed earlier on a path, and no temporary
+        // object, may stand in for one.
+        ("search_path", "pg_catalog, pg_temp".into()),
+    ]
+}
+
+/// The startup `options` for `session_settings()`, followed by the user's
+/// own (`-c name=value` words; the server splits them at whitespace, and a
+/// backslash escapes the next character). The user's come last, so an
+/// explicit choice in the connection string still wins.
+fn startup_options(user: Option<&str>) -> String {
+    let mut out = String::new();
+    for (name, value) in session_settings() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str("-c ");
+        for c in format!("{name}={value}").chars() {
+            if c == '\\' || c.is_whitespace() {
+                out.push('\\');
+            }
+            out.push(c);
+        }
+    }
+    if let Some(user) = user.map(str::trim).filter(|u| !u.is_empty()) {
+        out.push(' ');
+        out.push_str(user);
+    }
+    out
+}
+
+/// A database error as webhookd logs it: for an error from the server,
+/// `SQLSTATE 42501: permission denied for function claim (detail: …; hint:
+/// …)` (tokio-postgres's own text says only "db error"); otherwise the
+/// error and its sources, `error connecting to server: Connection refused
+/// (os error 111)`. Takes any error, so that one wrapping a database error
+/// (the recorder's) reads the same: `error = %db::Report(&e)`.
+pub struct Report<'a>(pub &'a (dyn StdError + 'static));
+
+impl fmt::Display for Report<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut written = String::new();
+        let mut next: Option<&(dyn StdError + 'static)> = Some(self.0);
+        while let Some(e) = next {
+            next = e.source();
+            if let Some(db) = e.downcast_ref::<tokio_postgres::error::DbError>() {
+                let sep = if written.is_empty() { "" } else { ": " };
+                write!(f, "{sep}SQLSTATE {}: {}", db.code().code(), db.message())?;
+                match (db.detail(), db.hint()) {
+                    (Some(d), Some(h)) => write!(f, " (detail: {d}; hint: {h})")?,
+                    (Some(d), None) => write!(f, " (detail: {d})")?,
+                    (None, Some(h)) => write!(f, " (hint: {h})")?,
+                    (None, None) => {}
+                }
+                return Ok(());
+            }
+            // Its text ("db error") says nothing its source does not.
+            let wraps_db = e
+                .downcast_ref::<tokio_postgres::Error>()
+                .is_some_and(|pg| pg.as_db_error().is_some());
+            let text = e.to_string();
+            if wraps_db || text.is_empty() || written.contains(&text) {
+                continue;
+            }
+            if !written.is_empty() {
+                f.write_str(": ")?;
+                written.push_str(": ");
+            }
+            f.write_str(&text)?;
+            written.push_str(&text);
+        }
+        Ok(())
+    }
+}
 
 /// Exponential backoff from 100 ms to 5 s.
 #[derive(Debug)]
@@ -274,6 +398,8 @@ impl Database {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        let options = startup_options(config.get_options());
+        config.options(options);
         let tls = tls_config(mode, root.as_deref())?;
         Ok(Database {
             config,
@@ -286,7 +412,7 @@ impl Database {
         let (client, connection) = self.connect_raw(application_name).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "database connection closed");
+                tracing::debug!(error = %Report(&e), "database connection closed");
             }
         });
         Ok(client)
@@ -476,7 +602,7 @@ pub async fn listen(
         let (client, mut connection) = match connected {
             Ok(pair) => pair,
             Err(e) => {
-                tracing::warn!(error = %e, "LISTEN connection failed; retrying");
+                tracing::warn!(error = %Report(&e), "LISTEN connection failed; retrying");
                 tokio::select! {
                     _ = backoff.wait() => continue,
                     _ = shutdown.cancelled() => return,
@@ -497,7 +623,7 @@ pub async fn listen(
             }
         };
         if let Err(e) = listened {
-            tracing::warn!(error = %e, "LISTEN failed; retrying");
+            tracing::warn!(error = %Report(&e), "LISTEN failed; retrying");
             backoff.wait().await;
             continue;
         }
@@ -510,7 +636,7 @@ pub async fn listen(
                     Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
-                        tracing::warn!(error = %e, "LISTEN connection lost; reconnecting");
+                        tracing::warn!(error = %Report(&e), "LISTEN connection lost; reconnecting");
                         break;
                     }
                     None => {
@@ -599,6 +725,58 @@ mod tests {
         );
         let e = ssl("host=h sslmode=verify-ca sslrootcert=/nonexistent.pem").unwrap_err();
         assert!(e.to_string().contains("/nonexistent.pem"), "{e}");
+    }
+
+    #[test]
+    fn sessions_get_their_settings_before_the_users_own_options() {
+        let options = |s: &str| {
+            Database::new(s, None)
+                .unwrap()
+                .config
+                .get_options()
+                .map(str::to_string)
+        };
+        let ours = options("postgres://h/db").unwrap();
+        assert!(
+            ours.starts_with("-c default_transaction_isolation=read\\ committed -c "),
+            "{ours}"
+        );
+        assert!(ours.contains("-c statement_timeout=30000ms"), "{ours}");
+        assert!(ours.contains("-c lock_timeout=10000ms"), "{ours}");
+        assert!(
+            ours.ends_with("-c search_path=pg_catalog,\\ pg_temp"),
+            "{ours}"
+        );
+        // The server splits at unescaped whitespace only: one word per
+        // `-c` and one per setting.
+        let words = ours.split(' ').filter(|w| !w.ends_with('\\')).count();
+        assert_eq!(words, 2 * session_settings().len(), "{ours}");
+        assert_eq!(
+            options("postgres://h/db?options=-c%20geqo%3Doff").unwrap(),
+            format!("{ours} -c geqo=off")
+        );
+        assert_eq!(
+            options("host=h options='-c statement_timeout=5min'").unwrap(),
+            format!("{ours} -c statement_timeout=5min")
+        );
+    }
+
+    #[test]
+    fn reports_of_errors_that_are_not_the_servers_give_their_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("connecting")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "refused",
+        ));
+        assert_eq!(Report(&e).to_string(), "connecting: refused");
+        // A source its error already quotes is not repeated.
+        #[derive(Debug, thiserror::Error)]
+        #[error("connecting: {0}")]
+        struct Quoting(#[source] std::io::Error);
+        let e = Quoting(std::io::Error::other("refused"));
+        assert_eq!(Report(&e).to_string(), "connecting: refused");
     }
 
     #[test]

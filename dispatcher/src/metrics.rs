@@ -142,7 +142,14 @@ pub async fn poll_backlog(
             .as_ref()
             .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
         {
-            client = database.connect("webhookd metrics").await.ok();
+            // Debug only: the claim loop reports the same database at warn.
+            client = match database.connect("webhookd metrics").await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::debug!(error = %crate::db::Report(&e), "backlog poll cannot connect");
+                    None
+                }
+            };
         }
         if let Some(c) = client.as_ref() {
             let r = c
@@ -160,7 +167,7 @@ pub async fn poll_backlog(
                         .store(row.get(1), Ordering::Relaxed);
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "backlog query failed");
+                    tracing::debug!(error = %crate::db::Report(&e), "backlog query failed");
                     client = None;
                 }
             }

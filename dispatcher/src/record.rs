@@ -32,8 +32,10 @@ pub const ERROR_BYTES: usize = 1024;
 /// lease expiry.
 pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
 /// One `record()` or `release()` call taking longer than this counts as the
-/// database being unreachable (the connection is replaced).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// database being unreachable (the connection is replaced). Longer than the
+/// sessions' statement timeout, so a slow statement is cancelled by the
+/// server (which says why, and keeps the connection) before this fires.
+const WRITE_TIMEOUT: Duration = db::STATEMENT_TIMEOUT.saturating_add(Duration::from_secs(5));
 const MAX_BATCH: usize = 1000;
 
 /// `bytes` as text PostgreSQL can store: valid UTF-8 (invalid sequences
@@ -122,11 +124,17 @@ pub enum WriteError {
     /// The database cannot take outcomes now, whatever they are (down,
     /// restarting, read-only, the connection broke, a lock timed out, the
     /// function is missing): retry the same batch later.
-    #[error("the database cannot take outcomes now: {0}")]
+    #[error("the database cannot take outcomes now: {}", db::Report(.0.as_ref()))]
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
     /// The database refused this batch's data: split it.
-    #[error("SQLSTATE {}: {message}", code.code())]
-    Refused { code: SqlState, message: String },
+    #[error("{report}")]
+    Refused {
+        code: SqlState,
+        /// The server's message (stored with a degraded outcome).
+        message: String,
+        /// All the server said, for the log (`db::Report`).
+        report: String,
+    },
 }
 
 impl From<tokio_postgres::Error> for WriteError {
@@ -149,6 +157,7 @@ impl From<tokio_postgres::Error> for WriteError {
             _ => WriteError::Refused {
                 code,
                 message: db.message().to_string(),
+                report: db::Report(&e).to_string(),
             },
         }
     }
@@ -191,7 +200,9 @@ async fn bounded<T>(
 ) -> Result<T, WriteError> {
     match tokio::time::timeout(WRITE_TIMEOUT, f).await {
         Ok(r) => Ok(r?),
-        Err(elapsed) => Err(WriteError::Unavailable(Box::new(elapsed))),
+        Err(_) => Err(WriteError::Unavailable(
+            format!("no answer within {}s", WRITE_TIMEOUT.as_secs()).into(),
+        )),
     }
 }
 
@@ -279,7 +290,7 @@ async fn write<S: Store>(
             }
             // Ids and tokens only: nothing to split or degrade.
             Err(e) => {
-                tracing::warn!(error = %e, released = released.len(), "releasing leases was refused; they expire by themselves");
+                tracing::warn!(error = %db::Report(&e), released = released.len(), "releasing leases was refused; they expire by themselves");
                 written.dropped += released.len();
             }
         }
@@ -315,7 +326,7 @@ async fn write_outcomes<S: Store>(
         todo.push(0..outcomes.len());
     }
     while let Some(range) = todo.pop() {
-        let refused = match store.record(&outcomes[range.clone()]).await {
+        let (code, message, report) = match store.record(&outcomes[range.clone()]).await {
             Ok(()) => {
                 written.recorded += range.len();
                 continue;
@@ -325,7 +336,11 @@ async fn write_outcomes<S: Store>(
                 todo.reverse();
                 return Err((e, todo));
             }
-            Err(WriteError::Refused { code, message }) => (code, message),
+            Err(WriteError::Refused {
+                code,
+                message,
+                report,
+            }) => (code, message, report),
         };
         if range.len() > 1 {
             let mid = range.start + range.len() / 2;
@@ -334,13 +349,12 @@ async fn write_outcomes<S: Store>(
             continue;
         }
         let original = &outcomes[range.start];
-        let degraded = original.degraded(&refused.0, &refused.1);
+        let degraded = original.degraded(&code, &message);
         match store.record(std::slice::from_ref(&degraded)).await {
             Ok(()) => {
                 tracing::warn!(
                     delivery = original.delivery_id,
-                    sqlstate = refused.0.code(),
-                    reason = %refused.1,
+                    error = %report,
                     "an outcome was refused by the database; recorded without its text"
                 );
                 written.degraded += 1;
@@ -353,8 +367,8 @@ async fn write_outcomes<S: Store>(
             Err(e) => {
                 tracing::error!(
                     delivery = original.delivery_id,
-                    first = %refused.1,
-                    error = %e,
+                    first = %report,
+                    error = %db::Report(&e),
                     "an outcome cannot be recorded; dropped (its lease expires and the delivery is attempted again)"
                 );
                 written.dropped += 1;
@@ -439,7 +453,7 @@ async fn drain(
             match Conn::open(database, worker).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    tracing::warn!(error = %e, pending = pending.len(), "recorder cannot reach the database; retrying");
+                    tracing::warn!(error = %db::Report(&e), pending = pending.len(), "recorder cannot reach the database; retrying");
                     backoff.wait().await;
                     continue;
                 }
@@ -464,7 +478,7 @@ async fn drain(
                 backoff.reset();
             }
             Err((e, left)) => {
-                tracing::warn!(error = %e, unwritten = left.len(), "recording outcomes failed; retrying");
+                tracing::warn!(error = %db::Report(&e), unwritten = left.len(), "recording outcomes failed; retrying");
                 pending.splice(..n, left);
                 conn = None;
                 backoff.wait().await;
@@ -548,6 +562,7 @@ mod tests {
                 return Err(WriteError::Refused {
                     code: SqlState::CHARACTER_NOT_IN_REPERTOIRE,
                     message: "invalid byte sequence".into(),
+                    report: "SQLSTATE 22021: invalid byte sequence".into(),
                 });
             }
             self.recorded.extend_from_slice(batch);

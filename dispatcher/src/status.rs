@@ -1,7 +1,21 @@
 //! `webhookd status`: backlog, oldest pending age and per-endpoint health.
 
-pub async fn run(database: &crate::db::Database) -> anyhow::Result<()> {
-    let client = database.connect("webhookd status").await?;
+use anyhow::Context;
+
+use crate::db::{Database, Report};
+
+/// The error with what the server said (anyhow's chain would show
+/// tokio-postgres's "db error" first and the server's message only below).
+fn reported(e: tokio_postgres::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", Report(&e))
+}
+
+pub async fn run(database: &Database) -> anyhow::Result<()> {
+    let client = database
+        .connect("webhookd status")
+        .await
+        .map_err(reported)
+        .context("connecting to the database")?;
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'pending'), \
@@ -10,7 +24,9 @@ pub async fn run(database: &crate::db::Database) -> anyhow::Result<()> {
                FROM webhook.deliveries",
             &[],
         )
-        .await?;
+        .await
+        .map_err(reported)
+        .context("reading the backlog")?;
     let (pending, oldest, dead): (i64, f64, i64) = (row.get(0), row.get(1), row.get(2));
     println!("backlog: {pending} pending (oldest {oldest:.1}s), {dead} dead");
     let rows = client
@@ -22,7 +38,9 @@ pub async fn run(database: &crate::db::Database) -> anyhow::Result<()> {
                FROM webhook.endpoint_health ORDER BY endpoint_id",
             &[],
         )
-        .await?;
+        .await
+        .map_err(reported)
+        .context("reading endpoint health")?;
     println!(
         "{:>4}  {:<40} {:<8} {:>8} {:>6}  {:<19}  {:<19}",
         "id", "url", "state", "backlog", "dead", "last success", "last failure"
