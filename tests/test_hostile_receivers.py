@@ -537,13 +537,12 @@ def test_a_slowloris_receiver_is_cut_off_at_the_endpoint_timeout_and_never_slows
             assert 1900 <= r["ms"] < 3500, r
         assert statuses_of(db, ep_head) == ["dead"] * 3
         # The status came at once and stands; the body was cut at the same
-        # deadline, and the attempt says so.
+        # deadline (what had come of it is kept).
         rows = attempt_details(db, ep_body)
         assert len(rows) == 3, rows
         for r in rows:
             assert r["status"] == 200 and 1900 <= r["ms"] < 3500, r
             assert r["excerpt"] and set(r["excerpt"]) == {"y"} and len(r["excerpt"]) <= 3, r
-            assert r["error"] and "timeout" in r["error"], r
         assert statuses_of(db, ep_body) == ["succeeded"] * 3
         assert_exactly_once_and_verified(healthy, 3)
         assert_answered_promptly(db, ep_healthy)
@@ -554,6 +553,10 @@ def test_a_slowloris_receiver_is_cut_off_at_the_endpoint_timeout_and_never_slows
             what="webhookd to hang up on every slow connection",
         )
         assert w.term(timeout=20) == 0
+        # The body was cut, and the attempt says so, as it does for a body cut
+        # by a closed connection: an excerpt alone would pass for the whole.
+        for r in rows:
+            assert r["error"] and "timeout" in r["error"], r
     finally:
         head.close()
         body.close()
