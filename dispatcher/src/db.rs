@@ -178,6 +178,40 @@ impl Backoff {
     }
 }
 
+/// Open a connection with `open` (connect, then prepare what it needs),
+/// again and again with `backoff` between tries, each failure logged in
+/// the server's words, until it succeeds (the backoff is reset) or
+/// `shutdown` is cancelled (None). webhookd's one reconnect loop: the
+/// claim loop, the recorder, the LISTEN connection and the metrics poll
+/// open theirs through it.
+pub async fn connect_with_backoff<T, F, Fut>(
+    what: &'static str,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+    mut open: F,
+) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    while !shutdown.is_cancelled() {
+        match open().await {
+            Ok(conn) => {
+                backoff.reset();
+                return Some(conn);
+            }
+            Err(e) => {
+                tracing::warn!(connection = what, error = %Report(&e), "cannot connect to the database; retrying");
+                tokio::select! {
+                    _ = backoff.wait() => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Why a connection string cannot be used. Never carries the string
 /// itself (it may hold a password).
 #[derive(Debug, thiserror::Error)]
@@ -598,16 +632,13 @@ pub async fn listen(
 ) {
     let mut backoff = Backoff::default();
     while !shutdown.is_cancelled() {
-        let connected = database.connect_raw("webhookd listen").await;
-        let (client, mut connection) = match connected {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::warn!(error = %Report(&e), "LISTEN connection failed; retrying");
-                tokio::select! {
-                    _ = backoff.wait() => continue,
-                    _ = shutdown.cancelled() => return,
-                }
-            }
+        let Some((client, mut connection)) =
+            connect_with_backoff("listen", &mut backoff, &shutdown, || {
+                database.connect_raw("webhookd listen")
+            })
+            .await
+        else {
+            return;
         };
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
         let sql = format!("LISTEN {channel}");

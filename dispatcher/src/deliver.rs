@@ -263,8 +263,7 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
 
 /// The start of the body (`EXCERPT_BYTES`), reading at most `READ_CAP`
 /// bytes and never past the deadline; why it could not be read to its
-/// end, if that failed (a body still arriving at the deadline is no
-/// error: the status is what counts).
+/// end, if it could not (the status stands either way).
 async fn read_excerpt(
     mut response: reqwest::Response,
     deadline: tokio::time::Instant,
@@ -282,7 +281,11 @@ async fn read_excerpt(
                     break;
                 }
             }
-            Ok(Ok(None)) | Err(_) => break,
+            Ok(Ok(None)) => break,
+            Err(_) => {
+                error = Some("timeout: the body was still arriving".to_string());
+                break;
+            }
             Ok(Err(e)) => {
                 error = Some(format!("reading response: {}", causes(&e)));
                 break;

@@ -189,41 +189,20 @@ fn outcome_of(
 }
 
 /// Run until `shutdown` is cancelled; then stop claiming, let in-flight
-/// requests finish within the grace period, release the rest, write every
-/// outcome and return.
+/// requests finish within the grace period, give back the rest, write
+/// every outcome (within `record::FINAL_FLUSH`) and return.
 pub async fn run(
     cfg: Config,
     metrics_listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new();
+    // Stops the metrics server, the backlog poll and LISTEN at the end.
     let background = CancellationToken::new();
     let client = deliver::client(&cfg.http)?;
-
     if let Some(listener) = metrics_listener {
-        let m = metrics.clone();
-        tokio::spawn(http::serve(
-            listener,
-            move |req| {
-                let m = m.clone();
-                async move {
-                    match req.uri().path() {
-                        "/metrics" => http::reply(200, m.render()),
-                        "/healthz" => http::reply(200, "ok\n"),
-                        _ => http::reply(404, "not found\n"),
-                    }
-                }
-            },
-            background.clone(),
-        ));
-        tokio::spawn(crate::metrics::poll_backlog(
-            cfg.database.clone(),
-            metrics.clone(),
-            Duration::from_secs(5),
-            background.clone(),
-        ));
+        serve_metrics(listener, &cfg, &metrics, &background);
     }
-
     let wake = Arc::new(Notify::new());
     if cfg.listen {
         tokio::spawn(db::listen(
@@ -233,31 +212,91 @@ pub async fn run(
             background.clone(),
         ));
     }
-
-    let (out_tx, out_rx) = mpsc::channel::<Report>(10_000);
+    let (reports, to_record) = mpsc::channel::<Report>(10_000);
     let give_up = CancellationToken::new();
     let mut recorder = tokio::spawn(record::run(
         cfg.database.clone(),
         cfg.worker.clone(),
-        out_rx,
+        to_record,
         give_up.clone(),
     ));
-
-    let global = Arc::new(Semaphore::new(cfg.concurrency));
-    let held_bytes = HeldBytes::default();
     let shared = Arc::new(Shared {
         client,
         retry: cfg.retry.clone(),
         breaker: cfg.breaker.clone(),
-        metrics: metrics.clone(),
-        reports: out_tx,
+        metrics,
+        reports,
         endpoints: Mutex::new(Endpoints::default()),
         held: Mutex::default(),
         finished: Notify::new(),
     });
-    let mut tasks = JoinSet::new();
 
-    let mut conn: Option<(tokio_postgres::Client, Claimer)> = None;
+    tracing::info!(worker = %cfg.worker, concurrency = cfg.concurrency, listen = cfg.listen, "webhookd running");
+    let mut tasks = JoinSet::new();
+    claim_loop(&cfg, &shared, &wake, &mut tasks, &shutdown).await;
+    drain(&cfg, shared, tasks).await;
+
+    // The final flush is bounded: a database that cannot take the outcomes
+    // must not keep webhookd from exiting.
+    if tokio::time::timeout(record::FINAL_FLUSH, &mut recorder)
+        .await
+        .is_err()
+    {
+        give_up.cancel();
+        let _ = recorder.await;
+    }
+    background.cancel();
+    tracing::info!("webhookd stopped");
+    Ok(())
+}
+
+/// Prometheus `/metrics` and `/healthz`, and the backlog poll that feeds
+/// the backlog gauges.
+fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    background: &CancellationToken,
+) {
+    let m = metrics.clone();
+    tokio::spawn(http::serve(
+        listener,
+        move |req| {
+            let m = m.clone();
+            async move {
+                match req.uri().path() {
+                    "/metrics" => http::reply(200, m.render()),
+                    "/healthz" => http::reply(200, "ok\n"),
+                    _ => http::reply(404, "not found\n"),
+                }
+            }
+        },
+        background.clone(),
+    ));
+    tokio::spawn(crate::metrics::poll_backlog(
+        cfg.database.clone(),
+        metrics.clone(),
+        Duration::from_secs(5),
+        background.clone(),
+    ));
+}
+
+/// The claim connection: a client and its prepared statements.
+type ClaimConn = (tokio_postgres::Client, Claimer);
+
+/// Claim while there is room (permits and the body budget), hand each
+/// delivery to a task, and wait when there is nothing to do; until
+/// `shutdown`.
+async fn claim_loop(
+    cfg: &Config,
+    shared: &Arc<Shared>,
+    wake: &Notify,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) {
+    let global = Arc::new(Semaphore::new(cfg.concurrency));
+    let held_bytes = HeldBytes::default();
+    let mut conn: Option<ClaimConn> = None;
     let mut backoff = db::Backoff::default();
     // When the last routing pass that leased nothing ran (see below).
     let mut parked_at = Instant::now();
@@ -266,54 +305,34 @@ pub async fn run(
     } else {
         Duration::ZERO
     };
+    // A request never outlives its lease, or another worker could send it
+    // again while this one is still waiting.
+    let lease_ms = (cfg.lease.as_millis() as i64 * 8 / 10).max(100) as i32;
 
-    tracing::info!(worker = %cfg.worker, concurrency = cfg.concurrency, listen = cfg.listen, "webhookd running");
     while !shutdown.is_cancelled() {
         while tasks.try_join_next().is_some() {}
         let free = global.available_permits().min(cfg.batch);
-        if free == 0 {
-            tokio::select! {
-                _ = shared.finished.notified() => {}
-                _ = shutdown.cancelled() => break,
-            }
-            continue;
-        }
         // Memory is bounded by the budget, not by payloads: with the
         // budget spent, wait until a request ends (its body may be freed).
         let budget = cfg.claim_max_bytes.saturating_sub(held_bytes.get());
-        if budget == 0 {
+        if free == 0 || budget == 0 {
             tokio::select! {
                 _ = shared.finished.notified() => {}
-                _ = tokio::time::sleep(cfg.poll_interval) => {}
+                _ = tokio::time::sleep(cfg.poll_interval), if budget == 0 => {}
                 _ = shutdown.cancelled() => break,
             }
             continue;
         }
         if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            let connected = async {
+            conn = db::connect_with_backoff("claim", &mut backoff, shutdown, || async {
                 let c = cfg.database.connect("webhookd claim").await?;
                 let claimer = Claimer::prepare(&c).await?;
-                Ok::<_, tokio_postgres::Error>((c, claimer))
-            }
+                Ok((c, claimer))
+            })
             .await;
-            match connected {
-                Ok(pair) => {
-                    tracing::info!("connected to the database");
-                    conn = Some(pair);
-                    backoff.reset();
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot connect to the database; retrying");
-                    tokio::select! {
-                        _ = backoff.wait() => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    continue;
-                }
-            }
         }
         let Some((pg, claimer)) = conn.as_ref() else {
-            continue;
+            break;
         };
         let limits = shared
             .endpoints
@@ -330,21 +349,10 @@ pub async fn run(
             max_body_bytes: budget.min(i64::MAX as usize) as i64,
             held: &held_bytes,
         };
-        let claimed = match claimer.claim(pg, &req).await {
-            Ok(claim) => {
-                if !claim.without_body.is_empty() {
-                    tracing::warn!(
-                        deliveries = claim.without_body.len(),
-                        "claimed deliveries came without their event's body; given back"
-                    );
-                    let (ids, tokens): (Vec<i64>, Vec<i32>) =
-                        claim.without_body.into_iter().unzip();
-                    let _ = record::release(pg, &ids, &tokens).await;
-                }
-                claim.deliveries
-            }
+        let claim = match claimer.claim(pg, &req).await {
+            Ok(claim) => claim,
             Err(e) => {
-                tracing::warn!(error = %e, "claim failed; reconnecting");
+                tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting");
                 conn = None;
                 tokio::select! {
                     _ = backoff.wait() => {}
@@ -353,17 +361,22 @@ pub async fn run(
                 continue;
             }
         };
-        metrics.claims.fetch_add(1, Ordering::Relaxed);
-        let got = claimed.len();
+        if !claim.without_body.is_empty() {
+            tracing::warn!(
+                deliveries = claim.without_body.len(),
+                "claimed deliveries came without their event's body; given back"
+            );
+            let (ids, tokens): (Vec<i64>, Vec<i32>) = claim.without_body.into_iter().unzip();
+            give_back(pg, &ids, &tokens).await;
+        }
+        shared.metrics.claims.fetch_add(1, Ordering::Relaxed);
+        let got = claim.deliveries.len();
         tracing::debug!(asked = free, got, limits = ?limits, "claimed");
-        // A request never outlives its lease, or another worker could send
-        // it again while this one is still waiting.
-        let lease_ms = (cfg.lease.as_millis() as i64 * 8 / 10).max(100) as i32;
-        for mut c in claimed {
+        for mut c in claim.deliveries {
             let Ok(permit) = global.clone().try_acquire_owned() else {
                 // Cannot happen (we asked for at most the free permits), but
                 // never drop a claimed delivery: give it back.
-                let _ = record::release(pg, &[c.delivery_id], &[c.claim_token]).await;
+                give_back(pg, &[c.delivery_id], &[c.claim_token]).await;
                 continue;
             };
             let endpoint_permits = match shared.endpoints.lock() {
@@ -391,7 +404,7 @@ pub async fn run(
                 .await
             {
                 Ok(n) => tracing::debug!(routed = n, "routed for busy endpoints"),
-                Err(e) => tracing::warn!(error = %e, "routing failed"),
+                Err(e) => tracing::warn!(error = %db::Report(&e), "routing failed"),
             }
         }
         if got == 0 {
@@ -422,7 +435,20 @@ pub async fn run(
             }
         }
     }
+}
 
+/// Leases given back unattempted (`webhook.release()`); a failure is
+/// logged, and those leases expire by themselves.
+async fn give_back(pg: &tokio_postgres::Client, ids: &[i64], tokens: &[i32]) {
+    if let Err(e) = record::release(pg, ids, tokens).await {
+        tracing::warn!(error = %db::Report(&e), leases = ids.len(), "giving back leases failed; they expire by themselves");
+    }
+}
+
+/// Shutdown: in-flight requests get the grace period; the leases of what
+/// was not attempted are given back through the recorder (in its final
+/// flush), and the recorder's channel is closed.
+async fn drain(cfg: &Config, shared: Arc<Shared>, mut tasks: JoinSet<()>) {
     tracing::info!(in_flight = tasks.len(), grace = ?cfg.shutdown_grace, "shutting down: draining in-flight deliveries");
     let drained = tokio::time::timeout(cfg.shutdown_grace, async {
         while tasks.join_next().await.is_some() {}
@@ -432,8 +458,6 @@ pub async fn run(
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    // Leases of deliveries not attempted (aborted, or never started) are
-    // given back through the recorder, in its final flush.
     let leftover: Vec<(i64, i32)> = shared
         .held
         .lock()
@@ -464,16 +488,4 @@ pub async fn run(
     // The last sender: the recorder sees the channel closed once it has
     // written what is queued.
     drop(shared);
-    // The final flush is bounded: a database that cannot take the outcomes
-    // must not keep webhookd from exiting.
-    if tokio::time::timeout(record::FINAL_FLUSH, &mut recorder)
-        .await
-        .is_err()
-    {
-        give_up.cancel();
-        let _ = recorder.await;
-    }
-    background.cancel();
-    tracing::info!("webhookd stopped");
-    Ok(())
 }

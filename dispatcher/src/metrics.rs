@@ -137,19 +137,16 @@ pub async fn poll_backlog(
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut client = None;
+    let mut backoff = crate::db::Backoff::default();
     loop {
         if client
             .as_ref()
             .is_none_or(|c: &tokio_postgres::Client| c.is_closed())
         {
-            // Debug only: the claim loop reports the same database at warn.
-            client = match database.connect("webhookd metrics").await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    tracing::debug!(error = %crate::db::Report(&e), "backlog poll cannot connect");
-                    None
-                }
-            };
+            client = crate::db::connect_with_backoff("metrics", &mut backoff, &shutdown, || {
+                database.connect("webhookd metrics")
+            })
+            .await;
         }
         if let Some(c) = client.as_ref() {
             let r = c

@@ -429,6 +429,8 @@ async fn drain(
     let mut conn: Option<Conn> = None;
     let mut closed = false;
     let mut backoff = db::Backoff::default();
+    // The recorder keeps trying until run() gives up on it.
+    let never = CancellationToken::new();
     loop {
         if pending.is_empty() {
             if closed {
@@ -450,14 +452,10 @@ async fn drain(
             }
         }
         if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-            match Conn::open(database, worker).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %db::Report(&e), pending = pending.len(), "recorder cannot reach the database; retrying");
-                    backoff.wait().await;
-                    continue;
-                }
-            }
+            conn = db::connect_with_backoff("record", &mut backoff, &never, || {
+                Conn::open(database, worker)
+            })
+            .await;
         }
         let Some(c) = conn.as_mut() else { continue };
         let n = pending.len().min(MAX_BATCH);
