@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: setup install build-extension webhookd test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
+.PHONY: setup install build-extension webhookd image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,10 @@ build-extension:
 
 webhookd:
 	cargo build --release -p webhookd
+
+## The webhookd container image, pg-webhook/webhookd:<version> (deploy/webhookd/Containerfile).
+image: webhookd
+	scripts/image.sh
 
 lint:
 	cargo fmt --all --check

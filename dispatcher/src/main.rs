@@ -9,6 +9,7 @@ mod deliver;
 mod dispatcher;
 mod egress;
 mod endpoints;
+mod healthcheck;
 mod http;
 mod listen;
 mod metrics;
@@ -21,8 +22,11 @@ use std::net::SocketAddr;
 
 use config::{DatabaseArgs, RunArgs};
 
+use std::io::IsTerminal;
+use std::time::Duration;
+
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -34,6 +38,15 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text, or as one JSON object each (for log collectors).
+    #[arg(long, global = true, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -44,6 +57,20 @@ enum Command {
     Listen(ListenArgs),
     /// Print the backlog and each endpoint's health.
     Status(StatusArgs),
+    /// Exit 0 when a running webhookd's health address answers (a
+    /// container's HEALTHCHECK).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct HealthcheckArgs {
+    /// The health address of the instance (`run --metrics-addr`, from the
+    /// same environment variable); 0.0.0.0 is asked on loopback.
+    #[arg(long, env = "WEBHOOKD_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    addr: SocketAddr,
+    /// How long the answer may take.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -97,15 +124,33 @@ async fn terminated(token: CancellationToken) {
     token.cancel();
 }
 
+/// Logs go to stdout for `run` (a service: its output is its log, as a
+/// container runtime collects it) and to stderr for the commands whose
+/// stdout is their answer.
+fn init_logs(format: LogFormat, to_stdout: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEBHOOKD_LOG")
+        .unwrap_or_else(|_| "info".into());
+    // Colours only for a terminal: a log file or a container log collector
+    // would store the escape codes.
+    let ansi = if to_stdout {
+        std::io::stdout().is_terminal()
+    } else {
+        std::io::stderr().is_terminal()
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi);
+    match (format, to_stdout) {
+        (LogFormat::Text, true) => builder.with_writer(std::io::stdout).init(),
+        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).init(),
+        (LogFormat::Json, true) => builder.json().with_writer(std::io::stdout).init(),
+        (LogFormat::Json, false) => builder.json().with_writer(std::io::stderr).init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEBHOOKD_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logs(cli.log_format, matches!(cli.command, Command::Run(_)));
     let threads = match &cli.command {
         Command::Run(a) => a.threads,
         _ => 1,
@@ -163,5 +208,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::process::exit(code)
         }
         Command::Status(a) => status::run(&a.db.database()?).await,
+        Command::Healthcheck(a) => healthcheck::run(a.addr, a.timeout).await,
     }
 }

@@ -1,0 +1,76 @@
+//! `webhookd healthcheck`: exit 0 when a running webhookd's health address
+//! answers `/healthz` with 200. It is the container image's HEALTHCHECK
+//! (the image has no curl, no shell), so it reads the same
+//! `WEBHOOKD_METRICS_ADDR` the running instance serves on.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
+
+/// Where to ask: the address served on, with an unspecified one (0.0.0.0,
+/// ::, how a container listens) asked on loopback.
+fn target(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// Ok when `/healthz` answers 200 within `timeout`.
+pub async fn run(addr: SocketAddr, timeout: Duration) -> anyhow::Result<()> {
+    let url = format!("http://{}/healthz", target(addr));
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()?;
+    let status = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {}", e.without_url()))?
+        .status();
+    if status != reqwest::StatusCode::OK {
+        anyhow::bail!("{url} answered {status}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unspecified_address_is_asked_on_loopback() {
+        let t = |s: &str| target(s.parse().unwrap()).to_string();
+        assert_eq!(t("0.0.0.0:9090"), "127.0.0.1:9090");
+        assert_eq!(t("[::]:9090"), "[::1]:9090");
+        assert_eq!(t("10.1.2.3:9090"), "10.1.2.3:9090");
+    }
+
+    #[tokio::test]
+    async fn a_running_health_address_is_healthy_and_a_closed_one_is_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(crate::http::serve(
+            listener,
+            |req| async move {
+                match req.uri().path() {
+                    "/healthz" => crate::http::reply(200, "ok\n"),
+                    _ => crate::http::reply(404, "not found\n"),
+                }
+            },
+            stop.clone(),
+        ));
+        run(addr, Duration::from_secs(2)).await.unwrap();
+        stop.cancel();
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gone = closed.local_addr().unwrap();
+        drop(closed);
+        assert!(run(gone, Duration::from_secs(2)).await.is_err());
+    }
+}
