@@ -260,6 +260,17 @@ def issue(d, ca, name, subject, key_kind="rsa-pkcs8", ext=None):
 # ---------------------------------------------------------------- webhookd
 
 
+PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+
+
+def webhookd_env(**extra):
+    """This process's environment for a webhookd, without any proxy setting
+    (test traffic stays on loopback; tests of proxies set their own)."""
+    e = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
+    e.update(extra)
+    return e
+
+
 class Webhookd:
     """`env` is added to this process's environment; a None value removes
     that variable (HTTP_PROXY=None: no proxy from the environment)."""
@@ -268,8 +279,7 @@ class Webhookd:
         self.log_path = ROOT / "target" / "test-logs" / f"webhookd-{dbname}-{time.time_ns()}.log"
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log = open(self.log_path, "wb")
-        e = dict(os.environ)
-        e.update({"DATABASE_URL": dsn(dbname), "WEBHOOKD_LOG": "info"})
+        e = webhookd_env(DATABASE_URL=dsn(dbname), WEBHOOKD_LOG="info")
         for k, v in (env or {}).items():
             if v is None:
                 e.pop(k, None)

@@ -6,7 +6,6 @@ namespace with no routes, not even loopback up), reaching PostgreSQL over
 its unix socket: nothing can leave even if the guard failed, and the error
 recorded tells a refusal by the guard from a failed connection."""
 
-import os
 import signal
 import subprocess
 import time
@@ -14,7 +13,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import CLUSTER_DIR, PORT, ROOT, SECRET, WEBHOOKD, dsn, q, q1, wait_for
+from conftest import CLUSTER_DIR, PORT, ROOT, SECRET, WEBHOOKD, dsn, q, q1, wait_for, webhookd_env
 
 FAST = ["--retry-schedule", "100ms", "--retry-jitter", "0", "--poll-interval", "200ms"]
 
@@ -31,7 +30,7 @@ class Bare:
         if netns:
             url = f"postgresql:///{dbname}?host={CLUSTER_DIR / 'sock'}&port={PORT}&user=postgres"
             cmd = ["unshare", "--net", *cmd]
-        e = dict(os.environ, DATABASE_URL=url, WEBHOOKD_LOG="info")
+        e = webhookd_env(DATABASE_URL=url, WEBHOOKD_LOG="info")
         e.update(env or {})
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=e)
