@@ -4,7 +4,6 @@
 //! a timeout.
 
 use std::collections::HashSet;
-use std::error::Error as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -318,13 +317,11 @@ fn failure(e: &reqwest::Error) -> Failure {
 /// The chain of causes below a reqwest error, each said once.
 fn causes(e: &reqwest::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
-    let mut source = e.source();
-    while let Some(err) = source {
+    for err in egress::chain(e).skip(1) {
         let text = err.to_string();
         if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        source = err.source();
     }
     if parts.is_empty() {
         parts.push(if e.is_body() { "body" } else { "unknown" }.into());

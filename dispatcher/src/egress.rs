@@ -265,26 +265,19 @@ pub struct DnsError {
 
 /// Whether a request error is a name that did not resolve.
 pub fn is_dns(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if err.is::<DnsError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    chain(e).any(|err| err.is::<DnsError>())
 }
 
 /// The guard's refusal inside a request error, if that is what it is.
 pub fn refusal(e: &reqwest::Error) -> Option<&ssrf::Refused> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(r) = err.downcast_ref::<ssrf::Refused>() {
-            return Some(r);
-        }
-        source = err.source();
-    }
-    None
+    chain(e).find_map(|err| err.downcast_ref::<ssrf::Refused>())
+}
+
+/// A request error and the errors below it, outermost first.
+pub fn chain(e: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |err| {
+        err.source()
+    })
 }
 
 /// Whether a request error is our TLS handshake failing (an untrusted or
@@ -299,14 +292,7 @@ pub fn is_tls(e: &reqwest::Error) -> bool {
                 .and_then(|io| io.get_ref())
                 .is_some_and(|inner| rustls_in(inner))
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if rustls_in(err) {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    chain(e).any(rustls_in)
 }
 
 #[cfg(test)]

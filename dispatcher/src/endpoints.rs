@@ -168,6 +168,14 @@ impl Endpoints {
 mod tests {
     use super::*;
 
+    fn room_by_id(l: &Limits) -> HashMap<i64, i32> {
+        l.capped
+            .iter()
+            .copied()
+            .zip(l.room.iter().copied())
+            .collect()
+    }
+
     #[test]
     fn room_is_max_in_flight_less_what_is_held_within_a_fair_share() {
         let mut eps = Endpoints::default();
@@ -177,24 +185,14 @@ mod tests {
         }
         eps.enter(2, 4);
         let l = eps.limits(64, now);
-        let room: HashMap<i64, i32> = l
-            .capped
-            .iter()
-            .copied()
-            .zip(l.room.iter().copied())
-            .collect();
+        let room = room_by_id(&l);
         // Two busy endpoints: a share is 64 / 3 = 21.
         assert_eq!(room[&1], 13);
         assert_eq!(room[&2], 3);
         assert!(l.paused.is_empty() && !l.any_full());
         // With a concurrency of 6, the share (2) caps endpoint 1, now full.
         let l = eps.limits(6, now);
-        let room: HashMap<i64, i32> = l
-            .capped
-            .iter()
-            .copied()
-            .zip(l.room.iter().copied())
-            .collect();
+        let room = room_by_id(&l);
         assert_eq!((room[&1], room[&2]), (0, 1));
         assert!(l.any_full());
         for _ in 0..3 {
