@@ -192,7 +192,11 @@ def test_huge_response_body_is_capped(db, receiver, webhookd):
 
 
 def test_two_dispatchers_share_the_work(db, receiver, webhookd):
-    r = receiver(lambda n, req: (204, {}, b"", 0.01))
+    # Slow enough that one dispatcher's room for the endpoint (16 in
+    # flight) fills and the other's claims find work: at 10 ms a request,
+    # one dispatcher can keep up alone, and which one wins every claim is
+    # then a matter of timing.
+    r = receiver(lambda n, req: (204, {}, b"", 0.1))
     setup_orders(db, r.url)
     webhookd("--batch", "20", "--worker", "w1", *FAST)
     webhookd("--batch", "20", "--worker", "w2", *FAST)
