@@ -276,9 +276,16 @@ def test_claim_respects_max_in_flight_and_excluded_endpoints_for_new_events(db):
     # a: capped at its max_in_flight; b: excluded (saturated in the caller).
     assert [r[0] for r in rows] == [a, a]
     assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE status = 'pending'") == 4
+    # a's two leases are live, whoever holds them: its max_in_flight is
+    # full, for every dispatcher.
     rows = q(db, "SELECT endpoint_id, event_id FROM webhook.claim(100)")
-    assert sorted(r[0] for r in rows) == [a, a, b, b, b, b]
+    assert sorted(r[0] for r in rows) == [b, b, b, b]
     assert claim(db, 100) == []
+    db.execute("UPDATE webhook.delivery SET next_attempt_at = now() - interval '1 second' WHERE endpoint_id = %s", (a,))
+    # Expired leases are due again, and free their room.
+    rows = q(db, "SELECT endpoint_id, event_id FROM webhook.claim(100)")
+    assert [r[0] for r in rows] == [a, a]
+    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE endpoint_id = %s", a) == 4
 
 
 def test_claim_of_new_events_keeps_one_in_flight_per_ordering_key(db):

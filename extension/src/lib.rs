@@ -3,8 +3,9 @@
 //! Data path inside the database: capture (row triggers) → outbox
 //! (`webhook.event_log`) → route (fan-out to `webhook.delivery`, in SQL) →
 //! claim + sign (`webhook.claim`, signatures computed here) → record
-//! (`webhook.record`). The SQL objects live in `schema.sql`; this crate holds
-//! what must be fast or must not leave the database (secrets).
+//! (`webhook.record`) → retention. The SQL objects live in `../sql/`, one
+//! file per stage, loaded in that order; this crate holds what must be fast
+//! or must not leave the database (secrets).
 
 use pgrx::prelude::*;
 
@@ -21,7 +22,39 @@ use webhook_signing as sign;
 
 ::pgrx::pg_module_magic!();
 
-extension_sql_file!("schema.sql", name = "schema", finalize);
+// One file per stage, each after what it uses. Rust functions that a view
+// or a SQL-language function calls when it is created are named too; a
+// PL/pgSQL body is resolved only when it runs.
+extension_sql_file!(
+    "../sql/outbox.sql",
+    name = "outbox",
+    requires = [outbox::without_nul_escapes_sql]
+);
+extension_sql_file!(
+    "../sql/endpoints.sql",
+    name = "endpoints",
+    requires = ["outbox"]
+);
+extension_sql_file!(
+    "../sql/deliveries.sql",
+    name = "deliveries",
+    requires = ["endpoints"]
+);
+extension_sql_file!(
+    "../sql/capture.sql",
+    name = "capture",
+    requires = ["deliveries"]
+);
+extension_sql_file!("../sql/route.sql", name = "route", requires = ["capture"]);
+extension_sql_file!("../sql/claim.sql", name = "claim", requires = ["route"]);
+extension_sql_file!("../sql/record.sql", name = "record", requires = ["claim"]);
+extension_sql_file!("../sql/repair.sql", name = "repair", requires = ["record"]);
+extension_sql_file!(
+    "../sql/retention.sql",
+    name = "retention",
+    requires = ["repair"]
+);
+extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {

@@ -1,7 +1,7 @@
 //! Route: which endpoints an event goes to. Routing itself is SQL
-//! (`webhook._route()` in schema.sql); the pattern match runs once per
-//! (event, endpoint) pair, so it lives here rather than in a SQL function
-//! (whose per-call executor start-up cost ten times the match).
+//! (`webhook._route()` in sql/route.sql); what it asks per event type
+//! lives here rather than in a SQL function (whose per-call executor
+//! start-up cost ten times the match).
 
 use pgrx::prelude::*;
 
@@ -21,6 +21,26 @@ fn matches_sql(patterns: Array<'_, &str>, event_type: &str) -> bool {
     matches(patterns.iter().flatten(), event_type)
 }
 
+/// Every pattern that matches `event_type`: `*`, each prefix at a dot
+/// (`orders.*` for `orders.line.insert`) and the type itself. Routing finds
+/// an event type's endpoints with `event_types && patterns_for(type)`
+/// through a GIN index on `webhook.endpoint (event_types)`, so it looks at
+/// the endpoints that want the type, not at every endpoint. Exactly the
+/// patterns `matches` accepts (tested below).
+pub fn patterns_for(event_type: &str) -> Vec<String> {
+    let mut out = vec!["*".to_string()];
+    for (i, _) in event_type.match_indices('.') {
+        out.push(format!("{}.*", &event_type[..i]));
+    }
+    out.push(event_type.to_string());
+    out
+}
+
+#[pg_extern(immutable, strict, parallel_safe, name = "_patterns_for")]
+fn patterns_for_sql(event_type: &str) -> Vec<String> {
+    patterns_for(event_type)
+}
+
 #[cfg(test)]
 mod tests {
     use super::matches;
@@ -37,5 +57,47 @@ mod tests {
         assert!(!matches(["reviews.*", "orders.delete"], "orders.insert"));
         assert!(matches(["reviews.*", "orders.insert"], "orders.insert"));
         assert!(!matches([], "orders.insert"));
+    }
+
+    #[test]
+    fn patterns_for_lists_exactly_the_matching_patterns() {
+        use super::patterns_for;
+        assert_eq!(
+            patterns_for("orders.line.insert"),
+            ["*", "orders.*", "orders.line.*", "orders.line.insert"]
+        );
+        assert_eq!(patterns_for("ping"), ["*", "ping"]);
+        let types = [
+            "orders.insert",
+            "orders.line.insert",
+            "orders_archive.insert",
+            "a.b.c.d",
+            "x",
+        ];
+        let candidates = [
+            "*",
+            "orders.*",
+            "orders.insert",
+            "orders.line.*",
+            "orders.line.insert",
+            "orders.update",
+            "orders_archive.*",
+            "a.*",
+            "a.b.*",
+            "a.b.c.*",
+            "a.b.c.d",
+            "a.b.c.d.*",
+            "x",
+            "x.*",
+        ];
+        for t in types {
+            for p in candidates {
+                assert_eq!(
+                    patterns_for(t).iter().any(|q| q == p),
+                    matches([p], t),
+                    "pattern {p} and type {t}"
+                );
+            }
+        }
     }
 }

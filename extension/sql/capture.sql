@@ -1,0 +1,254 @@
+-- Capture: track()/untrack() install row triggers that write the outbox
+-- (the trigger function is Rust, capture.rs); emit() writes custom events.
+
+-- Not executable by PUBLIC (see Privileges): a trigger using it writes
+-- events of the type its arguments name, so installing one is granted
+-- (webhook.grant_tracker) like emitting is. PostgreSQL checks EXECUTE when
+-- the trigger is created, not when it fires: anyone who may write a
+-- tracked table still produces its events.
+CREATE FUNCTION webhook._capture_row() RETURNS trigger
+LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_row';
+
+-- Tracked tables are exactly the tables carrying our triggers, so there is
+-- no second copy of the configuration to go stale (DROP TABLE takes both).
+-- Row triggers are named webhook_capture_<op>:<event prefix>; one table can
+-- be captured under several prefixes (every review as reviews.*, low ones
+-- also as support.low_rating.*).
+CREATE VIEW webhook.tracked_tables AS
+SELECT t.tgrelid::regclass AS relation,
+       split_part(t.tgname, ':', 2) AS event_prefix,
+       array_agg(split_part(substr(t.tgname, length('webhook_capture_') + 1), ':', 1) ORDER BY t.tgname) AS events,
+       array_agg(pg_get_triggerdef(t.oid) ORDER BY t.tgname) AS triggers
+  FROM pg_trigger t
+ WHERE t.tgname LIKE 'webhook\_capture\_%:%'
+ GROUP BY t.tgrelid, split_part(t.tgname, ':', 2);
+
+-- DROP EXTENSION pg_webhook removes the capture triggers it installed on
+-- user tables (they depend on the extension's trigger function, so without
+-- this it would need CASCADE). ddl_command_start cannot see which extension
+-- is being dropped; the statement text can.
+CREATE FUNCTION webhook._on_drop_extension() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE r record;
+BEGIN
+  IF current_query() !~* '\mpg_webhook\M' THEN
+    RETURN;
+  END IF;
+  FOR r IN SELECT t.tgrelid::regclass AS rel, t.tgname
+             FROM pg_trigger t
+            WHERE t.tgfoid = 'webhook._capture_row'::regproc LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.rel);
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER webhook_drop_extension ON ddl_command_start
+  WHEN TAG IN ('DROP EXTENSION') EXECUTE FUNCTION webhook._on_drop_extension();
+
+-- The capture trigger writes the outbox without the executor (outbox.rs),
+-- so it can maintain plain column indexes only: refuse an index with an
+-- expression, a predicate or an exclusion constraint on webhook.event_log
+-- when it is created (the insert refuses it too, should one exist anyway).
+-- Runs for every role's CREATE INDEX: it reads catalogs only, by name, so
+-- it needs no privilege on schema webhook.
+CREATE FUNCTION webhook._guard_outbox_index() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE bad text;
+BEGIN
+  SELECT ic.relname INTO bad
+    FROM pg_event_trigger_ddl_commands() cmd
+    JOIN pg_index i ON i.indexrelid = cmd.objid OR i.indrelid = cmd.objid
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+   WHERE cmd.classid = 'pg_class'::regclass AND n.nspname = 'webhook' AND t.relname = 'event_log'
+     AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+          OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x'))
+   LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'index % on webhook.event_log is not supported: it has an expression, a predicate or an exclusion constraint', quote_ident(bad)
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Captured events are written without the executor, so indexes on webhook.event_log must be plain column indexes; index a column (event_type, created_at) instead.';
+  END IF;
+END
+$$;
+CREATE EVENT TRIGGER webhook_guard_outbox_index ON ddl_command_end
+  WHEN TAG IN ('CREATE INDEX', 'ALTER TABLE') EXECUTE FUNCTION webhook._guard_outbox_index();
+
+CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
+LANGUAGE sql STABLE AS $$
+  WITH RECURSIVE b(oid, typbasetype) AS (
+    SELECT oid, typbasetype FROM pg_type WHERE oid = t
+    UNION ALL
+    SELECT p.oid, p.typbasetype FROM pg_type p JOIN b ON p.oid = b.typbasetype)
+  SELECT oid FROM b WHERE typbasetype = 0
+$$;
+
+CREATE FUNCTION webhook.untrack(relation regclass, event_prefix text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE trig text;
+BEGIN
+  IF relation IS NULL THEN
+    RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  FOR trig IN SELECT tgname FROM pg_trigger
+               WHERE tgrelid = relation AND tgname LIKE 'webhook\_capture\_%'
+                 AND (event_prefix IS NULL OR split_part(tgname, ':', 2) = event_prefix) LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', trig, relation);
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhook.track(
+    relation     regclass,
+    events       text[] DEFAULT '{insert,update,delete}',
+    event_prefix text DEFAULT NULL,
+    condition    text DEFAULT NULL,
+    columns      text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  rel       record;
+  op        text;
+  ops       text[];
+  prefix    text;
+  keys      text;
+  cols      text;
+  col       text;
+  att       record;
+  changed   text;
+  when_sql  text;
+  msg       text;
+  state     text;
+BEGIN
+  IF relation IS NULL THEN
+    RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  SELECT c.relkind, c.relname, n.nspname INTO rel
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = relation;
+  IF rel.relkind NOT IN ('r', 'p') THEN
+    RAISE EXCEPTION '% is not a table', relation
+      USING ERRCODE = 'wrong_object_type',
+            HINT = 'Only tables can be tracked; for a view, track the table(s) it reads from.';
+  END IF;
+  IF rel.nspname IN ('pg_catalog', 'information_schema', 'pg_toast') THEN
+    RAISE EXCEPTION 'system catalog % cannot be tracked', relation USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF rel.nspname = 'webhook' THEN
+    RAISE EXCEPTION 'pg_webhook''s own tables cannot be tracked' USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF NOT has_function_privilege('webhook._capture_row()', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role % may not track tables', current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('A superuser grants it: SELECT webhook.grant_tracker(%L);', current_user);
+  END IF;
+
+  IF events IS NULL OR cardinality(events) = 0 THEN
+    RAISE EXCEPTION 'events must list at least one of insert, update, delete'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'To stop capturing, call webhook.untrack(table).';
+  END IF;
+  FOREACH op IN ARRAY events LOOP
+    IF op IS NULL OR lower(op) NOT IN ('insert', 'update', 'delete') THEN
+      RAISE EXCEPTION 'unknown event %', coalesce(quote_literal(op), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'events is a subset of {insert,update,delete}.';
+    END IF;
+  END LOOP;
+  ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
+
+  prefix := coalesce(event_prefix, rel.relname);
+  IF NOT webhook._event_type_ok(prefix || '.insert') OR length(prefix) > 40 THEN
+    RAISE EXCEPTION 'invalid event prefix %', quote_literal(prefix)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event prefixes use letters, digits, _ and -, in dot-separated parts (shop.orders), at most 40 characters; pass event_prefix for tables with other characters in their names.';
+  END IF;
+
+  -- The ordering key is the primary key (NULL without one: such events
+  -- carry no ordering key and are delivered unordered).
+  SELECT string_agg(a::text, ',' ORDER BY k.ord) INTO keys
+    FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(a, ord)
+   WHERE i.indrelid = relation AND i.indisprimary;
+  IF keys IS NULL THEN
+    RAISE NOTICE 'table % has no primary key: its events carry no ordering key', relation
+      USING HINT = 'Ordered endpoints deliver them without per-row ordering. Add a primary key to order them.';
+  END IF;
+
+  cols := '';
+  changed := NULL;
+  IF columns IS NOT NULL THEN
+    IF cardinality(columns) = 0 THEN
+      RAISE EXCEPTION 'columns must be NULL (all columns) or list at least one column'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH col IN ARRAY columns LOOP
+      SELECT a.attnum, a.atttypid INTO att FROM pg_attribute a
+       WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'column % of % does not exist', coalesce(quote_ident(col), 'NULL'), relation
+          USING ERRCODE = 'undefined_column',
+                HINT = 'Columns: ' || (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                                         FROM pg_attribute WHERE attrelid = relation AND attnum > 0 AND NOT attisdropped);
+      END IF;
+      cols := cols || CASE WHEN cols = '' THEN '' ELSE ',' END || att.attnum;
+      -- Types without a default btree opclass (json, point, ...) have no
+      -- equality: compare their text forms.
+      IF EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                  WHERE am.amname = 'btree' AND oc.opcdefault
+                    AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))) THEN
+        changed := concat_ws(' OR ', changed, format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', col));
+      ELSE
+        changed := concat_ws(' OR ', changed, format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', col));
+      END IF;
+    END LOOP;
+  END IF;
+
+  PERFORM webhook.untrack(relation, prefix);
+  FOREACH op IN ARRAY ops LOOP
+    when_sql := NULL;
+    IF condition IS NOT NULL THEN
+      when_sql := '(' || condition || ')';
+    END IF;
+    IF op = 'update' AND changed IS NOT NULL THEN
+      when_sql := concat_ws(' AND ', when_sql, '(' || changed || ')');
+    END IF;
+    BEGIN
+      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
+                     'webhook_capture_' || op || ':' || prefix, upper(op), relation,
+                     CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
+                     prefix || '.' || op, coalesce(keys, ''), cols);
+    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+                   OR invalid_object_definition OR feature_not_supported OR undefined_table
+                   OR ambiguous_column OR invalid_text_representation OR grouping_error THEN
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+      RAISE EXCEPTION 'invalid condition for % events on %: %', op, relation, msg
+        USING ERRCODE = state,
+              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
+    END;
+  END LOOP;
+END
+$$;
+
+-- Executable only by roles granted it (webhook.grant_emitter): an event is
+-- signed with every subscribed endpoint's secret, so whoever may emit may
+-- make receivers accept anything of any type.
+CREATE FUNCTION webhook.emit(event_type text, payload jsonb, ordering_key text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
+BEGIN
+  IF NOT webhook._event_type_ok(event_type) THEN
+    RAISE EXCEPTION 'invalid event type %', coalesce(quote_literal(event_type), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types are dot-separated parts of letters, digits, _ and - (loyalty.points_earned), at most 200 characters.';
+  END IF;
+  IF payload IS NULL THEN
+    RAISE EXCEPTION 'payload must not be NULL'
+      USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass ''{}''::jsonb for an event without data.';
+  END IF;
+  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+          || '","data":' || payload::text || '}';
+  PERFORM webhook._check_event_size(event_type, octet_length(body));
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+  VALUES (event_type, body, ordering_key, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  RETURN id;
+END
+$$;

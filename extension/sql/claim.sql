@@ -1,0 +1,292 @@
+-- Claim: lease due deliveries (retries first, then freshly routed events)
+-- and return them signed; release() gives leases back.
+
+-- How many more deliveries endpoint `ep` may have leased right now: its
+-- max_in_flight less every live lease of it, whichever dispatcher holds it
+-- (so the limit holds across several webhookd), and no more than the
+-- dispatcher's own cap (caps: what it has room for) less what this claim
+-- leased already (its leases all end at lease_until). Excluded endpoints
+-- (paused by the dispatcher's circuit breaker) get none. A dispatcher that
+-- died holds its leases' room until they expire.
+CREATE FUNCTION webhook._room(ep webhook.endpoint, t_now timestamptz, lease_until timestamptz,
+                              exclude bigint[], cap_ids bigint[], cap_n int[]) RETURNS int
+-- PL/pgSQL, not SQL: its plan is cached for the session, where a SQL
+-- function's query would be planned again on every call.
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE live int; mine int;
+BEGIN
+  IF NOT ep.enabled OR ep.id = ANY (exclude) THEN
+    RETURN 0;
+  END IF;
+  SELECT count(*), count(*) FILTER (WHERE d.next_attempt_at = lease_until) INTO live, mine
+    FROM webhook.delivery d
+   WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.leased_by IS NOT NULL
+     AND d.next_attempt_at > t_now;
+  RETURN greatest(0, least(coalesce((SELECT min(c.n) FROM unnest(cap_ids, cap_n) AS c(id, n) WHERE c.id = ep.id),
+                                    ep.max_in_flight) - mine,
+                           ep.max_in_flight - live));
+END
+$$;
+
+-- Due deliveries (retries, expired leases, deliveries routed while their
+-- endpoint was busy or paused), oldest first, locked, within each
+-- endpoint's room. Fair by construction: each endpoint's own queue is read
+-- from its head (delivery_due leads with endpoint_id), so one endpoint's
+-- deep backlog or pile of retries costs the others nothing; a global
+-- "oldest first" scan would walk past every row of an excluded endpoint on
+-- each claim and hand whole batches to whichever endpoint fell behind
+-- first. Only endpoints with an unleased pending delivery are visited (a
+-- skip scan of delivery_due, one index descent each), so the cost of a
+-- claim does not grow with endpoints that have nothing waiting; expired
+-- leases are found through delivery_leased, oldest first.
+-- The planner settings pin those ordered index scans: on this busy table the
+-- statistics are often stale (an empty table at the last ANALYZE, 50,000 due
+-- rows now), and the bitmap scan + sort it then picks reads every due row on
+-- each claim (see BENCHMARKS.md).
+CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, lease_until timestamptz,
+                             exclude bigint[], cap_ids bigint[], cap_n int[]) RETURNS bigint[]
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
+SET enable_bitmapscan = off SET enable_seqscan = off AS $$
+DECLARE ids bigint[];
+BEGIN
+  WITH RECURSIVE waiting AS (
+    (SELECT d.endpoint_id, d.next_attempt_at
+       FROM webhook.delivery d
+      WHERE d.status = 'pending' AND d.leased_by IS NULL
+      ORDER BY d.endpoint_id, d.next_attempt_at LIMIT 1)
+    UNION ALL
+    SELECT n.endpoint_id, n.next_attempt_at
+      FROM waiting w
+     CROSS JOIN LATERAL (
+       SELECT d.endpoint_id, d.next_attempt_at
+         FROM webhook.delivery d
+        WHERE d.status = 'pending' AND d.leased_by IS NULL AND d.endpoint_id > w.endpoint_id
+        ORDER BY d.endpoint_id, d.next_attempt_at LIMIT 1) n
+  ), expired AS (
+    SELECT DISTINCT d.endpoint_id
+      FROM (SELECT d.endpoint_id FROM webhook.delivery d
+             WHERE d.status = 'pending' AND d.leased_by IS NOT NULL AND d.next_attempt_at <= t_now
+             ORDER BY d.next_attempt_at LIMIT max_deliveries) d
+  ), ep AS MATERIALIZED (
+    SELECT e.id, webhook._room(e, t_now, lease_until, exclude, cap_ids, cap_n) AS room
+      FROM webhook.endpoint e
+     WHERE e.id IN (SELECT w.endpoint_id FROM waiting w WHERE w.next_attempt_at <= t_now
+                    UNION SELECT x.endpoint_id FROM expired x)
+       AND e.enabled AND e.id <> ALL (exclude)
+  ), due AS MATERIALIZED (
+    SELECT h.id, h.next_attempt_at
+      FROM ep
+     CROSS JOIN LATERAL (
+       -- An ordered key waits for its earlier pending delivery. Blocked rows
+       -- are looked at only within 4 × the endpoint's room, so a hot key's
+       -- backlog bounds the work per claim.
+       SELECT q.id, q.next_attempt_at FROM (
+         SELECT d.id, d.next_attempt_at, d.ordering_key
+           FROM webhook.delivery d
+          WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.next_attempt_at <= t_now
+          ORDER BY d.next_attempt_at, d.id
+          LIMIT least(ep.room, max_deliveries) * 4) q
+        WHERE q.ordering_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM webhook.delivery p
+               WHERE p.endpoint_id = ep.id AND p.ordering_key = q.ordering_key
+                 AND p.status = 'pending' AND p.ordering_key IS NOT NULL AND p.id < q.id)
+        ORDER BY q.next_attempt_at, q.id
+        LIMIT least(ep.room, max_deliveries)) h
+     WHERE ep.room > 0
+  ), picked AS (
+    -- Locked by key lookups of the chosen ids: joined to `due` instead, a
+    -- stale row estimate made the planner re-run `due` for every due row
+    -- of the table (150–300 ms per claim under B6). "Not succeeded or dead"
+    -- is "pending" (the CHECK allows nothing else) in a form that cannot
+    -- match the partial indexes' predicate: with `status = 'pending'` the
+    -- plan cached while the table was small walked all of delivery_due on
+    -- every claim, a million entries per claim under a 1M backlog.
+    SELECT d.id
+      FROM webhook.delivery d
+     WHERE d.id = ANY (ARRAY(SELECT due.id FROM due ORDER BY due.next_attempt_at, due.id LIMIT max_deliveries))
+       AND d.status NOT IN ('succeeded', 'dead') AND d.next_attempt_at <= t_now
+     FOR UPDATE OF d SKIP LOCKED
+  )
+  SELECT coalesce(array_agg(picked.id), '{}') INTO ids FROM picked;
+  RETURN ids;
+END
+$$;
+
+-- Claim due deliveries: lease them and return everything needed to send
+-- them, signed, so the dispatcher never reads a secret. Due deliveries come
+-- first (they are older), then newly committed events, routed and leased in
+-- one step.
+-- The request's headers are the endpoint's own (`headers`) plus the
+-- Standard Webhooks ones: webhook-id is event_id, webhook-timestamp is
+-- signed_at, webhook-signature is signature; content-type and user-agent
+-- are the dispatcher's. Assembling the whole header object here cost a
+-- claim about 20 µs per delivery, on the one session every claim goes
+-- through (BENCHMARKS.md).
+CREATE FUNCTION webhook.claim(
+    max_deliveries    int DEFAULT 100,
+    lease             interval DEFAULT '60 seconds',
+    worker            text DEFAULT NULL,
+    exclude_endpoints bigint[] DEFAULT '{}',
+    idle_hint_ms      int DEFAULT 0,
+    -- At most cap_counts[i] deliveries for endpoint cap_endpoints[i] (the
+    -- room the dispatcher has left for it); others up to max_in_flight.
+    cap_endpoints     bigint[] DEFAULT '{}',
+    cap_counts        int[] DEFAULT '{}',
+    -- Bytes of event bodies one claim returns at most (each body counted
+    -- once, however many deliveries share it); the first event always goes,
+    -- so an event larger than this is still delivered, alone.
+    max_body_bytes    bigint DEFAULT 16777216
+) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
+                 attempt int, url text, headers jsonb, signature text, signed_at bigint, body text,
+                 timeout_ms int, max_in_flight int, rate_limit int)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- jit and plan cache: as for route(). Every join here is a handful of rows
+-- looked up by key; stale statistics must not turn one into a merge join
+-- walking the outbox, or a key lookup into a sequential scan.
+SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
+SET plan_cache_mode = force_generic_plan AS $$
+-- claimed: everything this call leases, due deliveries first, then fresh ones.
+DECLARE ts bigint; t_now timestamptz; lease_until timestamptz; claimed bigint[]; room int;
+        snap pg_snapshot; r record; over_cap bigint[]; full_ids bigint[]; scan int; passed int;
+BEGIN
+  IF max_body_bytes IS NULL OR max_body_bytes <= 0 THEN
+    RAISE EXCEPTION 'max_body_bytes must be positive'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'It bounds the event bodies one claim returns, in bytes; the default is 16 MiB.';
+  END IF;
+  IF cardinality(cap_endpoints) IS DISTINCT FROM cardinality(cap_counts) THEN
+    RAISE EXCEPTION 'cap_endpoints has % elements but cap_counts has %',
+                    cardinality(cap_endpoints), cardinality(cap_counts)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass one count per endpoint id, in the same order.';
+  END IF;
+  -- Say "idle" before looking, so a commit racing with an empty claim still
+  -- notifies (see wake.rs); cleared again below when work was found.
+  IF idle_hint_ms > 0 THEN
+    PERFORM webhook._set_idle(idle_hint_ms);
+  END IF;
+  snap := webhook._route_begin();
+  -- Once, not per scanned row (clock_timestamp() is volatile).
+  t_now := clock_timestamp();
+  ts := extract(epoch FROM t_now)::bigint;
+  lease_until := t_now + lease;
+  exclude_endpoints := coalesce(exclude_endpoints, '{}');
+  claimed := webhook._due(max_deliveries, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts);
+  IF cardinality(claimed) > 0 THEN
+    UPDATE webhook.delivery d
+       SET next_attempt_at = lease_until, claim_token = d.claim_token + 1, leased_by = coalesce(worker, '')
+     WHERE d.id = ANY (claimed);
+  END IF;
+  -- Route as many events as their deliveries fill the batch (the budget
+  -- counts deliveries, so an event going to three endpoints takes three):
+  -- fresh deliveries are then created leased, written once here and once by
+  -- record(). When every endpoint is left out (paused), one pass still
+  -- routes, leasing nothing: the events become pending deliveries, visible
+  -- as each endpoint's backlog while it is down. When the rest are merely
+  -- busy (no room left: the dispatcher's caps, or leases held) or the batch
+  -- is full, nothing is routed: a claim comes again as soon as a request
+  -- ends and routes straight into leases. Routed now, each of those
+  -- deliveries would be written three times (created pending, leased
+  -- through the due queue, recorded) instead of twice, which made a drain a
+  -- third slower (BENCHMARKS.md). While that lasts webhookd calls route()
+  -- about once a second, so a slow endpoint's backlog still shows as
+  -- pending deliveries.
+  --
+  -- Events nobody wants are passed, not counted: while chunks come back
+  -- with fewer deliveries than the budget, each next chunk reads 16 times
+  -- more events (up to 20,000 a chunk, 100,000 a claim), so a wanted event
+  -- behind a bulk change nobody subscribed to waits for a few large reads,
+  -- not for batch-sized ones.
+  IF snap IS NOT NULL AND max_deliveries > cardinality(claimed) THEN
+    -- Endpoints known to have no room: the busy check below then reads the
+    -- endpoint table only until it meets one that may have some.
+    full_ids := exclude_endpoints || ARRAY(
+      SELECT c.id FROM unnest(cap_endpoints, cap_counts) AS c(id, n)
+       WHERE c.n <= (SELECT count(*) FROM webhook.delivery d WHERE d.id = ANY (claimed) AND d.endpoint_id = c.id));
+    IF NOT EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (exclude_endpoints)) THEN
+      PERFORM webhook._route(max_deliveries, max_deliveries, snap, NULL, 0, '{}', '{}', '{}', NULL);
+    ELSIF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (full_ids)
+                     AND webhook._room(e, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts) > 0) THEN
+      scan := 0;
+      passed := 0;
+      FOR i IN 1..10 LOOP
+        room := max_deliveries - cardinality(claimed);
+        EXIT WHEN room <= 0;
+        scan := least(20000, greatest(room, scan * 16));
+        SELECT * INTO r FROM webhook._route(scan, room, snap, lease_until, room,
+                                            exclude_endpoints, cap_endpoints, cap_counts, coalesce(worker, ''));
+        claimed := claimed || r.leased;
+        passed := passed + r.routed;
+        -- Go on only after a whole chunk was passed with room left (events
+        -- nobody wants, read 16 times as many next time). A chunk cut
+        -- short filled the batch or an endpoint's room, and a short one
+        -- ended its window: a window behind it waits for the next claim,
+        -- which comes at once (a claim that found work is followed by
+        -- another); calling _route again here cost every claim at low
+        -- rates a second, empty routing pass.
+        EXIT WHEN r.ended OR r.routed < scan OR passed >= 100000;
+      END LOOP;
+    END IF;
+  END IF;
+  IF cardinality(claimed) = 0 THEN
+    RETURN;
+  END IF;
+  -- The dispatcher's memory is bounded by its settings, not by payloads:
+  -- events past max_body_bytes (in the order of their first delivery) are
+  -- given back, due at once, for the next claim. octet_length() of a
+  -- stored body reads its size without detoasting it.
+  SELECT coalesce(array_agg(c.id), '{}') INTO over_cap
+    FROM (SELECT d.id, d.event_id FROM webhook.delivery d WHERE d.id = ANY (claimed)) c
+    JOIN (SELECT s.event_id, s.first_id,
+                 sum(s.len) OVER (ORDER BY s.first_id) AS upto,
+                 min(s.first_id) OVER () AS very_first
+            FROM (SELECT d.event_id, min(d.id) AS first_id, max(octet_length(ev.body)) AS len
+                    FROM webhook.delivery d JOIN webhook.event_log ev ON ev.id = d.event_id
+                   WHERE d.id = ANY (claimed)
+                   GROUP BY d.event_id) s) e ON e.event_id = c.event_id
+   WHERE e.upto > max_body_bytes AND e.first_id > e.very_first;
+  IF cardinality(over_cap) > 0 THEN
+    UPDATE webhook.delivery d SET next_attempt_at = t_now, leased_by = NULL WHERE d.id = ANY (over_cap);
+    claimed := ARRAY(SELECT x FROM unnest(claimed) AS x WHERE x <> ALL (over_cap));
+  END IF;
+  -- Each body once: on the first row of its event; later rows of the same
+  -- event (other endpoints) carry NULL and share it.
+  RETURN QUERY
+  WITH sec AS (
+    -- Each endpoint's signing secrets once per claim, newest first.
+    SELECT s.endpoint_id, array_agg(s.secret ORDER BY s.id DESC) AS secrets
+      FROM webhook.endpoint_secret s
+     WHERE s.endpoint_id IN (SELECT x.endpoint_id FROM webhook.delivery x WHERE x.id = ANY (claimed))
+       AND (s.expires_at IS NULL OR s.expires_at > now())
+     GROUP BY s.endpoint_id
+  )
+  SELECT d.id, d.claim_token, d.event_id, d.endpoint_id, d.attempts + 1, ep.url, ep.headers,
+         webhook._sign_all(sec.secrets, d.event_id::text, ts, ev.body), ts,
+         CASE WHEN row_number() OVER (PARTITION BY d.event_id ORDER BY d.id) = 1 THEN ev.body END,
+         ep.timeout_ms, ep.max_in_flight, ep.rate_limit
+    FROM webhook.delivery d
+    JOIN webhook.endpoint ep ON ep.id = d.endpoint_id
+    JOIN webhook.event_log ev ON ev.id = d.event_id
+    LEFT JOIN sec ON sec.endpoint_id = d.endpoint_id
+   WHERE d.id = ANY (claimed)
+   ORDER BY d.id;
+  IF FOUND AND idle_hint_ms > 0 THEN
+    PERFORM webhook._set_idle(0);
+  END IF;
+END
+$$;
+
+-- Give back leases without an attempt (graceful shutdown).
+CREATE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Key lookups only, as in record().
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE n int;
+BEGIN
+  UPDATE webhook.delivery d SET next_attempt_at = now(), leased_by = NULL
+    FROM unnest(delivery_ids, claim_tokens) AS r(id, token)
+   WHERE d.id = r.id AND d.claim_token = r.token AND d.status NOT IN ('succeeded', 'dead');
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;

@@ -1,0 +1,255 @@
+-- Endpoints: where events go, their secrets, and the API that manages them.
+
+CREATE TABLE webhook.endpoint (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    url             text NOT NULL,
+    event_types     text[] NOT NULL,
+    description     text,
+    headers         jsonb NOT NULL DEFAULT '{}',
+    timeout_ms      int NOT NULL DEFAULT 15000 CHECK (timeout_ms BETWEEN 100 AND 300000),
+    ordered         boolean NOT NULL DEFAULT false,
+    max_in_flight   int NOT NULL DEFAULT 16 CHECK (max_in_flight BETWEEN 1 AND 10000),
+    rate_limit      int CHECK (rate_limit > 0),
+    enabled         boolean NOT NULL DEFAULT true,
+    disabled_reason text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Routing asks "which endpoints want this event type" once per type with
+-- event_types && webhook._patterns_for(type): an index lookup, so routing
+-- costs the same with 5 or 5,000 endpoints.
+CREATE INDEX endpoint_patterns ON webhook.endpoint USING gin (event_types);
+
+CREATE TABLE webhook.endpoint_secret (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    endpoint_id bigint NOT NULL REFERENCES webhook.endpoint ON DELETE CASCADE,
+    secret      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    -- NULL: current; otherwise it keeps signing until then (rotation overlap)
+    expires_at  timestamptz
+);
+CREATE INDEX ON webhook.endpoint_secret (endpoint_id);
+
+-- Checks of endpoint settings.
+-- webhook._event_type_ok(t) is in Rust (outbox.rs): the capture trigger
+-- checks its event type with the same rule.
+
+-- webhook._matches(patterns, event_type) and webhook._patterns_for(type)
+-- are in Rust (route.rs).
+
+CREATE FUNCTION webhook._check_patterns(patterns text[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE p text;
+BEGIN
+  IF patterns IS NULL OR cardinality(patterns) = 0 THEN
+    RAISE EXCEPTION 'event_types must list at least one pattern'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''{*}'' for every event, ''{orders.*}'' for a prefix, or exact types like ''{orders.insert}''.';
+  END IF;
+  FOREACH p IN ARRAY patterns LOOP
+    IF p IS NULL OR NOT (p = '*' OR webhook._event_type_ok(p)
+                         OR (right(p, 2) = '.*' AND webhook._event_type_ok(left(p, -2)))) THEN
+      RAISE EXCEPTION 'invalid event type pattern %', coalesce(quote_literal(p), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A pattern is *, an exact type (orders.insert) or a prefix ending in .* (orders.*); * may only stand alone or last.';
+    END IF;
+  END LOOP;
+  RETURN (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(patterns) x);
+END
+$$;
+
+CREATE FUNCTION webhook._check_url(url text) RETURNS text
+LANGUAGE plpgsql STABLE AS $$
+DECLARE m text[];
+BEGIN
+  IF url IS NULL OR length(url) > 2048 OR url ~ '[[:space:][:cntrl:]]' THEN
+    RAISE EXCEPTION 'invalid endpoint URL %', coalesce(quote_literal(left(url, 100)), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'An endpoint URL is an absolute https:// URL of at most 2048 characters without spaces.';
+  END IF;
+  m := regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([/?][^#]*)?$');
+  IF m IS NULL OR m[2] = '' THEN
+    RAISE EXCEPTION 'invalid endpoint URL %', quote_literal(url)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'An endpoint URL is absolute, like https://example.com/webhooks, and has no #fragment.';
+  END IF;
+  IF position('@' IN m[2]) > 0 THEN
+    RAISE EXCEPTION 'endpoint URL must not contain credentials'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Put credentials in a header instead: create_endpoint(..., headers => ''{"authorization": "..."}'').';
+  END IF;
+  IF lower(m[1]) = 'https' THEN
+    RETURN url;
+  ELSIF lower(m[1]) = 'http' THEN
+    -- Through the library, never current_setting(): see guc.rs.
+    IF webhook._allow_http() THEN
+      RETURN url;
+    END IF;
+    RAISE EXCEPTION 'endpoint URL must use https://'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'For local development, SET webhook.allow_http = on (superuser) to allow http:// URLs.';
+  END IF;
+  RAISE EXCEPTION 'unsupported URL scheme %', quote_literal(m[1])
+    USING ERRCODE = 'invalid_parameter_value', HINT = 'Endpoint URLs use https://.';
+END
+$$;
+
+CREATE FUNCTION webhook._check_headers(headers jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE k text; v jsonb;
+BEGIN
+  IF headers IS NULL THEN RETURN '{}'; END IF;
+  IF jsonb_typeof(headers) <> 'object' THEN
+    RAISE EXCEPTION 'headers must be a JSON object'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Example: ''{"authorization": "Bearer abc"}''.';
+  END IF;
+  FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
+    IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n]' THEN
+      RAISE EXCEPTION 'invalid header %', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Header names are HTTP tokens and values are strings without line breaks.';
+    END IF;
+    IF lower(k) IN ('host', 'content-length', 'content-type', 'user-agent', 'transfer-encoding', 'connection')
+       OR lower(k) LIKE 'webhook-%' THEN
+      RAISE EXCEPTION 'header % is set by pg_webhook and cannot be overridden', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'content-type, user-agent and the webhook-* headers are part of the Standard Webhooks request; choose another name.';
+    END IF;
+  END LOOP;
+  RETURN coalesce((SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers)), '{}');
+END
+$$;
+
+CREATE FUNCTION webhook._endpoint(endpoint_id bigint) RETURNS webhook.endpoint
+LANGUAGE plpgsql STABLE AS $$
+DECLARE ep webhook.endpoint;
+BEGIN
+  SELECT * INTO ep FROM webhook.endpoint e WHERE e.id = endpoint_id;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'endpoint % does not exist', coalesce(endpoint_id::text, 'NULL')
+      USING ERRCODE = 'no_data_found', HINT = 'SELECT id, url FROM webhook.endpoint lists the endpoints.';
+  END IF;
+  RETURN ep;
+END
+$$;
+
+CREATE FUNCTION webhook.create_endpoint(
+    url           text,
+    event_types   text[] DEFAULT '{*}',
+    secret        text DEFAULT NULL,
+    description   text DEFAULT NULL,
+    headers       jsonb DEFAULT '{}',
+    timeout       interval DEFAULT '15 seconds',
+    ordered       boolean DEFAULT false,
+    max_in_flight int DEFAULT 16,
+    rate_limit    int DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE id bigint; ms int;
+BEGIN
+  ms := (extract(epoch FROM timeout) * 1000)::int;
+  IF ms IS NULL OR ms < 100 OR ms > 300000 THEN
+    RAISE EXCEPTION 'timeout must be between 100 milliseconds and 5 minutes'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 15 seconds; receivers should answer quickly and work asynchronously.';
+  END IF;
+  IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'It bounds concurrent requests to this endpoint; the default is 16.';
+  END IF;
+  IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
+    RAISE EXCEPTION 'rate_limit must be positive (requests per second) or NULL for none'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no limit.';
+  END IF;
+  IF secret IS NOT NULL THEN
+    PERFORM webhook._check_secret(secret);
+  END IF;
+  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit)
+  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
+          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit)
+  RETURNING endpoint.id INTO id;
+  INSERT INTO webhook.endpoint_secret (endpoint_id, secret)
+  VALUES (id, coalesce(secret, webhook._generate_secret()));
+  RETURN id;
+END
+$$;
+
+CREATE FUNCTION webhook.endpoint_secret(endpoint_id bigint) RETURNS text
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(endpoint_id);
+  RETURN (SELECT s.secret FROM webhook.endpoint_secret s
+           WHERE s.endpoint_id = endpoint_secret.endpoint_id AND s.expires_at IS NULL
+           ORDER BY s.id DESC LIMIT 1);
+END
+$$;
+
+CREATE FUNCTION webhook.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL,
+                                      overlap interval DEFAULT '24 hours') RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+  PERFORM webhook._endpoint(endpoint_id);
+  IF overlap IS NULL OR overlap < interval '0' THEN
+    RAISE EXCEPTION 'overlap must be a non-negative interval' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF new_secret IS NOT NULL THEN
+    PERFORM webhook._check_secret(new_secret);
+  END IF;
+  s := coalesce(new_secret, webhook._generate_secret());
+  UPDATE webhook.endpoint_secret es SET expires_at = now() + overlap
+   WHERE es.endpoint_id = rotate_secret.endpoint_id AND (es.expires_at IS NULL OR es.expires_at > now() + overlap);
+  DELETE FROM webhook.endpoint_secret es
+   WHERE es.endpoint_id = rotate_secret.endpoint_id AND es.expires_at <= now();
+  INSERT INTO webhook.endpoint_secret (endpoint_id, secret) VALUES (rotate_secret.endpoint_id, s);
+  RETURN s;
+END
+$$;
+
+CREATE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(id);
+  UPDATE webhook.endpoint e SET enabled = false, disabled_reason = 'disabled by ' || current_user, updated_at = now()
+   WHERE e.id = disable_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(id);
+  UPDATE webhook.endpoint e SET enabled = true, disabled_reason = NULL, updated_at = now()
+   WHERE e.id = enable_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.delete_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM webhook._endpoint(id);
+  DELETE FROM webhook.attempt_log a WHERE a.endpoint_id = delete_endpoint.id;
+  DELETE FROM webhook.delivery d WHERE d.endpoint_id = delete_endpoint.id;
+  DELETE FROM webhook.endpoint e WHERE e.id = delete_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.send_test(endpoint_id bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint; id bigint; ts timestamptz := clock_timestamp();
+BEGIN
+  ep := webhook._endpoint(endpoint_id);
+  IF NOT ep.enabled THEN
+    RAISE EXCEPTION 'endpoint % is disabled', endpoint_id
+      USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'SELECT webhook.enable_endpoint(' || endpoint_id || ') first.';
+  END IF;
+  INSERT INTO webhook.event_log (event_type, body, endpoint_id, created_at)
+  VALUES ('webhook.test',
+          '{"type":"webhook.test","timestamp":"' || webhook._rfc3339(ts) || '","data":{"endpoint_id":' || endpoint_id
+            || ',"message":"This is a test event from pg_webhook."}}',
+          endpoint_id, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  RETURN id;
+END
+$$;

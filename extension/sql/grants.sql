@@ -1,0 +1,66 @@
+-- Privileges: nothing is executable by PUBLIC that writes events, claims
+-- or reads secrets; grant_*() give each role what it needs. Loaded last
+-- (pgrx's finalize step), when every object exists.
+
+REVOKE EXECUTE ON FUNCTION webhook.emit(text, jsonb, text), webhook._capture_row() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint),
+  webhook._route(int, int, pg_snapshot, timestamptz, int, bigint[], bigint[], int[], text), webhook._route_begin(),
+  webhook._window_bounds(pg_snapshot, pg_snapshot), webhook._window_chunk(pg_snapshot, pg_snapshot, bigint, bigint, int),
+  webhook._due(int, timestamptz, timestamptz, bigint[], bigint[], int[]),
+  webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[]),
+  webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
+  webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint)
+  FROM PUBLIC;
+
+-- The dispatcher's privileges: claim, record, release, route and read the
+-- delivery views, but never SELECT a secret.
+CREATE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint), '
+                 'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
+                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint) TO %s', role);
+  EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
+END
+$$;
+
+-- Emitting custom events: webhook.emit(). Every subscribed endpoint signs
+-- what is emitted, so this is granted to the roles that should speak for
+-- the application, never to the dispatcher.
+CREATE FUNCTION webhook.grant_emitter(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.emit(text, jsonb, text) TO %s', role);
+END
+$$;
+
+-- Tracking tables: webhook.track() / untrack() on tables the role may add
+-- triggers to (PostgreSQL's TRIGGER privilege, e.g. their owner).
+CREATE FUNCTION webhook.grant_tracker(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row() TO %s', role);
+END
+$$;
+
+-- Managing endpoints: create, change, delete, read and rotate secrets,
+-- test, redeliver and replay, and read every view. Such a role can read
+-- every secret, so it is as trusted as the receivers' owners.
+CREATE FUNCTION webhook.grant_manager(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.endpoint, webhook.endpoint_secret, '
+                 'webhook.delivery, webhook.attempt_log TO %s', role);
+  EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
+  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq TO %s', role);
+  EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
+                 'webhook.tracked_tables TO %s', role);
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION webhook.grant_dispatcher(regrole), webhook.grant_emitter(regrole),
+  webhook.grant_tracker(regrole), webhook.grant_manager(regrole) FROM PUBLIC;
