@@ -104,7 +104,10 @@ def test_an_expression_or_partial_index_on_the_outbox_is_refused(db):
         db.execute("SET LOCAL enable_seqscan = off")
         db.execute("SET LOCAL enable_bitmapscan = off")
         plan = "\n".join(r[0] for r in q(db, "EXPLAIN SELECT count(*) FROM webhook.event_log WHERE event_type = 'k.insert'"))
-        assert "outbox_by_type" in plan
+        # The outbox is partitioned: the scan uses generation 0's part of it.
+        part = q1(db, "SELECT i.inhrelid::regclass::text FROM pg_inherits i "
+                      "WHERE i.inhparent = 'webhook.outbox_by_type'::regclass")
+        assert part.removeprefix("webhook.") in plan
         assert q1(db, "SELECT count(*) FROM webhook.event_log WHERE event_type = 'k.insert'") == 50
 
 

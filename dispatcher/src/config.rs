@@ -63,6 +63,10 @@ pub struct RunArgs {
     /// Do not LISTEN for wake-ups; poll only.
     #[arg(long, env = "WEBHOOKD_NO_LISTEN")]
     pub no_listen: bool,
+    /// How often to run webhook.maintain() (retention: start and drop
+    /// generations of partitions); 0 never (then something else must).
+    #[arg(long, env = "WEBHOOKD_MAINTAIN_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub maintain_interval: Duration,
     /// Serve Prometheus /metrics and /healthz here.
     #[arg(long, env = "WEBHOOKD_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -154,6 +158,7 @@ impl Config {
             claim_max_bytes: a.claim_max_bytes,
             lease: a.lease,
             poll_interval: a.poll_interval,
+            maintain_interval: a.maintain_interval,
             linger: a.linger,
             listen: !a.no_listen,
             http: egress::Options {

@@ -36,6 +36,8 @@ pub struct Config {
     pub claim_max_bytes: usize,
     pub lease: Duration,
     pub poll_interval: Duration,
+    /// How often webhook.maintain() runs (Duration::ZERO: never).
+    pub maintain_interval: Duration,
     pub linger: Duration,
     pub listen: bool,
     pub http: egress::Options,
@@ -209,6 +211,13 @@ pub async fn run(
             cfg.database.clone(),
             "webhook",
             wake.clone(),
+            background.clone(),
+        ));
+    }
+    if !cfg.maintain_interval.is_zero() {
+        tokio::spawn(crate::maintain::run(
+            cfg.database.clone(),
+            cfg.maintain_interval,
             background.clone(),
         ));
     }

@@ -12,6 +12,7 @@ mod endpoints;
 mod healthcheck;
 mod http;
 mod listen;
+mod maintain;
 mod metrics;
 mod record;
 mod retry;

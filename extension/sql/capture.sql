@@ -47,7 +47,8 @@ CREATE EVENT TRIGGER webhook_drop_extension ON ddl_command_start
 -- The capture trigger writes the outbox without the executor (outbox.rs),
 -- so it can maintain plain column indexes only: refuse an index with an
 -- expression, a predicate or an exclusion constraint on webhook.event_log
--- when it is created (the insert refuses it too, should one exist anyway).
+-- or one of its partitions when it is created (the insert refuses it too,
+-- should one exist anyway).
 -- Runs for every role's CREATE INDEX: it reads catalogs only, by name, so
 -- it needs no privilege on schema webhook.
 CREATE FUNCTION webhook._guard_outbox_index() RETURNS event_trigger
@@ -60,7 +61,8 @@ BEGIN
     JOIN pg_class ic ON ic.oid = i.indexrelid
     JOIN pg_class t ON t.oid = i.indrelid
     JOIN pg_namespace n ON n.oid = t.relnamespace
-   WHERE cmd.classid = 'pg_class'::regclass AND n.nspname = 'webhook' AND t.relname = 'event_log'
+   WHERE cmd.classid = 'pg_class'::regclass AND n.nspname = 'webhook'
+     AND (t.relname = 'event_log' OR t.relname ~ '^event_log_p[0-9]+$')
      AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
           OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x'))
    LIMIT 1;

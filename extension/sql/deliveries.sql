@@ -1,12 +1,17 @@
 -- Deliveries and attempts: the state of each (event, endpoint) pair and the
 -- log of every HTTP attempt, with the views users read them through.
 
+-- Deliveries and attempts are partitioned like the outbox, by their event's
+-- generation (range of event ids): a generation's events, deliveries and
+-- attempts are kept and dropped together (retention.sql).
+CREATE SEQUENCE webhook.delivery_id_seq;
 CREATE TABLE webhook.delivery (
     -- assigned in routing order, which follows commit order
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               bigint NOT NULL DEFAULT nextval('webhook.delivery_id_seq'),
     event_id         bigint NOT NULL,
     endpoint_id      bigint NOT NULL,
-    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'succeeded', 'dead')),
+    status           text NOT NULL DEFAULT 'pending'
+                     CONSTRAINT delivery_status_check CHECK (status IN ('pending', 'succeeded', 'dead')),
     attempts         int NOT NULL DEFAULT 0,
     -- while claimed, the end of the lease: an expired lease makes it due again
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
@@ -18,17 +23,14 @@ CREATE TABLE webhook.delivery (
     last_attempt_at  timestamptz,
     completed_at     timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, event_id),
     UNIQUE (event_id, endpoint_id)
-);
+) PARTITION BY RANGE (event_id);
+ALTER SEQUENCE webhook.delivery_id_seq OWNED BY webhook.delivery.id;
 -- One due queue per endpoint: a claim reads each endpoint's head, so a
 -- failing or paused endpoint's backlog is never scanned past (or waited
 -- behind) to reach another endpoint's deliveries.
 CREATE INDEX delivery_due ON webhook.delivery (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
--- A queue table: every delivery is inserted and updated twice within
--- seconds. Vacuum and analyze it far more often than the defaults, so dead
--- index entries stay few and the planner's row counts stay close.
-ALTER TABLE webhook.delivery SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.02,
-                                  autovacuum_vacuum_cost_delay = 0);
 -- What claims look for beside each endpoint's head: which endpoints have
 -- an unleased delivery waiting (a skip scan visits only those), and leases
 -- that expired (their dispatcher died), oldest first.
@@ -40,8 +42,9 @@ CREATE INDEX delivery_key ON webhook.delivery (endpoint_id, ordering_key, id)
     WHERE status = 'pending' AND ordering_key IS NOT NULL;
 CREATE INDEX delivery_dead ON webhook.delivery (endpoint_id, created_at) WHERE status = 'dead';
 
+CREATE SEQUENCE webhook.attempt_log_id_seq;
 CREATE TABLE webhook.attempt_log (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               bigint NOT NULL DEFAULT nextval('webhook.attempt_log_id_seq'),
     delivery_id      bigint NOT NULL,
     event_id         bigint NOT NULL,
     endpoint_id      bigint NOT NULL,
@@ -51,8 +54,10 @@ CREATE TABLE webhook.attempt_log (
     error            text,
     response_excerpt text,
     worker           text,
-    created_at       timestamptz NOT NULL DEFAULT now()
-);
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, event_id)
+) PARTITION BY RANGE (event_id);
+ALTER SEQUENCE webhook.attempt_log_id_seq OWNED BY webhook.attempt_log.id;
 CREATE INDEX ON webhook.attempt_log (delivery_id);
 CREATE INDEX ON webhook.attempt_log (endpoint_id, created_at);
 

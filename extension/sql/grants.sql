@@ -9,18 +9,20 @@ REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text
   webhook._due(int, timestamptz, timestamptz, bigint[], bigint[], int[]),
   webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[]),
   webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
-  webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint)
+  webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint),
+  webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval)
   FROM PUBLIC;
 
--- The dispatcher's privileges: claim, record, release, route and read the
--- delivery views, but never SELECT a secret.
+-- The dispatcher's privileges: claim, record, release, route, maintain
+-- (retention) and read the delivery views, but never SELECT a secret.
 CREATE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint), '
                  'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
-                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint) TO %s', role);
+                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint), '
+                 'webhook.maintain() TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
 END
 $$;

@@ -6,6 +6,10 @@
 -- lock, so with no per-backend caching their ids follow commit order.
 CREATE SEQUENCE webhook.event_id_seq CACHE 1;
 
+-- Partitioned by id into generations (outbox.rs, GENERATION_BITS):
+-- generation k is webhook.event_log_p<k>, created by webhook.maintain()
+-- (retention.sql) before the sequence reaches it and dropped whole once
+-- the retention has passed and nothing in it is pending.
 CREATE TABLE webhook.event_log (
     id           bigint PRIMARY KEY DEFAULT nextval('webhook.event_id_seq'),
     -- top-level transaction id (xid8 as bigint): routing is by visibility
@@ -17,7 +21,7 @@ CREATE TABLE webhook.event_log (
     -- set by send_test(): deliver to this endpoint only
     endpoint_id  bigint,
     created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
-);
+) PARTITION BY RANGE (id);
 ALTER SEQUENCE webhook.event_id_seq OWNED BY webhook.event_log.id;
 -- Routing finds new events by transaction id. A btree, not BRIN: BRIN was
 -- free to maintain but the unsummarized tail (everything since the last

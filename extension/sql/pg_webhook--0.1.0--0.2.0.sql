@@ -1,6 +1,188 @@
 -- pg_webhook 0.1.0 → 0.2.0 (ALTER EXTENSION pg_webhook UPDATE).
--- Every delivery, event and attempt is kept as it is; only how claims find
--- work changes.
+-- Every event, delivery (pending, leased, dead or done) and attempt is
+-- kept; tests/test_upgrade.py checks that the result is exactly a fresh
+-- 0.2.0 install.
+
+-- Storage: the outbox, deliveries and attempts become partitioned by event
+-- id into generations (outbox.rs). The existing tables, rows and all,
+-- become generation 0, kept until their deliveries are done and the
+-- retention has passed; indexes are renamed as a fresh install names them.
+CREATE FUNCTION webhook."_generation"(
+	"id" bigint
+) RETURNS bigint
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'generation_sql_wrapper';
+CREATE FUNCTION webhook."_generation_start"(
+	"k" bigint
+) RETURNS bigint
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'generation_start_sql_wrapper';
+
+ALTER TABLE webhook.event_log RENAME TO event_log_p0;
+ALTER INDEX webhook.event_log_pkey RENAME TO event_log_p0_pkey;
+ALTER INDEX webhook.event_log_txid RENAME TO event_log_p0_txid_idx;
+COMMENT ON TABLE webhook.event_log_p0 IS NULL;
+
+ALTER TABLE webhook.delivery RENAME TO delivery_p0;
+ALTER TABLE webhook.delivery_p0 ALTER COLUMN id DROP IDENTITY;
+CREATE SEQUENCE webhook.delivery_id_seq;
+SELECT setval('webhook.delivery_id_seq', coalesce(max(id), 0) + 1, false) FROM webhook.delivery_p0;
+ALTER TABLE webhook.delivery_p0 ALTER COLUMN id SET DEFAULT nextval('webhook.delivery_id_seq');
+ALTER TABLE webhook.delivery_p0 DROP CONSTRAINT delivery_pkey;
+ALTER TABLE webhook.delivery_p0 ADD CONSTRAINT delivery_p0_pkey PRIMARY KEY (id, event_id);
+ALTER TABLE webhook.delivery_p0 RENAME CONSTRAINT delivery_event_id_endpoint_id_key TO delivery_p0_event_id_endpoint_id_key;
+ALTER INDEX webhook.delivery_due RENAME TO delivery_p0_endpoint_id_next_attempt_at_id_idx;
+ALTER INDEX webhook.delivery_key RENAME TO delivery_p0_endpoint_id_ordering_key_id_idx;
+ALTER INDEX webhook.delivery_dead RENAME TO delivery_p0_endpoint_id_created_at_idx;
+
+ALTER TABLE webhook.attempt_log RENAME TO attempt_log_p0;
+ALTER TABLE webhook.attempt_log_p0 ALTER COLUMN id DROP IDENTITY;
+CREATE SEQUENCE webhook.attempt_log_id_seq;
+SELECT setval('webhook.attempt_log_id_seq', coalesce(max(id), 0) + 1, false) FROM webhook.attempt_log_p0;
+ALTER TABLE webhook.attempt_log_p0 ALTER COLUMN id SET DEFAULT nextval('webhook.attempt_log_id_seq');
+ALTER TABLE webhook.attempt_log_p0 DROP CONSTRAINT attempt_log_pkey;
+ALTER TABLE webhook.attempt_log_p0 ADD CONSTRAINT attempt_log_p0_pkey PRIMARY KEY (id, event_id);
+ALTER INDEX webhook.attempt_log_delivery_id_idx RENAME TO attempt_log_p0_delivery_id_idx;
+ALTER INDEX webhook.attempt_log_endpoint_id_created_at_idx RENAME TO attempt_log_p0_endpoint_id_created_at_idx;
+
+CREATE TABLE webhook.event_log (
+    id           bigint PRIMARY KEY DEFAULT nextval('webhook.event_id_seq'),
+    -- top-level transaction id (xid8 as bigint): routing is by visibility
+    txid         bigint NOT NULL DEFAULT (pg_current_xact_id()::text::bigint),
+    event_type   text NOT NULL,
+    -- the exact body bytes every attempt sends
+    body         text NOT NULL,
+    ordering_key text,
+    -- set by send_test(): deliver to this endpoint only
+    endpoint_id  bigint,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+) PARTITION BY RANGE (id);
+ALTER SEQUENCE webhook.event_id_seq OWNED BY webhook.event_log.id;
+-- Routing finds new events by transaction id. A btree, not BRIN: BRIN was
+-- free to maintain but the unsummarized tail (everything since the last
+-- VACUUM) is scanned in full by every route() call (see BENCHMARKS.md).
+CREATE INDEX event_log_txid ON webhook.event_log (txid);
+
+COMMENT ON TABLE webhook.event_log IS
+  'The outbox: one row per captured or emitted event. Query it through the view webhook.events.';
+
+CREATE TABLE webhook.delivery (
+    -- assigned in routing order, which follows commit order
+    id               bigint NOT NULL DEFAULT nextval('webhook.delivery_id_seq'),
+    event_id         bigint NOT NULL,
+    endpoint_id      bigint NOT NULL,
+    status           text NOT NULL DEFAULT 'pending'
+                     CONSTRAINT delivery_status_check CHECK (status IN ('pending', 'succeeded', 'dead')),
+    attempts         int NOT NULL DEFAULT 0,
+    -- while claimed, the end of the lease: an expired lease makes it due again
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    claim_token      int NOT NULL DEFAULT 0,
+    leased_by        text,
+    ordering_key     text,
+    last_http_status int,
+    last_error       text,
+    last_attempt_at  timestamptz,
+    completed_at     timestamptz,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, event_id),
+    UNIQUE (event_id, endpoint_id)
+) PARTITION BY RANGE (event_id);
+ALTER SEQUENCE webhook.delivery_id_seq OWNED BY webhook.delivery.id;
+-- One due queue per endpoint: a claim reads each endpoint's head, so a
+-- failing or paused endpoint's backlog is never scanned past (or waited
+-- behind) to reach another endpoint's deliveries.
+CREATE INDEX delivery_due ON webhook.delivery (endpoint_id, next_attempt_at, id) WHERE status = 'pending';
+-- What claims look for beside each endpoint's head: which endpoints have
+-- an unleased delivery waiting (a skip scan visits only those), and leases
+-- that expired (their dispatcher died), oldest first.
+CREATE INDEX delivery_waiting ON webhook.delivery (endpoint_id, next_attempt_at)
+    WHERE status = 'pending' AND leased_by IS NULL;
+CREATE INDEX delivery_leased ON webhook.delivery (next_attempt_at)
+    WHERE status = 'pending' AND leased_by IS NOT NULL;
+CREATE INDEX delivery_key ON webhook.delivery (endpoint_id, ordering_key, id)
+    WHERE status = 'pending' AND ordering_key IS NOT NULL;
+CREATE INDEX delivery_dead ON webhook.delivery (endpoint_id, created_at) WHERE status = 'dead';
+
+
+CREATE TABLE webhook.attempt_log (
+    id               bigint NOT NULL DEFAULT nextval('webhook.attempt_log_id_seq'),
+    delivery_id      bigint NOT NULL,
+    event_id         bigint NOT NULL,
+    endpoint_id      bigint NOT NULL,
+    attempt          int NOT NULL,
+    http_status      int,
+    duration_ms      double precision,
+    error            text,
+    response_excerpt text,
+    worker           text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, event_id)
+) PARTITION BY RANGE (event_id);
+ALTER SEQUENCE webhook.attempt_log_id_seq OWNED BY webhook.attempt_log.id;
+CREATE INDEX ON webhook.attempt_log (delivery_id);
+CREATE INDEX ON webhook.attempt_log (endpoint_id, created_at);
+
+ALTER TABLE webhook.event_log ATTACH PARTITION webhook.event_log_p0 FOR VALUES FROM (0) TO (1099511627776);
+ALTER TABLE webhook.delivery ATTACH PARTITION webhook.delivery_p0 FOR VALUES FROM (0) TO (1099511627776);
+ALTER TABLE webhook.attempt_log ATTACH PARTITION webhook.attempt_log_p0 FOR VALUES FROM (0) TO (1099511627776);
+
+-- Grants made on the tables (webhook.grant_manager) move to the new parents.
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT t, a.grantee, a.privilege_type
+             FROM unnest(ARRAY['event_log', 'delivery', 'attempt_log']) AS t,
+                  LATERAL (SELECT c.relacl, c.relowner FROM pg_class c
+                            WHERE c.oid = ('webhook.' || t || '_p0')::regclass) c,
+                  LATERAL aclexplode(c.relacl) a
+            WHERE a.grantee <> c.relowner LOOP
+    EXECUTE format('GRANT %s ON webhook.%I TO %s', r.privilege_type, r.t,
+                   CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
+    EXECUTE format('REVOKE %s ON webhook.%I FROM %s', r.privilege_type, r.t || '_p0',
+                   CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
+  END LOOP;
+END
+$$;
+
+CREATE OR REPLACE VIEW webhook.events AS
+SELECT id, event_type,
+       CASE WHEN strpos(body, '\u0000') = 0 THEN body::jsonb
+            ELSE webhook._without_nul_escapes(body)::jsonb END AS payload,
+       body, ordering_key, created_at, txid
+  FROM webhook.event_log;
+
+CREATE OR REPLACE VIEW webhook.deliveries AS
+SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, e.event_type, d.status, d.attempts,
+       d.next_attempt_at, d.last_http_status, d.last_error, d.last_attempt_at, d.completed_at,
+       d.ordering_key, d.created_at,
+       (d.status = 'pending' AND d.claim_token > 0 AND d.next_attempt_at > now() AND d.leased_by IS NOT NULL) AS in_flight
+  FROM webhook.delivery d
+  JOIN webhook.event_log e ON e.id = d.event_id;
+
+CREATE OR REPLACE VIEW webhook.attempts AS
+SELECT a.id, a.delivery_id, a.event_id, a.endpoint_id, a.attempt, a.created_at AS attempted_at,
+       a.http_status, a.duration_ms, a.error, a.response_excerpt, a.worker
+  FROM webhook.attempt_log a;
+
+CREATE OR REPLACE VIEW webhook.endpoint_health AS
+SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
+       coalesce(p.backlog, 0) AS backlog,
+       p.oldest_pending_at,
+       coalesce(dd.dead, 0) AS dead,
+       la.last_success_at, la.last_failure_at,
+       la.last_status
+  FROM webhook.endpoint ep
+  LEFT JOIN LATERAL (SELECT count(*) AS backlog, min(d.created_at) AS oldest_pending_at
+                       FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'pending') p ON true
+  LEFT JOIN LATERAL (SELECT count(*) AS dead
+                       FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'dead') dd ON true
+  LEFT JOIN LATERAL (SELECT max(a.created_at) FILTER (WHERE a.http_status BETWEEN 200 AND 299) AS last_success_at,
+                            max(a.created_at) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299) AS last_failure_at,
+                            (array_agg(a.http_status ORDER BY a.id DESC))[1] AS last_status
+                       FROM (SELECT * FROM webhook.attempt_log a WHERE a.endpoint_id = ep.id
+                              ORDER BY a.created_at DESC LIMIT 1000) a) la ON true;
 
 -- Routing passes events nobody wants in large chunks, budgets deliveries
 -- rather than events, and finds an event type's endpoints by index.
@@ -171,10 +353,6 @@ $$;
 
 -- Claims visit only endpoints with something waiting, and an endpoint's
 -- max_in_flight counts every dispatcher's leases.
-CREATE INDEX delivery_waiting ON webhook.delivery (endpoint_id, next_attempt_at)
-    WHERE status = 'pending' AND leased_by IS NULL;
-CREATE INDEX delivery_leased ON webhook.delivery (next_attempt_at)
-    WHERE status = 'pending' AND leased_by IS NOT NULL;
 DROP FUNCTION webhook._due(int, timestamptz, bigint[], int[]);
 DROP FUNCTION webhook._room_left(bigint[], int[], bigint[]);
 -- How many more deliveries endpoint `ep` may have leased right now: its
@@ -442,7 +620,207 @@ BEGIN
 END
 $$;
 
+-- Retention: settings, generations, maintain().
+-- How long events, deliveries and attempts are kept, and how often a new
+-- generation of partitions starts (webhook.set_retention changes both).
+CREATE TABLE webhook.settings (
+    singleton           boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    retention           interval NOT NULL DEFAULT '7 days',
+    generation_interval interval NOT NULL DEFAULT '1 day'
+);
+INSERT INTO webhook.settings DEFAULT VALUES;
+
+-- The generations of the outbox (outbox.rs: ids [k << 40, (k + 1) << 40)):
+-- started_at is when the id sequence moved into it (NULL: created ahead,
+-- not started), ended_at when the next one started.
+CREATE TABLE webhook.generation (
+    k          bigint PRIMARY KEY,
+    started_at timestamptz,
+    ended_at   timestamptz
+);
+
+INSERT INTO webhook.generation (k, started_at) VALUES (0, now());
+
+-- Create generation k's partitions of event_log, delivery and attempt_log
+-- (what exists already is left alone). Each is created on its own and then
+-- attached, which locks the parent only against other DDL (SHARE UPDATE
+-- EXCLUSIVE), so captures and claims go on meanwhile; the indexes are
+-- created by the attach, from the parent's.
+CREATE FUNCTION webhook._create_generation(k bigint) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE t text; part text; lo bigint := webhook._generation_start(k); hi bigint := webhook._generation_start(k + 1);
+BEGIN
+  FOREACH t IN ARRAY ARRAY['event_log', 'delivery', 'attempt_log'] LOOP
+    part := t || '_p' || k;
+    CONTINUE WHEN to_regclass('webhook.' || quote_ident(part)) IS NOT NULL;
+    EXECUTE format('CREATE TABLE webhook.%I (LIKE webhook.%I INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part, t);
+    IF t = 'delivery' THEN
+      -- A queue table: every delivery is inserted and updated twice within
+      -- seconds. Vacuum and analyze it far more often than the defaults, so
+      -- dead index entries stay few and the planner's row counts stay close.
+      EXECUTE format('ALTER TABLE webhook.%I SET (autovacuum_vacuum_scale_factor = 0.02, '
+                     'autovacuum_analyze_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0)', part);
+    END IF;
+    EXECUTE format('ALTER TABLE webhook.%I ATTACH PARTITION webhook.%I FOR VALUES FROM (%s) TO (%s)', t, part, lo, hi);
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhook.set_retention(retention interval, generation_interval interval DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE g interval;
+BEGIN
+  IF retention IS NULL OR retention <= interval '0' THEN
+    RAISE EXCEPTION 'retention must be a positive interval'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The default is 7 days: SELECT webhook.set_retention(''7 days'');';
+  END IF;
+  -- About a seventh of the retention: what is older than the retention is
+  -- gone within a seventh more.
+  g := coalesce(generation_interval, least(greatest(retention / 7, interval '1 minute'), interval '1 day'));
+  IF g <= interval '0' OR g > retention THEN
+    RAISE EXCEPTION 'generation_interval must be positive and no longer than the retention'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Leave it NULL for about a seventh of the retention (at least a minute, at most a day).';
+  END IF;
+  UPDATE webhook.settings s SET retention = set_retention.retention, generation_interval = g;
+END
+$$;
+
+-- Retention, run by webhookd about once a minute (any role granted it may
+-- run it; concurrent calls skip): start a new generation when the current
+-- one is older than generation_interval, and drop whole generations that
+-- ended longer than `retention` ago: their events, deliveries and attempts
+-- at once, without DELETE or VACUUM.
+--
+-- A generation with a pending delivery, or with an event routing has not
+-- passed yet, is kept (`kept`) until that delivery succeeds or is dead and
+-- the retention has passed again: nothing undelivered is dropped. A dead
+-- delivery stays replayable for the retention period. Dropping a partition
+-- locks its parent for a moment; if that lock is not granted within 100 ms
+-- (a long transaction holds the outbox), the generation is left for the
+-- next call (`deferred`) rather than making captures wait behind it.
+CREATE FUNCTION webhook.maintain(OUT generation bigint, OUT started boolean, OUT dropped int,
+                                 OUT kept int, OUT deferred int)
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE cfg webhook.settings; cur webhook.generation; g webhook.generation; horizon bigint; busy boolean;
+        part text; old_timeout text := current_setting('lock_timeout');
+BEGIN
+  started := false;
+  dropped := 0;
+  kept := 0;
+  deferred := 0;
+  IF NOT pg_try_advisory_xact_lock(7347627150213) THEN
+    RETURN;
+  END IF;
+  SELECT * INTO cfg FROM webhook.settings;
+  SELECT * INTO cur FROM webhook.generation x WHERE x.started_at IS NOT NULL ORDER BY x.k DESC LIMIT 1;
+  generation := cur.k;
+
+  SELECT pg_snapshot_xmin(r.prev_snap)::text::bigint INTO horizon FROM webhook.router r;
+  PERFORM set_config('lock_timeout', '100ms', true);
+  FOR g IN SELECT * FROM webhook.generation x
+            WHERE x.ended_at IS NOT NULL AND x.ended_at + cfg.retention <= now() ORDER BY x.k LOOP
+    BEGIN
+      -- Locked before looking, so no delivery can become pending after the look.
+      EXECUTE format('LOCK TABLE webhook.%I, webhook.%I, webhook.%I IN ACCESS EXCLUSIVE MODE',
+                     'event_log_p' || g.k, 'delivery_p' || g.k, 'attempt_log_p' || g.k);
+      EXECUTE format('SELECT EXISTS (SELECT 1 FROM webhook.%I d WHERE d.status = ''pending'') '
+                     'OR EXISTS (SELECT 1 FROM webhook.%I e WHERE e.txid >= $1)',
+                     'delivery_p' || g.k, 'event_log_p' || g.k)
+        INTO busy USING horizon;
+      IF busy THEN
+        kept := kept + 1;
+      ELSE
+        -- Generation 0 was created with the extension, and so belongs to it.
+        FOR part IN SELECT c.oid::regclass::text FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
+                     WHERE d.classid = 'pg_class'::regclass AND d.deptype = 'e'
+                       AND c.relnamespace = 'webhook'::regnamespace
+                       AND c.relname IN ('event_log_p' || g.k, 'delivery_p' || g.k, 'attempt_log_p' || g.k) LOOP
+          EXECUTE format('ALTER EXTENSION pg_webhook DROP TABLE %s', part);
+        END LOOP;
+        EXECUTE format('DROP TABLE webhook.%I, webhook.%I, webhook.%I',
+                       'attempt_log_p' || g.k, 'delivery_p' || g.k, 'event_log_p' || g.k);
+        DELETE FROM webhook.generation x WHERE x.k = g.k;
+        dropped := dropped + 1;
+      END IF;
+    EXCEPTION WHEN lock_not_available THEN
+      deferred := deferred + 1;
+    END;
+  END LOOP;
+  PERFORM set_config('lock_timeout', old_timeout, true);
+
+  -- The next generation's partitions are created a call ahead of its
+  -- start: the id sequence moves into a generation only once an earlier,
+  -- committed call created its partitions, so no capture draws an id whose
+  -- partition it cannot see yet. setval() is not transactional: it comes
+  -- last, and never moves the sequence back.
+  IF NOT EXISTS (SELECT 1 FROM webhook.generation x WHERE x.k = cur.k + 1) THEN
+    PERFORM webhook._create_generation(cur.k + 1);
+    INSERT INTO webhook.generation (k) VALUES (cur.k + 1);
+  ELSIF cur.started_at + cfg.generation_interval <= now() THEN
+    UPDATE webhook.generation x SET ended_at = now() WHERE x.k = cur.k;
+    UPDATE webhook.generation x SET started_at = now() WHERE x.k = cur.k + 1;
+    PERFORM setval('webhook.event_id_seq',
+                   greatest(webhook._generation_start(cur.k + 1),
+                            (SELECT s.last_value + 1 FROM webhook.event_id_seq s)), false);
+    generation := cur.k + 1;
+    started := true;
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook._guard_outbox_index() RETURNS event_trigger
+LANGUAGE plpgsql AS $$
+DECLARE bad text;
+BEGIN
+  SELECT ic.relname INTO bad
+    FROM pg_event_trigger_ddl_commands() cmd
+    JOIN pg_index i ON i.indexrelid = cmd.objid OR i.indrelid = cmd.objid
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace n ON n.oid = t.relnamespace
+   WHERE cmd.classid = 'pg_class'::regclass AND n.nspname = 'webhook'
+     AND (t.relname = 'event_log' OR t.relname ~ '^event_log_p[0-9]+$')
+     AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+          OR EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid AND c.contype = 'x'))
+   LIMIT 1;
+  IF bad IS NOT NULL THEN
+    RAISE EXCEPTION 'index % on webhook.event_log is not supported: it has an expression, a predicate or an exclusion constraint', quote_ident(bad)
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Captured events are written without the executor, so indexes on webhook.event_log must be plain column indexes; index a column (event_type, created_at) instead.';
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint), '
+                 'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
+                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint), '
+                 'webhook.maintain() TO %s', role);
+  EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
+END
+$$;
+
 REVOKE EXECUTE ON FUNCTION webhook._route(int, int, pg_snapshot, timestamptz, int, bigint[], bigint[], int[], text),
   webhook._due(int, timestamptz, timestamptz, bigint[], bigint[], int[]),
-  webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[])
+  webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[]),
+  webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval)
   FROM PUBLIC;
+
+-- Roles that dispatch (granted claim()) may also run maintain(), as
+-- webhook.grant_dispatcher() now grants.
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT DISTINCT a.grantee
+             FROM pg_proc p, LATERAL aclexplode(p.proacl) a
+            WHERE p.oid = 'webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint)'::regprocedure
+              AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.maintain() TO %s', quote_ident(r.grantee::regrole::text));
+  END LOOP;
+END
+$$;

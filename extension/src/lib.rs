@@ -52,7 +52,7 @@ extension_sql_file!("../sql/repair.sql", name = "repair", requires = ["record"])
 extension_sql_file!(
     "../sql/retention.sql",
     name = "retention",
-    requires = ["repair"]
+    requires = ["repair", outbox::generation_start_sql]
 );
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 

@@ -19,6 +19,22 @@ extern "C-unwind" {
     // commands/sequence.h is not among pgrx's bindings; exported since
     // PostgreSQL 10 (identity columns use it) with this signature.
     fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
+    // catalog/partition.h, not among pgrx's bindings either; PostgreSQL 14
+    // added the second argument.
+    #[cfg(not(feature = "pg13"))]
+    fn get_partition_parent(relid: pg_sys::Oid, even_if_detached: bool) -> pg_sys::Oid;
+    #[cfg(feature = "pg13")]
+    #[link_name = "get_partition_parent"]
+    fn get_partition_parent_13(relid: pg_sys::Oid) -> pg_sys::Oid;
+}
+
+/// # Safety
+/// `relid` must be a partition (relispartition), inside a transaction.
+unsafe fn partition_parent(relid: pg_sys::Oid) -> pg_sys::Oid {
+    #[cfg(not(feature = "pg13"))]
+    return get_partition_parent(relid, false);
+    #[cfg(feature = "pg13")]
+    return get_partition_parent_13(relid);
 }
 
 const SCHEMA: &CStr = c"webhook";
@@ -39,6 +55,45 @@ thread_local! {
     /// (event_log, event_id_seq) OIDs, looked up once per backend and again
     /// whenever the table is no longer what we expect (extension recreated).
     static TARGET: Cell<Option<(pg_sys::Oid, pg_sys::Oid)>> = const { Cell::new(None) };
+    /// (generation, its partition's OID): the partition events go to, looked
+    /// up again when the generation changes or the partition is not it.
+    static LEAF: Cell<Option<(i64, pg_sys::Oid)>> = const { Cell::new(None) };
+}
+
+/// The outbox is partitioned by id into generations of 2^40 ids each:
+/// generation k holds ids [k << 40, (k + 1) << 40) in partition
+/// `webhook.event_log_p<k>`, and the deliveries and attempts of its events
+/// in `delivery_p<k>` and `attempt_log_p<k>`. `webhook.maintain()` starts a
+/// new generation (creates its partitions, then moves the id sequence to
+/// its first id) every partition interval, and drops a whole generation
+/// once it is older than the retention and nothing in it is pending: no
+/// DELETE, no VACUUM. An id's partition is known from the id alone, so a
+/// lookup by event id reads one partition, and capture writes its partition
+/// directly (below). 2^40 ids a generation, 2^23 generations in a bigint.
+pub const GENERATION_BITS: u32 = 40;
+
+pub fn generation_of(id: i64) -> i64 {
+    id >> GENERATION_BITS
+}
+
+/// The generation an event id belongs to.
+#[pg_extern(immutable, strict, parallel_safe, name = "_generation")]
+fn generation_sql(id: i64) -> i64 {
+    generation_of(id)
+}
+
+/// The first id of generation `k` (the last is the next one's first - 1).
+#[pg_extern(immutable, strict, parallel_safe, name = "_generation_start")]
+fn generation_start_sql(k: i64) -> i64 {
+    if !(0..(1 << (63 - GENERATION_BITS))).contains(&k) {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE,
+            format!("generation {k} is out of range"),
+            "Generations are numbered from 0 to 8388607."
+        );
+    }
+    k << GENERATION_BITS
 }
 
 /// The one rule for event type names (and so for prefixes and patterns):
@@ -148,14 +203,92 @@ unsafe fn lookup() -> (pg_sys::Oid, pg_sys::Oid) {
 /// `rel` must be an open relation.
 unsafe fn is_event_log(rel: pg_sys::Relation) -> bool {
     let name = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr());
+    name == TABLE && is_partitioned(rel).is_some() && has_outbox_columns(rel)
+}
+
+/// Some(true) for the partitioned outbox, Some(false) for 0.1.0's plain
+/// table (a database whose library is new but which has not run
+/// `ALTER EXTENSION pg_webhook UPDATE` yet must go on capturing), None
+/// for anything else.
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn is_partitioned(rel: pg_sys::Relation) -> Option<bool> {
+    match (*(*rel).rd_rel).relkind as u8 {
+        k if k == pg_sys::RELKIND_PARTITIONED_TABLE => Some(true),
+        k if k == pg_sys::RELKIND_RELATION => Some(false),
+        _ => None,
+    }
+}
+
+/// # Safety
+/// `rel` must be an open relation.
+unsafe fn has_outbox_columns(rel: pg_sys::Relation) -> bool {
     let desc = (*rel).rd_att;
-    if name != TABLE || (*desc).natts as usize != COLUMNS.len() {
+    if (*desc).natts as usize != COLUMNS.len() {
         return false;
     }
     let attrs = (*desc).attrs.as_slice(COLUMNS.len());
     attrs.iter().zip(COLUMNS).all(|(a, c)| {
         !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == c.as_bytes()
     })
+}
+
+/// Is `leaf` generation `k`'s partition of `parent`, with the parent's
+/// columns and types, attribute for attribute (the tuple is formed with the
+/// parent's descriptor)?
+/// # Safety
+/// `parent` and `leaf` must be open relations.
+unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64) -> bool {
+    let name = CStr::from_ptr((*(*leaf).rd_rel).relname.data.as_ptr());
+    if name.to_bytes() != format!("event_log_p{k}").as_bytes()
+        || !(*(*leaf).rd_rel).relispartition
+        || (*(*leaf).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
+        || partition_parent((*leaf).rd_id) != (*parent).rd_id
+        || !has_outbox_columns(leaf)
+    {
+        return false;
+    }
+    let n = COLUMNS.len();
+    let ours = (*(*parent).rd_att).attrs.as_slice(n);
+    let theirs = (*(*leaf).rd_att).attrs.as_slice(n);
+    ours.iter()
+        .zip(theirs)
+        .all(|(a, b)| a.atttypid == b.atttypid && a.attlen == b.attlen && a.attbyval == b.attbyval)
+}
+
+/// Open generation `k`'s partition of the outbox, RowExclusiveLock.
+/// # Safety
+/// Inside a transaction; `parent` is the open webhook.event_log.
+unsafe fn open_leaf(parent: pg_sys::Relation, k: i64) -> pg_sys::Relation {
+    if let Some((cached_k, oid)) = LEAF.with(|l| l.get()) {
+        if cached_k == k {
+            let leaf = pg_sys::try_table_open(oid, pg_sys::RowExclusiveLock as i32);
+            if !leaf.is_null() {
+                if is_partition(parent, leaf, k) {
+                    return leaf;
+                }
+                pg_sys::table_close(leaf, pg_sys::RowExclusiveLock as i32);
+            }
+        }
+    }
+    let name = std::ffi::CString::new(format!("event_log_p{k}")).unwrap_or_default();
+    let oid = pg_sys::get_relname_relid(name.as_ptr(), (*(*parent).rd_rel).relnamespace);
+    let leaf = if oid == pg_sys::InvalidOid {
+        std::ptr::null_mut()
+    } else {
+        pg_sys::try_table_open(oid, pg_sys::RowExclusiveLock as i32)
+    };
+    if leaf.is_null() || !is_partition(parent, leaf, k) {
+        pgrx::ereport!(
+            ERROR,
+            PgSqlErrorCode::ERRCODE_UNDEFINED_TABLE,
+            format!("the outbox has no partition for generation {k} (webhook.event_log_p{k})"),
+            "webhook.maintain() creates each generation's partitions before ids reach it; \
+             run SELECT webhook.maintain(); or check that webhook.event_id_seq was not moved by hand."
+        );
+    }
+    LEAF.with(|l| l.set(Some((k, oid))));
+    leaf
 }
 
 /// # Safety
@@ -195,6 +328,11 @@ pub fn insert(event: &Event) {
             }
         }
         let id = nextval_internal(seq_oid, false);
+        let leaf = if is_partitioned(rel) == Some(true) {
+            open_leaf(rel, generation_of(id))
+        } else {
+            pg_sys::table_open((*rel).rd_id, pg_sys::RowExclusiveLock as i32)
+        };
         let mut values = [
             pg_sys::Datum::from(id),
             pg_sys::Datum::from(current_txid()),
@@ -217,19 +355,24 @@ pub fn insert(event: &Event) {
             true,
             false,
         ];
-        let tuple = pg_sys::heap_form_tuple((*rel).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
+        let tuple =
+            pg_sys::heap_form_tuple((*leaf).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
         // The catalog-style insert maintains plain indexes only; one with an
         // expression, a predicate or an exclusion constraint would be read
         // past its end. Refused here (an ERROR, never a crash) as well as
-        // when it is created (webhook._guard_outbox_index).
-        let indexes = pg_sys::CatalogOpenIndexes(rel);
+        // when it is created (webhook._guard_outbox_index). The row goes
+        // straight to its generation's partition, which is_partition()
+        // checked has the parent's layout; the id is within its bounds by
+        // construction (generation_of).
+        let indexes = pg_sys::CatalogOpenIndexes(leaf);
         if let Err(e) = check_indexes(indexes) {
             pg_sys::CatalogCloseIndexes(indexes);
             e.raise();
         }
-        pg_sys::CatalogTupleInsertWithInfo(rel, tuple, indexes);
+        pg_sys::CatalogTupleInsertWithInfo(leaf, tuple, indexes);
         pg_sys::CatalogCloseIndexes(indexes);
         pg_sys::heap_freetuple(tuple);
+        pg_sys::table_close(leaf, pg_sys::NoLock as i32);
         pg_sys::table_close(rel, pg_sys::NoLock as i32);
     }
 }
@@ -256,9 +399,20 @@ unsafe fn check_indexes(indexes: pg_sys::CatalogIndexState) -> Result<(), Webhoo
         } else {
             continue;
         };
-        let index = CStr::from_ptr((*(**rel).rd_rel).relname.data.as_ptr())
-            .to_string_lossy()
-            .into_owned();
+        // A partition's index is named after the index made on the
+        // outbox itself, the one the user wrote.
+        let named = if (*(**rel).rd_rel).relispartition {
+            pg_sys::get_rel_name(partition_parent((**rel).rd_id))
+        } else {
+            std::ptr::null_mut()
+        };
+        let index = if named.is_null() {
+            CStr::from_ptr((*(**rel).rd_rel).relname.data.as_ptr())
+        } else {
+            CStr::from_ptr(named)
+        }
+        .to_string_lossy()
+        .into_owned();
         return Err(WebhookError::OutboxIndex { index, what });
     }
     Ok(())
