@@ -414,3 +414,39 @@ def test_an_ordering_key_does_not_depend_on_the_sessions_settings(db, dbname):
         other.execute("UPDATE slots SET n = 2")
     keys = [k for (k,) in q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")]
     assert keys == ["2026-01-01T00:00:00Z,2026-01-02,qwE="] * 2
+
+
+def test_a_partitioned_table_is_captured_as_itself(db):
+    """Events of a tracked partitioned table name that table, not the
+    partition a row lives in, and read the right columns even from a
+    partition whose columns are numbered otherwise."""
+    db.execute("CREATE TABLE porders (region text NOT NULL, id int NOT NULL, total int, note text, "
+               "PRIMARY KEY (region, id)) PARTITION BY LIST (region)")
+    db.execute("CREATE TABLE porders_eu PARTITION OF porders FOR VALUES IN ('eu')")
+    # Made on its own with another column order and a dropped column, then attached.
+    db.execute("CREATE TABLE porders_us (junk int, note text, total int, id int NOT NULL, region text NOT NULL)")
+    db.execute("ALTER TABLE porders_us DROP COLUMN junk")
+    db.execute("ALTER TABLE porders ATTACH PARTITION porders_us FOR VALUES IN ('us')")
+    db.execute("SELECT webhook.track('porders')")
+    db.execute("SELECT webhook.track('porders', event_prefix => 'totals', columns => '{id,total}')")
+    db.execute("INSERT INTO porders VALUES ('eu', 1, 10, 'a'), ('us', 2, 20, 'b')")
+    rows = q(db, "SELECT event_type, payload->'data', ordering_key FROM webhook.events ORDER BY id")
+    by_type = {}
+    for t, data, key in rows:
+        by_type.setdefault(t, []).append((data, key))
+    assert [d["table"] for d, _ in by_type["porders.insert"]] == ["public.porders"] * 2
+    assert [d["new"] for d, _ in by_type["porders.insert"]] == [
+        {"region": "eu", "id": 1, "total": 10, "note": "a"},
+        {"region": "us", "id": 2, "total": 20, "note": "b"},
+    ]
+    assert [d["new"] for d, _ in by_type["totals.insert"]] == [{"id": 1, "total": 10}, {"id": 2, "total": 20}]
+    keys = [k for _, k in by_type["porders.insert"]]
+    assert None not in keys and len(set(keys)) == 2
+    assert keys == [k for _, k in by_type["totals.insert"]]
+    # A row moving to another partition is a delete and an insert (what
+    # PostgreSQL runs), both named after the tracked table.
+    db.execute("DELETE FROM webhook.event_log")
+    db.execute("UPDATE porders SET region = 'us' WHERE id = 1")
+    moved = q(db, "SELECT event_type, payload->'data'->>'table' FROM webhook.events "
+                  "WHERE starts_with(event_type, 'porders.') ORDER BY id")
+    assert moved == [("porders.delete", "public.porders"), ("porders.insert", "public.porders")]

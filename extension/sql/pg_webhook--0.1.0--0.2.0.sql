@@ -265,7 +265,7 @@ BEGIN
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
       FROM ev JOIN webhook.endpoint ep ON ep.id = ev.endpoint_id AND ep.enabled
   ), room AS (
-    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n) AS n
+    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n, worker) AS n
       FROM webhook.endpoint e
      WHERE lease_max > 0 AND e.id IN (SELECT DISTINCT p.endpoint_id FROM every_pair p)
   ), ranked AS (
@@ -355,30 +355,37 @@ $$;
 -- max_in_flight counts every dispatcher's leases.
 DROP FUNCTION webhook._due(int, timestamptz, bigint[], int[]);
 DROP FUNCTION webhook._room_left(bigint[], int[], bigint[]);
--- How many more deliveries endpoint `ep` may have leased right now: its
--- max_in_flight less every live lease of it, whichever dispatcher holds it
--- (so the limit holds across several webhookd), and no more than the
--- dispatcher's own cap (caps: what it has room for) less what this claim
--- leased already (its leases all end at lease_until). Excluded endpoints
--- (paused by the dispatcher's circuit breaker) get none. A dispatcher that
--- died holds its leases' room until they expire.
+-- How many more deliveries endpoint `ep` may have leased right now, for
+-- `worker`: its max_in_flight less the live leases other dispatchers hold
+-- (so the limit holds across several webhookd; one that died holds its
+-- leases' room until they expire), and no more than the worker's own cap
+-- (caps: what it has room for, counting its own requests exactly, which its
+-- unrecorded leases in the table would not), less what this claim leased
+-- already (its leases all end at lease_until). Without a worker name (a
+-- claim by hand) every live lease counts. Excluded endpoints (paused by the
+-- dispatcher's circuit breaker) get none.
 CREATE FUNCTION webhook._room(ep webhook.endpoint, t_now timestamptz, lease_until timestamptz,
-                              exclude bigint[], cap_ids bigint[], cap_n int[]) RETURNS int
+                              exclude bigint[], cap_ids bigint[], cap_n int[], worker text) RETURNS int
 -- PL/pgSQL, not SQL: its plan is cached for the session, where a SQL
 -- function's query would be planned again on every call.
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE live int; mine int;
+DECLARE others int; mine int; cap int;
 BEGIN
   IF NOT ep.enabled OR ep.id = ANY (exclude) THEN
     RETURN 0;
   END IF;
-  SELECT count(*), count(*) FILTER (WHERE d.next_attempt_at = lease_until) INTO live, mine
+  SELECT count(*) FILTER (WHERE coalesce(worker, '') = '' OR d.leased_by <> worker),
+         count(*) FILTER (WHERE d.next_attempt_at = lease_until)
+    INTO others, mine
     FROM webhook.delivery d
    WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.leased_by IS NOT NULL
      AND d.next_attempt_at > t_now;
-  RETURN greatest(0, least(coalesce((SELECT min(c.n) FROM unnest(cap_ids, cap_n) AS c(id, n) WHERE c.id = ep.id),
-                                    ep.max_in_flight) - mine,
-                           ep.max_in_flight - live));
+  cap := least(ep.max_in_flight,
+               coalesce((SELECT min(c.n) FROM unnest(cap_ids, cap_n) AS c(id, n) WHERE c.id = ep.id), ep.max_in_flight));
+  IF coalesce(worker, '') = '' THEN
+    RETURN greatest(0, least(cap - mine, ep.max_in_flight - others));
+  END IF;
+  RETURN greatest(0, cap - mine - others);
 END
 $$;
 
@@ -398,7 +405,7 @@ $$;
 -- rows now), and the bitmap scan + sort it then picks reads every due row on
 -- each claim (see BENCHMARKS.md).
 CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, lease_until timestamptz,
-                             exclude bigint[], cap_ids bigint[], cap_n int[]) RETURNS bigint[]
+                             exclude bigint[], cap_ids bigint[], cap_n int[], worker text) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
 SET enable_bitmapscan = off SET enable_seqscan = off AS $$
 DECLARE ids bigint[];
@@ -422,7 +429,7 @@ BEGIN
              WHERE d.status = 'pending' AND d.leased_by IS NOT NULL AND d.next_attempt_at <= t_now
              ORDER BY d.next_attempt_at LIMIT max_deliveries) d
   ), ep AS MATERIALIZED (
-    SELECT e.id, webhook._room(e, t_now, lease_until, exclude, cap_ids, cap_n) AS room
+    SELECT e.id, webhook._room(e, t_now, lease_until, exclude, cap_ids, cap_n, worker) AS room
       FROM webhook.endpoint e
      WHERE e.id IN (SELECT w.endpoint_id FROM waiting w WHERE w.next_attempt_at <= t_now
                     UNION SELECT x.endpoint_id FROM expired x)
@@ -515,7 +522,7 @@ BEGIN
   ts := extract(epoch FROM t_now)::bigint;
   lease_until := t_now + lease;
   exclude_endpoints := coalesce(exclude_endpoints, '{}');
-  claimed := webhook._due(max_deliveries, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts);
+  claimed := webhook._due(max_deliveries, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts, worker);
   IF cardinality(claimed) > 0 THEN
     UPDATE webhook.delivery d
        SET next_attempt_at = lease_until, claim_token = d.claim_token + 1, leased_by = coalesce(worker, '')
@@ -550,13 +557,15 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (exclude_endpoints)) THEN
       PERFORM webhook._route(max_deliveries, max_deliveries, snap, NULL, 0, '{}', '{}', '{}', NULL);
     ELSIF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (full_ids)
-                     AND webhook._room(e, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts) > 0) THEN
+                     AND webhook._room(e, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts, worker) > 0) THEN
       scan := 0;
       passed := 0;
       FOR i IN 1..10 LOOP
         room := max_deliveries - cardinality(claimed);
         EXIT WHEN room <= 0;
-        scan := least(20000, greatest(room, scan * 16));
+        -- The first chunk is small: the batch may be large while the
+        -- endpoints' room is one (a claim after each finished request).
+        scan := CASE WHEN scan = 0 THEN least(room, 32) ELSE least(20000, scan * 16) END;
         SELECT * INTO r FROM webhook._route(scan, room, snap, lease_until, room,
                                             exclude_endpoints, cap_endpoints, cap_counts, coalesce(worker, ''));
         claimed := claimed || r.leased;
@@ -806,8 +815,8 @@ END
 $$;
 
 REVOKE EXECUTE ON FUNCTION webhook._route(int, int, pg_snapshot, timestamptz, int, bigint[], bigint[], int[], text),
-  webhook._due(int, timestamptz, timestamptz, bigint[], bigint[], int[]),
-  webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[]),
+  webhook._due(int, timestamptz, timestamptz, bigint[], bigint[], int[], text),
+  webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[], text),
   webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval)
   FROM PUBLIC;
 

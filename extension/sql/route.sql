@@ -126,7 +126,7 @@ BEGIN
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
       FROM ev JOIN webhook.endpoint ep ON ep.id = ev.endpoint_id AND ep.enabled
   ), room AS (
-    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n) AS n
+    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n, worker) AS n
       FROM webhook.endpoint e
      WHERE lease_max > 0 AND e.id IN (SELECT DISTINCT p.endpoint_id FROM every_pair p)
   ), ranked AS (

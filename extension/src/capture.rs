@@ -42,6 +42,11 @@ pub fn mark_written() {
 /// `_capture_row` in CREATE TRIGGER could write them.
 struct CaptureArgs {
     event_type: String,
+    /// The tracked table: the trigger's own, or for a partition of a
+    /// tracked partitioned table, that table (receivers subscribe to it,
+    /// not to however it is partitioned). Its name is looked up through
+    /// NAMES, which renames clear.
+    tracked: pg_sys::Oid,
     /// Ordering key attribute numbers: in range, not dropped.
     keys: Vec<i16>,
     /// Payload attribute numbers (None: every column), in range.
@@ -100,27 +105,105 @@ unsafe fn capture_args(
     if !outbox::event_type_ok(&event_type) {
         return Err(invalid(format!("{event_type:?} is not a valid event type")));
     }
+    // track() wrote the tracked table's column numbers; a partition's
+    // trigger is a clone with the same arguments, and the partition's
+    // columns may be numbered otherwise (attached with another order or
+    // with dropped columns): map them by name.
+    let tracked = tracked_table(trigger, rel);
+    let natts_of = |relid: pg_sys::Oid| -> usize {
+        let r = pg_sys::RelationIdGetRelation(relid);
+        if r.is_null() {
+            return 0;
+        }
+        let n = (*(*r).rd_att).natts.max(0) as usize;
+        pg_sys::RelationClose(r);
+        n
+    };
+    let map = |attnums: Vec<i16>| -> Vec<i16> {
+        if tracked == (*rel).rd_id {
+            return attnums;
+        }
+        attnums
+            .into_iter()
+            .filter_map(|a| {
+                let name = pg_sys::get_attname(tracked, a, true);
+                if name.is_null() {
+                    return None;
+                }
+                let n = pg_sys::get_attnum((*rel).rd_id, name);
+                (n > 0).then_some(n)
+            })
+            .collect()
+    };
+    let natts = natts_of(tracked);
     let tupdesc = (*rel).rd_att;
-    let natts = (*tupdesc).natts.max(0) as usize;
-    let attrs = (*tupdesc).attrs.as_slice(natts);
+    let rel_natts = (*tupdesc).natts.max(0) as usize;
+    let attrs = (*tupdesc).attrs.as_slice(rel_natts);
     // A key column dropped after track() (its primary key went with it)
     // is left out rather than read: a dropped column has no type.
-    let keys = parse_attnums(&arg(1), natts)
-        .map_err(invalid)?
+    let keys = map(parse_attnums(&arg(1), natts).map_err(invalid)?)
         .into_iter()
         .filter(|&n| attrs.get((n - 1) as usize).is_some_and(|a| !a.attisdropped))
         .collect();
     let only = match arg(2).as_ref() {
         "" => None,
-        cols => Some(parse_attnums(cols, natts).map_err(invalid)?),
+        cols => Some(map(parse_attnums(cols, natts).map_err(invalid)?)),
     };
     let args = std::rc::Rc::new(CaptureArgs {
         event_type,
+        tracked,
         keys,
         only,
     });
     ARGS.with(|m| m.borrow_mut().insert(tgoid, args.clone()));
     Ok(args)
+}
+
+/// The table `webhook.track()` installed `trigger` on: `rel` itself, or,
+/// when `rel` is a partition and the trigger a clone of its parent's, the
+/// highest ancestor that still has a trigger of that name (clones keep it).
+///
+/// # Safety
+/// `trigger` and `rel` must be the firing trigger and its open relation.
+unsafe fn tracked_table(trigger: *const pg_sys::Trigger, rel: pg_sys::Relation) -> pg_sys::Oid {
+    let mut tracked = (*rel).rd_id;
+    if !(*trigger).tgisclone {
+        return tracked;
+    }
+    while pg_sys::get_rel_relispartition(tracked) {
+        let parent = outbox::partition_parent(tracked);
+        if pg_sys::get_trigger_oid(parent, (*trigger).tgname, true) == pg_sys::InvalidOid {
+            break;
+        }
+        tracked = parent;
+    }
+    tracked
+}
+
+/// "schema.table" of a relation by OID, cached per backend like
+/// `qualified_name`.
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn name_of(relid: pg_sys::Oid) -> String {
+    if let Some(name) = NAMES.with(|n| n.borrow().get(&relid).cloned()) {
+        return name;
+    }
+    ensure_callbacks();
+    let relname = pg_sys::get_rel_name(relid);
+    let nsp = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(relid));
+    let relname = if relname.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(relname).to_string_lossy().into_owned()
+    };
+    let name = if nsp.is_null() {
+        relname
+    } else {
+        format!("{}.{}", CStr::from_ptr(nsp).to_string_lossy(), relname)
+    };
+    NAMES.with(|n| n.borrow_mut().insert(relid, name.clone()));
+    name
 }
 
 fn op_name(event: u32) -> &'static str {
@@ -245,7 +328,12 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     body.push_str(",\"timestamp\":");
     payload::push_timestamp(&mut body, created_at, true);
     body.push_str(",\"data\":{\"table\":");
-    payload::push_json_str(&mut body, &qualified_name(rel));
+    let table = if args.tracked == (*rel).rd_id {
+        qualified_name(rel)
+    } else {
+        name_of(args.tracked)
+    };
+    payload::push_json_str(&mut body, &table);
     body.push_str(",\"op\":\"");
     body.push_str(op);
     body.push_str("\",\"new\":");

@@ -30,7 +30,7 @@ extern "C-unwind" {
 
 /// # Safety
 /// `relid` must be a partition (relispartition), inside a transaction.
-unsafe fn partition_parent(relid: pg_sys::Oid) -> pg_sys::Oid {
+pub(crate) unsafe fn partition_parent(relid: pg_sys::Oid) -> pg_sys::Oid {
     #[cfg(not(feature = "pg13"))]
     return get_partition_parent(relid, false);
     #[cfg(feature = "pg13")]
