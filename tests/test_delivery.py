@@ -192,14 +192,14 @@ def test_huge_response_body_is_capped(db, receiver, webhookd):
 
 
 def test_two_dispatchers_share_the_work(db, receiver, webhookd):
-    # Slow enough that one dispatcher's room for the endpoint (16 in
-    # flight) fills and the other's claims find work: at 10 ms a request,
-    # one dispatcher can keep up alone, and which one wins every claim is
-    # then a matter of timing.
+    # Each dispatcher may hold 8 requests (--concurrency), the endpoint 16
+    # (max_in_flight, counted over both): one alone cannot use the
+    # endpoint's room, so the other's claims find work. At 100 ms a
+    # request neither finishes its share before the other claims.
     r = receiver(lambda n, req: (204, {}, b"", 0.1))
     setup_orders(db, r.url)
-    webhookd("--batch", "20", "--worker", "w1", *FAST)
-    webhookd("--batch", "20", "--worker", "w2", *FAST)
+    webhookd("--batch", "20", "--concurrency", "8", "--worker", "w1", *FAST)
+    webhookd("--batch", "20", "--concurrency", "8", "--worker", "w2", *FAST)
     time.sleep(0.5)
     for _ in range(10):
         db.execute("INSERT INTO orders (customer) SELECT 'c' FROM generate_series(1, 50)")

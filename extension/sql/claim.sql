@@ -151,10 +151,15 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- looked up by key; stale statistics must not turn one into a merge join
 -- walking the outbox, or a key lookup into a sequential scan.
 SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
+-- Never a parallel plan: the outbox and deliveries are partitioned, and a
+-- Parallel Append over them looked cheap to the planner while starting its
+-- workers cost a claim 7 ms (BENCHMARKS.md, session 8).
+SET max_parallel_workers_per_gather = 0
 SET plan_cache_mode = force_generic_plan AS $$
 -- claimed: everything this call leases, due deliveries first, then fresh ones.
 DECLARE ts bigint; t_now timestamptz; lease_until timestamptz; claimed bigint[]; room int;
         snap pg_snapshot; r record; over_cap bigint[]; full_ids bigint[]; scan int; passed int;
+        dense boolean;
 BEGIN
   IF max_body_bytes IS NULL OR max_body_bytes <= 0 THEN
     RAISE EXCEPTION 'max_body_bytes must be positive'
@@ -207,9 +212,7 @@ BEGIN
   IF snap IS NOT NULL AND max_deliveries > cardinality(claimed) THEN
     -- Endpoints known to have no room: the busy check below then reads the
     -- endpoint table only until it meets one that may have some.
-    full_ids := exclude_endpoints || ARRAY(
-      SELECT c.id FROM unnest(cap_endpoints, cap_counts) AS c(id, n)
-       WHERE c.n <= (SELECT count(*) FROM webhook.delivery d WHERE d.id = ANY (claimed) AND d.endpoint_id = c.id));
+    full_ids := exclude_endpoints || ARRAY(SELECT c.id FROM unnest(cap_endpoints, cap_counts) AS c(id, n) WHERE c.n <= 0);
     IF NOT EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (exclude_endpoints)) THEN
       PERFORM webhook._route(max_deliveries, max_deliveries, snap, NULL, 0, '{}', '{}', '{}', NULL);
     ELSIF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (full_ids)
@@ -219,13 +222,19 @@ BEGIN
       FOR i IN 1..10 LOOP
         room := max_deliveries - cardinality(claimed);
         EXIT WHEN room <= 0;
-        -- The first chunk is small: the batch may be large while the
-        -- endpoints' room is one (a claim after each finished request).
-        scan := CASE WHEN scan = 0 THEN least(room, 32) ELSE least(20000, scan * 16) END;
+        -- The first chunk is about what the dispatcher has room for (its
+        -- caps) rather than the batch: a claim after each finished request
+        -- has room for one. After a chunk of wanted events, read what is
+        -- left of the batch; after one nobody wanted, 16 times more.
+        scan := CASE WHEN scan = 0
+                     THEN least(room, greatest(32, (SELECT coalesce(sum(c.n), 0) FROM unnest(cap_counts) AS c(n) WHERE c.n > 0)))
+                     WHEN dense THEN room
+                     ELSE least(20000, scan * 16) END;
         SELECT * INTO r FROM webhook._route(scan, room, snap, lease_until, room,
                                             exclude_endpoints, cap_endpoints, cap_counts, coalesce(worker, ''));
         claimed := claimed || r.leased;
         passed := passed + r.routed;
+        dense := r.matched = r.routed;
         -- Go on only after a whole chunk was passed with room left (events
         -- nobody wants, read 16 times as many next time). A chunk cut
         -- short filled the batch or an endpoint's room, and a short one
@@ -289,7 +298,8 @@ $$;
 CREATE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- Key lookups only, as in record().
-SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE n int;
 BEGIN
   UPDATE webhook.delivery d SET next_attempt_at = now(), leased_by = NULL

@@ -341,7 +341,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- Queue statements are short: compiling them (the planner's cost estimates
 -- on these tables are often far off) or re-planning them per call would
 -- cost more than running them.
-SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+SET jit = off SET plan_cache_mode = force_generic_plan SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE snap pg_snapshot := webhook._route_begin();
 BEGIN
   IF snap IS NULL THEN
@@ -495,10 +495,15 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- looked up by key; stale statistics must not turn one into a merge join
 -- walking the outbox, or a key lookup into a sequential scan.
 SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
+-- Never a parallel plan: the outbox and deliveries are partitioned, and a
+-- Parallel Append over them looked cheap to the planner while starting its
+-- workers cost a claim 7 ms (BENCHMARKS.md, session 8).
+SET max_parallel_workers_per_gather = 0
 SET plan_cache_mode = force_generic_plan AS $$
 -- claimed: everything this call leases, due deliveries first, then fresh ones.
 DECLARE ts bigint; t_now timestamptz; lease_until timestamptz; claimed bigint[]; room int;
         snap pg_snapshot; r record; over_cap bigint[]; full_ids bigint[]; scan int; passed int;
+        dense boolean;
 BEGIN
   IF max_body_bytes IS NULL OR max_body_bytes <= 0 THEN
     RAISE EXCEPTION 'max_body_bytes must be positive'
@@ -551,9 +556,7 @@ BEGIN
   IF snap IS NOT NULL AND max_deliveries > cardinality(claimed) THEN
     -- Endpoints known to have no room: the busy check below then reads the
     -- endpoint table only until it meets one that may have some.
-    full_ids := exclude_endpoints || ARRAY(
-      SELECT c.id FROM unnest(cap_endpoints, cap_counts) AS c(id, n)
-       WHERE c.n <= (SELECT count(*) FROM webhook.delivery d WHERE d.id = ANY (claimed) AND d.endpoint_id = c.id));
+    full_ids := exclude_endpoints || ARRAY(SELECT c.id FROM unnest(cap_endpoints, cap_counts) AS c(id, n) WHERE c.n <= 0);
     IF NOT EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (exclude_endpoints)) THEN
       PERFORM webhook._route(max_deliveries, max_deliveries, snap, NULL, 0, '{}', '{}', '{}', NULL);
     ELSIF EXISTS (SELECT 1 FROM webhook.endpoint e WHERE e.enabled AND e.id <> ALL (full_ids)
@@ -563,13 +566,19 @@ BEGIN
       FOR i IN 1..10 LOOP
         room := max_deliveries - cardinality(claimed);
         EXIT WHEN room <= 0;
-        -- The first chunk is small: the batch may be large while the
-        -- endpoints' room is one (a claim after each finished request).
-        scan := CASE WHEN scan = 0 THEN least(room, 32) ELSE least(20000, scan * 16) END;
+        -- The first chunk is about what the dispatcher has room for (its
+        -- caps) rather than the batch: a claim after each finished request
+        -- has room for one. After a chunk of wanted events, read what is
+        -- left of the batch; after one nobody wanted, 16 times more.
+        scan := CASE WHEN scan = 0
+                     THEN least(room, greatest(32, (SELECT coalesce(sum(c.n), 0) FROM unnest(cap_counts) AS c(n) WHERE c.n > 0)))
+                     WHEN dense THEN room
+                     ELSE least(20000, scan * 16) END;
         SELECT * INTO r FROM webhook._route(scan, room, snap, lease_until, room,
                                             exclude_endpoints, cap_endpoints, cap_counts, coalesce(worker, ''));
         claimed := claimed || r.leased;
         passed := passed + r.routed;
+        dense := r.matched = r.routed;
         -- Go on only after a whole chunk was passed with room left (events
         -- nobody wants, read 16 times as many next time). A chunk cut
         -- short filled the batch or an endpoint's room, and a short one
@@ -626,6 +635,82 @@ BEGIN
   IF FOUND AND idle_hint_ms > 0 THEN
     PERFORM webhook._set_idle(0);
   END IF;
+END
+$$;
+
+-- Queue functions never run parallel plans (partitioned tables made them look cheap).
+CREATE OR REPLACE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Key lookups only, as in record().
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_hashjoin = off SET enable_mergejoin = off
+SET max_parallel_workers_per_gather = 0 AS $$
+DECLARE n int;
+BEGIN
+  UPDATE webhook.delivery d SET next_attempt_at = now(), leased_by = NULL
+    FROM unnest(delivery_ids, claim_tokens) AS r(id, token)
+   WHERE d.id = r.id AND d.claim_token = r.token AND d.status NOT IN ('succeeded', 'dead');
+  GET DIAGNOSTICS n = ROW_COUNT;
+  RETURN n;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.record(
+    delivery_ids      bigint[],
+    claim_tokens      int[],
+    http_statuses     int[],
+    errors            text[],
+    durations_ms      double precision[],
+    response_excerpts text[],
+    retry_at          timestamptz[],
+    worker            text DEFAULT NULL
+) RETURNS int
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- jit and plan cache: as for route(). Every delivery is found by its key
+-- (see _due() for why the status test is spelt "not succeeded or dead"):
+-- a plan cached while the table was small otherwise hash-joined the batch
+-- against a scan of every delivery, or of every pending one, per call.
+SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
+SET max_parallel_workers_per_gather = 0
+SET enable_hashjoin = off SET enable_mergejoin = off AS $$
+DECLARE n int;
+BEGIN
+  WITH o AS (
+    SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
+        AS o(delivery_id, claim_token, http_status, error, duration_ms, excerpt, retry_at)
+  ), logged AS (
+    INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, duration_ms, error, response_excerpt, worker)
+    SELECT o.delivery_id, d.event_id, d.endpoint_id, d.attempts + 1, o.http_status, o.duration_ms, o.error, o.excerpt, record.worker
+      FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
+     ORDER BY o.delivery_id
+  ), upd AS (
+    -- Only the holder of the current lease changes the delivery's state.
+    UPDATE webhook.delivery d
+       SET attempts = d.attempts + 1,
+           last_http_status = o.http_status,
+           last_error = o.error,
+           last_attempt_at = now(),
+           leased_by = NULL,
+           status = CASE WHEN o.http_status BETWEEN 200 AND 299 THEN 'succeeded'
+                         WHEN o.retry_at IS NULL THEN 'dead' ELSE 'pending' END,
+           next_attempt_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL
+                                  THEN d.next_attempt_at ELSE o.retry_at END,
+           completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
+      FROM o
+     WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
+    RETURNING d.id
+  )
+  SELECT count(*) INTO n FROM upd;
+  -- 410 Gone: the receiver asks us to stop. A statement of its own, run
+  -- only then: as a part of the one above, its plan was set up per batch.
+  IF 410 = ANY (http_statuses) THEN
+    UPDATE webhook.endpoint ep
+       SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
+     WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
+                                      FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
+                                      JOIN webhook.delivery d ON d.id = o.delivery_id
+                                     WHERE o.http_status = 410);
+  END IF;
+  RETURN n;
 END
 $$;
 

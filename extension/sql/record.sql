@@ -19,6 +19,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- a plan cached while the table was small otherwise hash-joined the batch
 -- against a scan of every delivery, or of every pending one, per call.
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
+SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
 DECLARE n int;
 BEGIN

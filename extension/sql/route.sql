@@ -226,7 +226,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- Queue statements are short: compiling them (the planner's cost estimates
 -- on these tables are often far off) or re-planning them per call would
 -- cost more than running them.
-SET jit = off SET plan_cache_mode = force_generic_plan AS $$
+SET jit = off SET plan_cache_mode = force_generic_plan SET max_parallel_workers_per_gather = 0 AS $$
 DECLARE snap pg_snapshot := webhook._route_begin();
 BEGIN
   IF snap IS NULL THEN

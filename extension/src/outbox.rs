@@ -234,8 +234,10 @@ unsafe fn has_outbox_columns(rel: pg_sys::Relation) -> bool {
 }
 
 /// Is `leaf` generation `k`'s partition of `parent`, with the parent's
-/// columns and types, attribute for attribute (the tuple is formed with the
-/// parent's descriptor)?
+/// columns and types, attribute for attribute (the row is formed from the
+/// outbox's column list)? Checked when a generation's partition is first
+/// opened by a backend; later opens check only that it is still a
+/// partition of that name (see open_leaf).
 /// # Safety
 /// `parent` and `leaf` must be open relations.
 unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64) -> bool {
@@ -260,18 +262,25 @@ unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64)
 /// # Safety
 /// Inside a transaction; `parent` is the open webhook.event_log.
 unsafe fn open_leaf(parent: pg_sys::Relation, k: i64) -> pg_sys::Relation {
+    let name = std::ffi::CString::new(format!("event_log_p{k}")).unwrap_or_default();
     if let Some((cached_k, oid)) = LEAF.with(|l| l.get()) {
         if cached_k == k {
             let leaf = pg_sys::try_table_open(oid, pg_sys::RowExclusiveLock as i32);
             if !leaf.is_null() {
-                if is_partition(parent, leaf, k) {
+                // Cheap on every row: the full check (a pg_inherits lookup)
+                // ran when this backend first opened it; a detach, drop or
+                // rename since would show here.
+                let r = (*leaf).rd_rel;
+                if (*r).relispartition
+                    && CStr::from_ptr((*r).relname.data.as_ptr()) == name.as_c_str()
+                    && has_outbox_columns(leaf)
+                {
                     return leaf;
                 }
                 pg_sys::table_close(leaf, pg_sys::RowExclusiveLock as i32);
             }
         }
     }
-    let name = std::ffi::CString::new(format!("event_log_p{k}")).unwrap_or_default();
     let oid = pg_sys::get_relname_relid(name.as_ptr(), (*(*parent).rd_rel).relnamespace);
     let leaf = if oid == pg_sys::InvalidOid {
         std::ptr::null_mut()
