@@ -224,17 +224,16 @@ BEGIN
         EXIT WHEN room <= 0;
         -- The first chunk is about what the dispatcher has room for (its
         -- caps) rather than the batch: a claim after each finished request
-        -- has room for one. After a chunk of wanted events, read what is
-        -- left of the batch; after one nobody wanted, 16 times more.
+        -- has room for one. After a chunk of wanted events, the rest of the
+        -- batch; after one nobody wanted, 16 times more.
         scan := CASE WHEN scan = 0
-                     THEN least(room, greatest(32, (SELECT coalesce(sum(c.n), 0) FROM unnest(cap_counts) AS c(n) WHERE c.n > 0)))
+                     THEN least(room, coalesce((SELECT sum(c.n) FROM unnest(cap_counts) AS c(n) WHERE c.n > 0), 32))
                      WHEN dense THEN room
                      ELSE least(20000, scan * 16) END;
         SELECT * INTO r FROM webhook._route(scan, room, snap, lease_until, room,
                                             exclude_endpoints, cap_endpoints, cap_counts, coalesce(worker, ''));
         claimed := claimed || r.leased;
         passed := passed + r.routed;
-        dense := r.matched = r.routed;
         -- Go on only after a whole chunk was passed with room left (events
         -- nobody wants, read 16 times as many next time). A chunk cut
         -- short filled the batch or an endpoint's room, and a short one
@@ -242,7 +241,13 @@ BEGIN
         -- which comes at once (a claim that found work is followed by
         -- another); calling _route again here cost every claim at low
         -- rates a second, empty routing pass.
-        EXIT WHEN r.ended OR r.routed < scan OR passed >= 100000;
+        -- Nor after one that made deliveries it could not lease (an
+        -- endpoint's room is used up), nor after a chunk of wanted events
+        -- when the dispatcher said what it has room for (its caps sized
+        -- that chunk; the next claim follows at once).
+        dense := r.matched = r.routed;
+        EXIT WHEN r.ended OR r.routed < scan OR passed >= 100000 OR cardinality(r.leased) < r.made
+               OR (dense AND cardinality(cap_counts) > 0);
       END LOOP;
     END IF;
   END IF;

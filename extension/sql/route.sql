@@ -126,14 +126,19 @@ BEGIN
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
       FROM ev JOIN webhook.endpoint ep ON ep.id = ev.endpoint_id AND ep.enabled
   ), room AS (
-    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n, worker) AS n
+    -- mine: what this claim leased already (all its leases end at
+    -- lease_until); an endpoint it filled stops routing like one filled
+    -- by this chunk, while one that was busy before the claim does not.
+    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n, worker) AS n,
+           (SELECT count(*) FROM webhook.delivery d
+             WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at = lease_until) AS mine
       FROM webhook.endpoint e
      WHERE lease_max > 0 AND e.id IN (SELECT DISTINCT p.endpoint_id FROM every_pair p)
   ), ranked AS (
     -- Which deliveries could be leased now, in event order: within the
     -- endpoint's room, and for an ordered endpoint only the first pending
     -- delivery of its ordering key.
-    SELECT p.*, coalesce(room.n, 0) AS room,
+    SELECT p.*, coalesce(room.n, 0) AS room, coalesce(room.mine, 0) AS mine,
            row_number() OVER (PARTITION BY p.endpoint_id ORDER BY p.event_id) AS nth,
            p.ordering_key IS NULL OR (
              row_number() OVER (PARTITION BY p.endpoint_id, p.ordering_key ORDER BY p.event_id) = 1
@@ -144,22 +149,25 @@ BEGIN
   ), per_event AS (
     SELECT r.event_id,
            count(*) FILTER (WHERE r.nth <= r.room AND r.key_free) AS leasable,
-           bool_or(r.room > 0 AND r.nth > r.room) AS overflows
+           bool_or((r.room > 0 OR r.mine > 0) AND r.nth > r.room) AS overflows
       FROM ranked r GROUP BY r.event_id
   ), stop AS (
     -- Routing stops before the first event that would take the batch past
     -- max_pairs leases, or that finds an endpoint's room used up by earlier
-    -- events of this chunk (routed now, its delivery would only wait, and
-    -- be written once more when leased later). Events whose endpoints all
-    -- had no room to begin with (paused, or busy with earlier leases) do
-    -- not stop it: they become pending deliveries, as they must, and the
-    -- events behind them go on. The first event always goes.
+    -- events of this chunk or of this claim (routed now, its delivery would
+    -- only wait, and be written once more when leased later). Events whose
+    -- endpoints all had no room to begin with (paused, or busy with earlier
+    -- leases) do not stop it: they become pending deliveries, as they
+    -- must, and the events behind them go on. The first event goes (even
+    -- to more endpoints than the batch has room for) unless it can lease
+    -- nothing because this claim filled its endpoints.
     SELECT coalesce((SELECT min(c.event_id) FROM (
                        SELECT e.event_id, e.overflows, e.leasable,
                               sum(e.leasable) OVER (ORDER BY e.event_id) AS upto,
                               row_number() OVER (ORDER BY e.event_id) AS k
                          FROM per_event e) c
-                      WHERE c.k > 1 AND (c.overflows OR c.upto > max_pairs)), 9223372036854775807) AS id
+                      WHERE (c.k > 1 AND (c.overflows OR c.upto > max_pairs))
+                         OR (c.k = 1 AND c.overflows AND c.leasable = 0)), 9223372036854775807) AS id
   ), pair AS (
     SELECT r.*, r.nth <= r.room AND r.key_free AS leasable
       FROM ranked r WHERE r.event_id < (SELECT stop.id FROM stop)
