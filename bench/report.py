@@ -258,6 +258,94 @@ def b7(by, out):
     return r
 
 
+def liveness(by, out, plots):
+    rows = {r["variant"]: r for r in by.get("L", [])}
+    if not rows:
+        return {}
+    out.append("### L liveness: an event an endpoint wants, behind events nobody wants\n")
+    out.append("| case | events ahead | commit → receipt |")
+    out.append("|---|---:|---:|")
+    names = {"a": "endpoint subscribed to another type only", "b": "the events' endpoint disabled while they commit"}
+    res = {}
+    for v in ["a", "b"]:
+        if v in rows:
+            r = rows[v]
+            lat = f"{fmt(r['latency_s'], 3)} s" if r.get("arrived") else f"> {r['timeout_s']} s"
+            out.append(f"| ({v}) {names[v]} | {r['rows']:,} | {lat} |")
+            res[v] = r
+    if "c" in rows:
+        r = rows["c"]
+        out.append("")
+        out.append(f"Routing throughput of events that match nothing (`webhook.route()` until it returns 0): "
+                   f"**{fmt(r['events_per_s'], 0)} events/s** ({r['rows']:,} events, {r['calls']} calls, "
+                   f"{fmt(r['seconds'], 2)} s{'' if r.get('complete', True) else ', gave up'}).")
+        res["c"] = r
+    out.append("")
+    return res
+
+
+def b9(by, out, plots):
+    rows = by.get("B9", [])
+    if not rows:
+        return {}
+    r = rows[-1]
+    out.append("### B9 WAL per event (a cluster of its own, synchronous_commit = off, autovacuum off, one endpoint, "
+               "webhookd stopped while the events commit)\n")
+    out.append("| events | plain insert, bytes/row | capture adds, bytes/event | delivery path, bytes/delivered event | then VACUUM, bytes/event | drain events/s |")
+    out.append("|---:|---:|---:|---:|---:|---:|")
+    out.append(f"| {r['events']:,} | {fmt(r['plain_bytes_per_row'], 0)} | {fmt(r['capture_bytes_per_event'], 0)} | "
+               f"{fmt(r['delivery_bytes_per_event'], 0)} | {fmt(r.get('vacuum_bytes_per_event', float('nan')), 0)} | "
+               f"{fmt(r['events_per_s'] or float('nan'), 0)} |")
+    top = [f"{k} {fmt(v['bytes_per_event'], 0)}" for k, v in r.get("wal_by_record_type", {}).items() if v["bytes_per_event"] >= 5]
+    if top:
+        out.append("")
+        out.append("Delivery-path WAL by record type (bytes per delivered event, pg_waldump --stats): " + ", ".join(top) + ".")
+    out.append("")
+    bars(plots, "b9_wal.png", ["plain row", "capture", "delivery path"],
+         [r["plain_bytes_per_row"], r["capture_bytes_per_event"], r["delivery_bytes_per_event"]],
+         "WAL bytes per event", "B9 write amplification", goal=350)
+    return r
+
+
+def b10(by, out, plots):
+    rows = sorted(by.get("B10", []), key=lambda r: r["endpoints"])
+    if not rows:
+        return {}
+    out.append("### B10 many endpoints (each its own event type; one webhookd, one receiver)\n")
+    out.append("| endpoints | events | delivered | seconds | events/s | vs 1 endpoint | receiver cores | webhookd cores | PostgreSQL cores |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    one = next((r["events_per_s"] for r in rows if r["endpoints"] == 1), float("nan"))
+    for r in rows:
+        out.append(f"| {r['endpoints']:,} | {r['events']:,} | {r['delivered']:,}{'' if r['complete'] else ' (gave up)'} | "
+                   f"{fmt(r['seconds'], 1)} | {fmt(r['events_per_s'], 0)} | {fmt(r['events_per_s'] / one)}× | "
+                   f"{fmt(r['receiver_cores'])} | {fmt(r['webhookd_cores'])} | {fmt(r['postgres_cores'])} |")
+    out.append("")
+    bars(plots, "b10_endpoints.png", [f"{r['endpoints']:,}" for r in rows], [r["events_per_s"] for r in rows],
+         "events/s", "B10 drain rate by number of endpoints", goal=0.8 * one, xlabel="endpoints")
+    return {r["endpoints"]: r["events_per_s"] / one for r in rows}
+
+
+def b11(by, out, plots):
+    rows = by.get("B11", [])
+    if not rows:
+        return {}
+    r = rows[-1]
+    out.append(f"### B11 PostgreSQL CPU at ordinary rates ({r['rate']} single-row commits/s, {r['clients']} clients, "
+               f"{r['secs']} s, synchronous_commit = {r['sync']})\n")
+    out.append("| delivered | PostgreSQL CPU per event | cores | webhookd sessions per event | claim share | producer backends (approx.) |")
+    out.append("|---:|---:|---:|---|---:|---:|")
+    sess = ", ".join(f"{k} {fmt(v, 0)} µs" for k, v in r["webhookd_sessions_us_per_event"].items())
+    out.append(f"| {r['delivered']:,} | {fmt(r['pg_cpu_us_per_event'], 0)} µs | {fmt(r['pg_cores'])} | {sess} | "
+               f"{fmt(100 * r['claim_share'], 0)} % | {fmt(r['producer_backends_us_per_event'], 0)} µs |")
+    funcs = [f"`{k}` {fmt(v['calls_per_event'])} × {fmt(v['ms_per_call'], 3)} ms" for k, v in r["functions"].items()
+             if v["calls_per_event"] >= 0.05]
+    if funcs:
+        out.append("")
+        out.append("Calls per delivered event × time per call (pg_stat_user_functions): " + ", ".join(funcs) + ".")
+    out.append("")
+    return r
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -279,6 +367,10 @@ def main():
     r5 = b5(by, body, a.plots)
     r6 = b6(by, body, a.plots)
     r7 = b7(by, body)
+    rl = liveness(by, body, a.plots)
+    r9 = b9(by, body, a.plots)
+    r10 = b10(by, body, a.plots)
+    r11 = b11(by, body, a.plots)
 
     goals = ["| goal | measured | |", "|---|---|---|"]
 
@@ -319,6 +411,23 @@ def main():
     if r7:
         goal("B7 RSS ≤ 50 MB steady", f"{r7['rss_mb']} MB", r7["rss_mb"] <= 50)
         goal("B7 ≤ 40 µs CPU per event", f"{fmt(r7['cpu_us_per_event'], 1)} µs", r7["cpu_us_per_event"] <= 40)
+    for v in ["a", "b"]:
+        if v in rl:
+            r = rl[v]
+            goal(f"L({v}) wanted event delivered ≤ 1 s behind {r['rows']:,} unwanted ones",
+                 f"{fmt(r['latency_s'], 3)} s" if r.get("arrived") else f"> {r['timeout_s']} s",
+                 bool(r.get("arrived")) and r["latency_s"] <= 1)
+    if "c" in rl:
+        goal("L routing of unmatched events ≥ 100,000 events/s", f"{fmt(rl['c']['events_per_s'], 0)} events/s",
+             rl["c"]["events_per_s"] >= 100000)
+    if r9:
+        goal("B9 delivery-path WAL ≤ 350 bytes per delivered event", f"{fmt(r9['delivery_bytes_per_event'], 0)} bytes",
+             r9["delivery_bytes_per_event"] <= 350)
+    if 1000 in r10:
+        goal("B10 drain with 1,000 endpoints ≥ 0.8× one endpoint", f"{fmt(r10[1000])}×", r10[1000] >= 0.8)
+    if r11:
+        goal(f"B11 PostgreSQL CPU ≤ 400 µs per event at {r11['rate']} commits/s", f"{fmt(r11['pg_cpu_us_per_event'], 0)} µs",
+             r11["pg_cpu_us_per_event"] <= 400)
 
     text = "\n".join(out + ["### Goals\n"] + goals + [""] + body)
     if a.splice:

@@ -1,26 +1,38 @@
 #!/usr/bin/env bash
-# `make bench`: the benchmark suite of BENCHMARKS.md (B1–B7) on a throwaway
-# cluster, every figure beside a baseline measured in the same run. Results
-# go to target/bench/results.jsonl; bench/report.py renders them into
+# `make bench`: the benchmark suite of BENCHMARKS.md on a throwaway cluster,
+# every figure beside a baseline measured in the same run. Results go to
+# target/bench/results.jsonl; bench/report.py renders them into
 # BENCHMARKS.md (between the bench markers) and docs/bench/*.png.
 #
-#   scripts/bench.sh                 # everything (about 45 minutes)
-#   QUICK=1 scripts/bench.sh         # each benchmark briefly (< 5 minutes),
+#   scripts/bench.sh                 # everything (about an hour)
+#   QUICK=1 scripts/bench.sh         # each benchmark briefly,
 #                                    # report in target/bench/quick/ only
 #   ONLY="B1 B3" scripts/bench.sh    # a subset (B3 includes B4 and B7)
+#
+# Benchmarks: B1 capture, B2 wake-ups, B3/B4/B7 throughput, latency and
+# webhookd's cost, B5 backlog, B6 isolation, L liveness behind unmatched
+# events (La, Lb, Lc alone), B9 WAL per delivered event, B10 many endpoints,
+# B11 PostgreSQL CPU per event at 500 commits/s.
+#
+# Another build may be measured (a before/after pair in one run, e.g. the
+# tree of scripts/baseline.sh): PGBIN (the PostgreSQL whose extension
+# directory holds that pg_webhook), WEBHOOKD and BENCH (pgwh-bench). Only
+# the binaries left at their defaults are built. OUT (results), DIR (the
+# cluster), PORT and RPORT (receiver; RPORT+1 webhookd metrics, RPORT+2 a
+# second receiver) keep a run apart from others; BENCHMARKS.md is rewritten
+# only by a full run into the default OUT (SPLICE=0: never).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
-ONLY=${ONLY:-"B1 B2 B3 B5 B6"}
+ONLY=${ONLY:-"B1 B2 B3 B5 B6 L B9 B10 B11"}
 PORT=${PORT:-25441}
 RPORT=${RPORT:-25443}  # receiver; RPORT+1 webhookd metrics; RPORT+2 second receiver
-DIR=target/bench-cluster
-PGBIN=/usr/lib/postgresql/15/bin
-BENCH=target/release/pgwh-bench
-# Another build of webhookd (an A/B run of two builds) and another output
-# directory may be given.
+DIR=${DIR:-target/bench-cluster}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+BENCH=${BENCH:-target/release/pgwh-bench}
 WEBHOOKD=${WEBHOOKD:-target/release/webhookd}
+export PGBIN  # scripts/cluster.sh runs this PostgreSQL
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 
 if [ "$QUICK" = 1 ]; then
@@ -28,14 +40,26 @@ if [ "$QUICK" = 1 ]; then
   REPS=${REPS:-1}; SECS=${SECS:-2}; CLIENTS=${CLIENTS:-8}; SYNCS=${SYNCS:-off}; BULK_ROWS=10000
   STEP_SECS=${STEP_SECS:-3}; RATES=${RATES:-"2000 8000"}; BASE_RATES=${BASE_RATES:-"200 800"}; LAT_SECS=${LAT_SECS:-3}
   BACKLOG=${BACKLOG:-50000}; PRODUCER_SECS=3; DOWN_SECS=5; ISO_SECS=8; B2_CLIENTS="8"
+  L_ROWS=${L_ROWS:-10000}; L_TIMEOUT=${L_TIMEOUT:-30}; B9_EVENTS=${B9_EVENTS:-10000}
+  B10_EVENTS=${B10_EVENTS:-5000}; B10_NS=${B10_NS:-"1 100"}; B11_SECS=${B11_SECS:-15}
 else
-  OUT=target/bench
+  OUT=${OUT:-target/bench}
   REPS=${REPS:-5}; SECS=${SECS:-4}; CLIENTS=${CLIENTS:-"1 8 32"}; SYNCS=${SYNCS:-"off on"}; BULK_ROWS=100000
   STEP_SECS=${STEP_SECS:-10}; RATES=${RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 10000 12000"}
   BASE_RATES=${BASE_RATES:-"100 200 400 800 1600 3200 6400"}; LAT_SECS=${LAT_SECS:-15}
   BACKLOG=${BACKLOG:-1000000}; PRODUCER_SECS=${PRODUCER_SECS:-15}; DOWN_SECS=${DOWN_SECS:-60}; ISO_SECS=${ISO_SECS:-75}
   B2_CLIENTS=${B2_CLIENTS:-"8 32"}
+  L_ROWS=${L_ROWS:-100000}; L_TIMEOUT=${L_TIMEOUT:-120}; B9_EVENTS=${B9_EVENTS:-50000}
+  B10_EVENTS=${B10_EVENTS:-20000}; B10_NS=${B10_NS:-"1 100 1000 5000"}; B11_SECS=${B11_SECS:-60}
 fi
+# B9 runs on a cluster of its own (DIR-b9) on this port.
+B9_PORT=${B9_PORT:-$((PORT + 1))}
+# B10: give up on one N after this long (the rate is then of what arrived).
+B10_TIMEOUT=${B10_TIMEOUT:-600}
+# B10: each endpoint's max_in_flight (the product's default).
+B10_MAX_IN_FLIGHT=${B10_MAX_IN_FLIGHT:-16}
+# B11: the producer's rate (single-row commits/s), clients, synchronous_commit.
+B11_RATE=${B11_RATE:-500}; B11_CLIENTS=${B11_CLIENTS:-8}; B11_SYNC=${B11_SYNC:-on}
 ROWS_PER_TX=${ROWS_PER_TX:-10}
 RESULTS=$OUT/results.jsonl
 mkdir -p "$OUT"
@@ -52,6 +76,7 @@ stop_bg() {
 cleanup() {
   stop_bg
   scripts/cluster.sh stop "$DIR" >/dev/null 2>&1 || true
+  scripts/cluster.sh stop "$DIR-b9" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -59,7 +84,12 @@ trap cleanup EXIT
 emit() { echo "$1" >>"$RESULTS"; }
 say() { printf '\n== %s\n' "$*"; }
 
-cargo build --release -q -p pg_webhook_bench -p webhookd
+build=()
+[ "$BENCH" = target/release/pgwh-bench ] && build+=(-p pg_webhook_bench)
+[ "$WEBHOOKD" = target/release/webhookd ] && build+=(-p webhookd)
+if [ ${#build[@]} -gt 0 ] && [ "${NO_BUILD:-0}" != 1 ]; then
+  cargo build --release -q "${build[@]}"
+fi
 scripts/cluster.sh start "$DIR" "$PORT" "max_wal_size = 4GB" "checkpoint_timeout = 30min" \
   "max_connections = 200" "shared_buffers = 512MB" >/dev/null
 
@@ -73,7 +103,7 @@ fresh_db() { # name
 fsync=$($PGBIN/pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/fdatasync/ && /ops\/sec/ {print $2; exit}')
 machine="$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(. /etc/os-release && echo "$PRETTY_NAME")"
 pgver=$(psql -XtAc 'SHOW server_version' -d postgres)
-emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
+emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"pgbin\":\"$PGBIN\",\"webhookd\":\"$WEBHOOKD\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
 echo "machine: $machine; PostgreSQL $pgver; pg_test_fsync fdatasync: ${fsync:-?} ops/s"
 
 # ---------------------------------------------------------------------------
@@ -157,9 +187,12 @@ e2e_db() { # name urls max_in_flight → prints the secret
   psql -qX -d "$1" -c "CREATE EXTENSION pg_webhook" -c "ALTER DATABASE $1 SET webhook.allow_http = on" >/dev/null
   "$BENCH" setup --database-url "postgres://postgres@127.0.0.1:$PORT/$1" --url "$2" --max-in-flight "${3:-128}"
 }
+# Benchmark traffic stays on loopback: no proxy from the environment.
+# (A command, not a function: `"${NOPROXY[@]}" cmd &` is the process itself.)
+NOPROXY=(env -u http_proxy -u HTTP_PROXY -u https_proxy -u HTTPS_PROXY -u all_proxy -u ALL_PROXY -u no_proxy -u NO_PROXY)
 start_webhookd() { # db [extra args]
   local db=$1; shift
-  WEBHOOKD_LOG=warn DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/$db" "$WEBHOOKD" run \
+  "${NOPROXY[@]}" WEBHOOKD_LOG=warn DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/$db" "$WEBHOOKD" run \
     --allow-private-targets --concurrency 256 --batch 500 --metrics-addr "127.0.0.1:$((RPORT + 1))" "$@" \
     2>>"$OUT/webhookd.log" &
   WEBHOOKD_PID=$!
@@ -346,18 +379,412 @@ b6() {
   done
 }
 
+# ---------------------------------------------------------------------------
+# Helpers of L, B9, B10 and B11. They use only the SQL interface of
+# design.md (track, emit, create_endpoint, endpoint_secret,
+# disable_endpoint, route, the views webhook.events and webhook.deliveries),
+# so they measure any storage design, the baseline tree's as well.
+# ---------------------------------------------------------------------------
+q() { psql -XtAq -v ON_ERROR_STOP=1 -d "$@"; }
+now_s() { date +%s.%N; }
+calc() { printf '%.6f' "$(echo "$1" | bc -l)"; } # with a leading 0: JSON numbers
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; } # the machine is shared: recorded with each result
+# The insert position: pg_current_wal_lsn() is the write position, which
+# lags behind with synchronous_commit = off.
+wal_lsn() { q postgres -c "SELECT pg_current_wal_insert_lsn()"; }
+wal_flush() { q postgres -c "SET synchronous_commit = on" -c "SELECT pg_current_xact_id()" >/dev/null; } # for pg_waldump
+wal_diff() { q postgres -c "SELECT pg_wal_lsn_diff('$1', '$2')"; }
+checkpoints() { q postgres -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
+plain_db() { # name: a fresh database with pg_webhook and http:// endpoints allowed
+  PGOPTIONS="-c client_min_messages=warning" fresh_db "$1" >/dev/null
+  q "$1" -c "CREATE EXTENSION pg_webhook" -c "ALTER DATABASE $1 SET webhook.allow_http = on" >/dev/null
+}
+succeeded() { q "$1" -c "SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'"; }
+undelivered() { q "$1" -c "SELECT (SELECT count(*) FROM webhook.events) - (SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded')"; }
+wait_delivered() { # db timeout_s: until every event (one endpoint each) succeeded
+  local end=$(($(date +%s) + $2))
+  while [ "$(undelivered "$1")" -gt 0 ]; do
+    [ "$(date +%s)" -lt "$end" ] || { echo "  (events still undelivered after $2 s)"; return 1; }
+    sleep 0.2
+  done
+}
+# webhookd as a user runs it: default concurrency, batch and poll interval.
+start_webhookd_user() { # db [extra args]
+  local db=$1; shift
+  "${NOPROXY[@]}" WEBHOOKD_LOG=warn DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/$db" "$WEBHOOKD" run \
+    --allow-private-targets --metrics-addr "127.0.0.1:$((RPORT + 1))" "$@" >>"$OUT/webhookd.log" 2>&1 &
+  WEBHOOKD_PID=$!
+  pids+=("$WEBHOOKD_PID")
+  sleep 0.3
+}
+# pgwh-bench drain in the background; its CPU time (user + system, s) is
+# written to $1.times when it exits.
+drain_bg() { # times-file drain-args...
+  local f=$1; shift
+  (
+    "$BENCH" drain "$@" &
+    c=$!
+    trap 'kill $c 2>/dev/null' TERM
+    wait $c && rc=0 || rc=$?
+    times >"$f" # its second line: the children's user and system time
+    exit $rc
+  ) &
+  DRAIN_PID=$!
+  pids+=("$DRAIN_PID")
+  sleep 0.5
+}
+times_s() { # the output of `times` → the children's CPU seconds
+  awk 'NR == 2 { s = 0; for (i = 1; i <= 2; i++) { split($i, a, "m"); s += a[1] * 60 + a[2] } print s }' "$1" 2>/dev/null || echo 0
+}
+# CPU time (clock ticks) of every process of the cluster: the postmaster,
+# its live children, and (the postmaster's cutime/cstime) those that ended.
+pg_cpu_ticks() {
+  local pm
+  pm=$(head -1 "$DIR/data/postmaster.pid")
+  {
+    awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"
+    for p in $(pgrep -P "$pm"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done
+  } | awk '{s += $1} END {print s}'
+}
+ticks_of() { # pids... → summed utime+stime ticks of those still running
+  for p in "$@"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+TCK=$(getconf CLK_TCK)
+
+# ---------------------------------------------------------------------------
+# L liveness: an event an endpoint wants, committed behind L_ROWS events
+# nobody wants. (a) the endpoint wants only probe.ping; (b) endpoint B,
+# subscribed to the table's events, is disabled while they commit (and
+# stays disabled), A wants probe.ping; (c) routing throughput of events
+# that match nothing: webhook.route() until it returns 0, no webhookd.
+# ---------------------------------------------------------------------------
+liveness() { # a | b | c
+  local v=$1 db=bench_live_$1 a b secret t0 ins_s
+  set_sync off
+  plain_db "$db"
+  q "$db" -c "CREATE TABLE live_rows (id bigserial PRIMARY KEY, n int NOT NULL, note text)" \
+    -c "SELECT webhook.track('live_rows', '{insert}')" >/dev/null
+  a=$(q "$db" -c "SELECT webhook.create_endpoint('http://127.0.0.1:$RPORT/a', '{probe.ping}')")
+  secret=$(q "$db" -c "SELECT webhook.endpoint_secret($a)")
+  if [ "$v" = b ]; then
+    b=$(q "$db" -c "SELECT webhook.create_endpoint('http://127.0.0.1:$RPORT/b', '{live_rows.insert}')")
+    q "$db" -c "SELECT webhook.disable_endpoint($b)" >/dev/null
+  fi
+  local insert="INSERT INTO live_rows (n, note) SELECT g, 'nobody wants this' FROM generate_series(1, $L_ROWS) g"
+
+  if [ "$v" = c ]; then
+    say "Lc routing throughput: $L_ROWS events no endpoint wants, webhook.route() until it returns 0 (no webhookd)"
+    q "$db" -c "$insert" >/dev/null
+    local ms=0 calls=0 routed=0 done=0 r started
+    started=$(date +%s)
+    while [ "$done" = 0 ] && [ $(($(date +%s) - started)) -lt 600 ]; do
+      r=$({ echo '\timing on'; for _ in $(seq 20); do echo 'SELECT webhook.route();'; done; } | psql -XtAq -d "$db" | awk '
+        /^Time:/ { if (!done) { ms += $2; calls++; if (z) done = 1 } next }
+        NF { if (!done) { routed += $1; if ($1 == 0) z = 1 } }
+        END { print ms + 0, calls + 0, routed + 0, done + 0 }')
+      read -r m c n d <<<"$r"
+      ms=$(calc "$ms + $m"); calls=$((calls + c)); routed=$((routed + n)); done=$d
+    done
+    local rate
+    rate=$(calc "$L_ROWS * 1000 / $ms")
+    emit "{\"load\":\"$(loadavg)\",\"bench\":\"L\",\"variant\":\"c\",\"rows\":$L_ROWS,\"calls\":$calls,\"routed\":$routed,\"seconds\":$(calc "$ms / 1000"),\"events_per_s\":$rate,\"complete\":$([ "$done" = 1 ] && echo true || echo false)}"
+    printf '  %d events routed in %d calls, %.2f s of statements: %.0f events/s%s\n' "$routed" "$calls" \
+      "$(calc "$ms / 1000")" "$rate" "$([ "$done" = 1 ] || echo ' (gave up after 600 s)')"
+    return
+  fi
+
+  if [ "$v" = a ]; then
+    say "La liveness: $L_ROWS rows nobody wants (one INSERT ... SELECT), then one probe.ping; commit -> receipt"
+  else
+    say "Lb liveness: $L_ROWS rows for endpoint B while it is disabled, then one probe.ping for A; commit -> receipt"
+  fi
+  start_webhookd_user "$db"
+  "${NOPROXY[@]}" "$WEBHOOKD" listen --addr "127.0.0.1:$RPORT" --secret "$secret" --max 1 >"$tmp/listen.out" 2>&1 &
+  local lpid=$!
+  pids+=("$lpid")
+  sleep 0.3
+  t0=$(now_s)
+  q "$db" -c "$insert" >/dev/null
+  ins_s=$(calc "$(now_s) - $t0")
+  local committed_at got=0 received_at latency
+  committed_at=$(q "$db" -c "SELECT webhook.emit('probe.ping', '{\"probe\": 1}')" -c "SELECT extract(epoch FROM clock_timestamp())" | tail -1)
+  if timeout "$L_TIMEOUT" tail -s 0.01 --pid="$lpid" -f /dev/null && wait "$lpid"; then got=1; fi
+  received_at=$(now_s)
+  if [ "$got" = 1 ]; then
+    latency=$(calc "$received_at - $committed_at")
+    printf '  insert of %d rows %.2f s; probe.ping arrived %.3f s after its commit\n' "$L_ROWS" "$ins_s" "$latency"
+  else
+    latency=null
+    printf '  insert of %d rows %.2f s; probe.ping not arrived after %d s (>%d s)\n' "$L_ROWS" "$ins_s" "$L_TIMEOUT" "$L_TIMEOUT"
+  fi
+  local routed
+  routed=$(q "$db" -c "SELECT count(*) FROM webhook.deliveries")
+  emit "{\"load\":\"$(loadavg)\",\"bench\":\"L\",\"variant\":\"$v\",\"rows\":$L_ROWS,\"insert_s\":$ins_s,\"latency_s\":$latency,\"timeout_s\":$L_TIMEOUT,\"arrived\":$([ "$got" = 1 ] && echo true || echo false),\"deliveries_at_end\":$routed}"
+  stop_bg
+}
+
+# ---------------------------------------------------------------------------
+# B9 WAL per delivered event: B9_EVENTS events committed while webhookd is
+# stopped, then drained to a fast verifying receiver; the LSN delta over the
+# drain divided by the events. Capture: the LSN delta of the same INSERTs
+# into the tracked table minus into an untracked copy.
+# ---------------------------------------------------------------------------
+b9_insert() { # db table n → WAL bytes of n rows in transactions of 10,000
+  local l0 l1 i
+  q "$1" -c "CHECKPOINT"
+  l0=$(wal_lsn)
+  for ((i = 0; i < $3; i += 10000)); do
+    q "$1" -c "INSERT INTO $2 (customer_id, total, items, note) SELECT g, g * 0.37, g % 9, 'b9' FROM generate_series(1, least(10000, $3 - $i)) g"
+  done
+  l1=$(wal_lsn)
+  wal_flush
+  "$PGBIN/pg_waldump" --stats -p "$DIR/data/pg_wal" -s "$l0" -e "$l1" >"$tmp/b9.$2.waldump" 2>/dev/null || true
+  wal_diff "$l1" "$l0"
+}
+b9() {
+  local n=$B9_EVENTS db=bench_wal secret plain tracked l0 l1 ck0 ck1
+  # A cluster of its own: no other database's autovacuum or dispatcher in
+  # its WAL. Every helper below reads PORT, PGPORT and DIR. Autovacuum is
+  # off so that the figures do not depend on when it runs; the VACUUM of
+  # what the drain left behind is measured on its own afterwards.
+  local PORT=$B9_PORT DIR=$DIR-b9
+  local -x PGPORT=$B9_PORT
+  scripts/cluster.sh stop "$DIR" && rm -rf "$DIR"
+  scripts/cluster.sh start "$DIR" "$PORT" "max_wal_size = 4GB" "checkpoint_timeout = 30min" \
+    "shared_buffers = 512MB" "synchronous_commit = off" "autovacuum = off" >/dev/null
+  set_sync off
+  say "B9 WAL per delivered event: $n events committed with webhookd stopped, then drained (synchronous_commit=off, a cluster of its own)"
+  secret=$(PGOPTIONS="-c client_min_messages=warning" e2e_db "$db" "http://127.0.0.1:$RPORT/hook")
+  q "$db" -c "CREATE TABLE bench_orders_plain (LIKE bench_orders INCLUDING ALL)"
+  plain=$(b9_insert "$db" bench_orders_plain "$n")
+  tracked=$(b9_insert "$db" bench_orders "$n")
+  # No checkpoint between capture and delivery (none is due: max_wal_size
+  # 4GB, checkpoint_timeout 30min); the number of checkpoints is recorded.
+  ck0=$(checkpoints)
+  l0=$(wal_lsn)
+  drain_bg "$tmp/b9.times" --port "$RPORT" --count "$n" --secret "$secret" --timeout 900s --json "$tmp/b9.json" --tag bench=B9
+  start_webhookd "$db"
+  wait "$DRAIN_PID" || echo "  (the receiver did not get every event)"
+  wait_delivered "$db" 120 || true
+  sleep 2 # outcomes and attempts written after the last receipt
+  l1=$(wal_lsn)
+  ck1=$(checkpoints)
+  stop_bg
+  local vacuum v0
+  v0=$(wal_lsn)
+  printf '%s\n' "SELECT format('VACUUM %I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'webhook'" '\gexec' |
+    q "$db" >/dev/null
+  vacuum=$(wal_diff "$(wal_lsn)" "$v0")
+  wal_flush
+  "$PGBIN/pg_waldump" --stats -p "$DIR/data/pg_wal" -s "$l0" -e "$l1" >"$tmp/b9.waldump" 2>/dev/null || true
+  if [ -n "${B9_KEEP:-}" ]; then mkdir -p "$B9_KEEP" && cp "$tmp"/b9*.waldump "$B9_KEEP"/; fi # pg_waldump --stats of each phase
+  python3 - "$tmp/b9.json" "$RESULTS" "$n" "$plain" "$tracked" "$(wal_diff "$l1" "$l0")" "$((ck1 - ck0))" "$tmp/b9.waldump" \
+    "$(times_s "$tmp/b9.times")" "$vacuum" <<'PY'
+import json, re, sys
+src, results, n, plain, tracked, delivery, ckpts, dump, rcv_cpu, vacuum = sys.argv[1:]
+n = int(n)
+r = {"bench": "B9", "events": n, "load": open("/proc/loadavg").read().split()[:3]}
+try:
+    d = json.loads(open(src).read().splitlines()[-1])
+    r.update(drain_s=d["seconds"], events_per_s=d["events_per_s"], bad=d["bad"])
+except (OSError, IndexError, ValueError):
+    r.update(drain_s=None, events_per_s=None)
+r.update(plain_bytes_per_row=float(plain) / n, capture_bytes_per_event=(float(tracked) - float(plain)) / n,
+         delivery_bytes_per_event=float(delivery) / n, checkpoints_during_delivery=int(ckpts),
+         receiver_cpu_s=float(rcv_cpu), vacuum_bytes_per_event=float(vacuum) / n)
+def by_type(path):
+    """pg_waldump --stats: record type -> (records, FPI bytes, all bytes) per event."""
+    by = {}
+    try:
+        lines = open(path, errors="replace").readlines()
+    except OSError:
+        return by
+    for line in lines:
+        m = re.match(r"^(\S+)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)\s+\(\s*[\d.]+\)\s+(\d+)", line)
+        if m and m.group(1) != "Total":
+            by[m.group(1)] = {"records_per_event": int(m.group(2)) / n, "bytes_per_event": int(m.group(5)) / n,
+                              "fpi_bytes_per_event": int(m.group(4)) / n}
+    return dict(sorted(by.items(), key=lambda kv: -kv[1]["bytes_per_event"]))
+r["wal_by_record_type"] = by_type(dump)
+t, p = by_type(dump.replace("b9.waldump", "b9.bench_orders.waldump")), by_type(dump.replace("b9.waldump", "b9.bench_orders_plain.waldump"))
+r["capture_by_record_type"] = {k: {f: v[f] - p.get(k, {}).get(f, 0) for f in v} for k, v in t.items()}
+open(results, "a").write(json.dumps(r) + "\n")
+rate = f"{r['events_per_s']:.0f} events/s" if r["events_per_s"] else "?"
+print(f"  WAL bytes per row: plain insert {r['plain_bytes_per_row']:.0f}, capture adds {r['capture_bytes_per_event']:.0f}, "
+      f"delivery path {r['delivery_bytes_per_event']:.0f} per delivered event ({ckpts} checkpoints during it); drain {rate}")
+print(f"  then a VACUUM of schema webhook: {r['vacuum_bytes_per_event']:.0f} bytes per event (autovacuum is off in this cluster)")
+top = [f"{k} {v['bytes_per_event']:.0f} ({v['records_per_event']:.1f} rec)" for k, v in r["wal_by_record_type"].items()
+       if v["bytes_per_event"] >= 5]
+if top:
+    print("  delivery-path WAL per event by record type: " + ", ".join(top))
+top = [f"{k} {v['bytes_per_event']:+.0f} ({v['records_per_event']:+.1f} rec, FPI {v['fpi_bytes_per_event']:+.0f})"
+       for k, v in r["capture_by_record_type"].items() if abs(v["bytes_per_event"]) >= 5]
+if top:
+    print("  capture's WAL per event by record type (tracked minus plain): " + ", ".join(top))
+PY
+  scripts/cluster.sh stop "$DIR" && rm -rf "$DIR"
+}
+
+# ---------------------------------------------------------------------------
+# B10 many endpoints: B10_EVENTS events spread evenly over N endpoints, each
+# subscribed to its own event type (webhook.emit), committed with webhookd
+# stopped, then drained by one webhookd to one receiver (paths differ).
+# ---------------------------------------------------------------------------
+b10() {
+  set_sync off
+  local db=bench_many n secret first t0 t1 w0 w1 p0 p1 complete got secs rate rcv
+  for n in $B10_NS; do
+    say "B10 $B10_EVENTS events over $n endpoints (one event type each, max_in_flight $B10_MAX_IN_FLIGHT), one webhookd"
+    plain_db "$db"
+    first=$(q "$db" -c "SELECT webhook.create_endpoint('http://127.0.0.1:$RPORT/e1', '{b10.t1}', max_in_flight => $B10_MAX_IN_FLIGHT)")
+    secret=$(q "$db" -c "SELECT webhook.endpoint_secret($first)")
+    q "$db" -c "SELECT count(webhook.create_endpoint('http://127.0.0.1:$RPORT/e' || k, ARRAY['b10.t' || k], '$secret', max_in_flight => $B10_MAX_IN_FLIGHT)) FROM generate_series(2, $n) k" >/dev/null
+    q "$db" -c "SELECT count(webhook.emit('b10.t' || (1 + g % $n), jsonb_build_object('new', jsonb_build_object('id', g)))) FROM generate_series(1, $B10_EVENTS) g" >/dev/null
+    q "$db" -c "VACUUM ANALYZE" >/dev/null
+    rm -f "$tmp/b10.json"
+    drain_bg "$tmp/b10.times" --port "$RPORT" --count "$B10_EVENTS" --secret "$secret" --timeout "${B10_TIMEOUT}s" \
+      --json "$tmp/b10.json" --tag bench=B10 --tag endpoints="$n"
+    p0=$(pg_cpu_ticks); t0=$(now_s)
+    start_webhookd "$db"
+    w0=$(ticks_of "$WEBHOOKD_PID")
+    if wait "$DRAIN_PID"; then complete=true; else complete=false; fi
+    t1=$(now_s); p1=$(pg_cpu_ticks); w1=$(ticks_of "$WEBHOOKD_PID")
+    if [ "$complete" = true ] && [ -s "$tmp/b10.json" ]; then
+      read -r secs rate <<<"$(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r["seconds"], r["events_per_s"])' "$tmp/b10.json")"
+      got=$B10_EVENTS
+    else
+      got=$(succeeded "$db")
+      secs=$(calc "$t1 - $t0")
+      rate=$(calc "$got / $secs")
+    fi
+    stop_bg
+    rcv=$(times_s "$tmp/b10.times")
+    local wall
+    wall=$(calc "$t1 - $t0")
+    emit "{\"load\":\"$(loadavg)\",\"bench\":\"B10\",\"endpoints\":$n,\"events\":$B10_EVENTS,\"delivered\":$got,\"complete\":$complete,\"seconds\":$secs,\"events_per_s\":$rate,\"receiver_cores\":$(calc "$rcv / $secs"),\"webhookd_cores\":$(calc "($w1 - $w0) / $TCK / $wall"),\"postgres_cores\":$(calc "($p1 - $p0) / $TCK / $wall"),\"max_in_flight\":$B10_MAX_IN_FLIGHT}"
+    printf '  %s events/s (%d of %d in %.1f s%s); CPU in cores: receiver %.2f, webhookd %.2f, PostgreSQL %.2f\n' \
+      "$(printf '%.0f' "$rate")" "$got" "$B10_EVENTS" "$secs" "$([ "$complete" = true ] || echo ", gave up after ${B10_TIMEOUT} s")" \
+      "$(calc "$rcv / $secs")" "$(calc "($w1 - $w0) / $TCK / $wall")" "$(calc "($p1 - $p0) / $TCK / $wall")"
+  done
+}
+
+# ---------------------------------------------------------------------------
+# B11 PostgreSQL CPU at ordinary rates: pgbench at B11_RATE single-row
+# commits/s into a tracked table for B11_SECS, webhookd (as a user runs it)
+# delivering to a fast verifying receiver. CPU of every process of the
+# cluster over the window (producer's inserts included) per delivered
+# event; the share of webhookd's sessions; calls of webhook.* functions.
+# ---------------------------------------------------------------------------
+b11_state() { # db → JSON: succeeded deliveries, webhook.* function stats, webhookd's sessions
+  q "$1" -c "SELECT json_build_object(
+      'succeeded', (SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'),
+      'functions', (SELECT coalesce(json_object_agg(funcname, json_build_array(calls, total_time, self_time)), '{}')
+                      FROM pg_stat_user_functions WHERE schemaname = 'webhook'),
+      'sessions', (SELECT coalesce(json_object_agg(pid, application_name), '{}')
+                     FROM pg_stat_activity WHERE application_name LIKE 'webhookd%' AND datname = current_database()))"
+}
+b11() {
+  local db=bench_cpu rate=$B11_RATE secs=$B11_SECS secret
+  set_sync "$B11_SYNC"
+  q postgres -c "ALTER SYSTEM SET track_functions = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
+  say "B11 PostgreSQL CPU per delivered event: pgbench at $rate single-row commits/s, $B11_CLIENTS clients, ${secs}s, synchronous_commit=$B11_SYNC"
+  secret=$(PGOPTIONS="-c client_min_messages=warning" e2e_db "$db" "http://127.0.0.1:$RPORT/hook" 16)
+  "$BENCH" receive --port "$RPORT" --secret "$secret" &
+  local rpid=$!
+  pids+=("$rpid")
+  start_webhookd_user "$db"
+  cat >"$tmp/b11.sql" <<SQL
+\set c random(1, 100000)
+INSERT INTO bench_orders (customer_id, total, items, note) VALUES (:c, :c * 0.37, 3, 'b11');
+SQL
+  "$PGBIN/pgbench" -n -c "$B11_CLIENTS" -j 2 -R "$rate" -T 3 -f "$tmp/b11.sql" "$db" >/dev/null 2>&1 # warm-up
+  wait_delivered "$db" 60 || true
+  sleep 11 # idle backends flush their function statistics within 10 s
+  b11_state "$db" >"$tmp/b11.before"
+  local wpids c0 c1 wb0 wb1 wd0 wd1 r0 r1 t0 t1 prod_pids prod_ticks=0 tx
+  wpids=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["sessions"]))' "$tmp/b11.before")
+  declare -A wt0
+  for p in $wpids; do wt0[$p]=$(ticks_of "$p"); done
+  c0=$(pg_cpu_ticks); wd0=$(ticks_of "$WEBHOOKD_PID"); r0=$(ticks_of "$rpid"); t0=$(now_s)
+  "$PGBIN/pgbench" -n -c "$B11_CLIENTS" -j 2 -R "$rate" -T "$secs" -f "$tmp/b11.sql" "$db" >"$tmp/b11.pgbench" 2>&1 &
+  local pgb=$!
+  # The producer's backends, sampled 1 s before the end (they exit with it).
+  sleep $((secs - 1))
+  prod_pids=$(q "$db" -c "SELECT string_agg(pid::text, ' ') FROM pg_stat_activity WHERE application_name = 'pgbench'")
+  prod_ticks=$(ticks_of $prod_pids)
+  wait "$pgb" || true
+  wait_delivered "$db" 60 || true
+  t1=$(now_s); c1=$(pg_cpu_ticks); wd1=$(ticks_of "$WEBHOOKD_PID"); r1=$(ticks_of "$rpid")
+  local wsess="{"
+  for p in $wpids; do wsess+="\"$p\":$(($(ticks_of "$p") - ${wt0[$p]})),"; done
+  wsess="${wsess%,}}"
+  tx=$(awk '/number of transactions actually processed/ {print $NF; exit}' "$tmp/b11.pgbench" | cut -d/ -f1)
+  sleep 11
+  b11_state "$db" >"$tmp/b11.after"
+  stop_bg
+  set_sync off
+  python3 - "$RESULTS" "$tmp/b11.before" "$tmp/b11.after" "$wsess" "$TCK" "$((c1 - c0))" "$((wd1 - wd0))" "$((r1 - r0))" \
+    "$prod_ticks" "$(calc "$t1 - $t0")" "${tx:-0}" "$rate" "$secs" "$B11_SYNC" "$B11_CLIENTS" <<'PY'
+import json, sys
+results, before, after, wsess, tck, pg, wd, rcv, prod, wall, tx, rate, secs, sync, clients = sys.argv[1:]
+b, a = json.load(open(before)), json.load(open(after))
+tck, wall = float(tck), float(wall)
+delivered = a["succeeded"] - b["succeeded"]
+us = lambda ticks: float(ticks) / tck * 1e6 / max(delivered, 1)
+sess = {}
+for pid, ticks in json.loads(wsess).items():
+    name = b["sessions"].get(pid, "?")
+    sess[name] = sess.get(name, 0) + ticks
+funcs = {}
+for f, (calls, total, self_) in a["functions"].items():
+    c0, t0, s0 = b["functions"].get(f, (0, 0, 0))
+    if calls - c0 > 0:
+        funcs[f] = {"calls_per_event": (calls - c0) / max(delivered, 1), "ms_per_call": (total - t0) / (calls - c0),
+                    "self_ms_per_call": (self_ - s0) / (calls - c0)}
+r = {"bench": "B11", "load": open("/proc/loadavg").read().split()[:3], "rate": int(rate), "secs": int(secs), "sync": sync, "clients": int(clients),
+     "committed": int(tx), "delivered": delivered, "window_s": wall,
+     "pg_cpu_us_per_event": us(pg), "pg_cores": float(pg) / tck / wall,
+     "webhookd_sessions_us_per_event": {k: us(v) for k, v in sess.items()},
+     "claim_share": sum(v for k, v in sess.items() if "claim" in k) / max(float(pg), 1),
+     "webhookd_sessions_share": sum(sess.values()) / max(float(pg), 1),
+     "producer_backends_us_per_event": us(prod), "webhookd_us_per_event": us(wd), "receiver_us_per_event": us(rcv),
+     "functions": dict(sorted(funcs.items(), key=lambda kv: -kv[1]["calls_per_event"]))}
+open(results, "a").write(json.dumps(r) + "\n")
+print(f"  {r['committed']} commits, {delivered} delivered in {wall:.1f} s; PostgreSQL CPU {r['pg_cpu_us_per_event']:.0f} us per "
+      f"delivered event ({r['pg_cores']:.2f} cores)")
+print("  of which webhookd's sessions: " + ", ".join(f"{k} {v:.0f} us" for k, v in r["webhookd_sessions_us_per_event"].items())
+      + f" (claim share {100 * r['claim_share']:.0f} %); producer backends ~{r['producer_backends_us_per_event']:.0f} us")
+print(f"  webhookd process {r['webhookd_us_per_event']:.0f} us, receiver {r['receiver_us_per_event']:.0f} us per event")
+for f in ("claim", "record", "_route", "route"):
+    if f in funcs:
+        print(f"  webhook.{f}(): {funcs[f]['calls_per_event']:.2f} calls per event, {funcs[f]['ms_per_call']:.3f} ms per call")
+PY
+}
+
 for b in $ONLY; do
   case "$b" in
     B1) b1 ;; B2) b2 ;; B3 | B4 | B7) b3 ;; B5) b5 ;; B6) b6 ;;
+    L) liveness a; liveness b; liveness c ;; La) liveness a ;; Lb) liveness b ;; Lc) liveness c ;;
+    B9) b9 ;; B10) b10 ;; B11) b11 ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
 done
 
 say "report"
-if [ "$QUICK" = 1 ]; then
-  .venv/bin/python bench/report.py "$RESULTS" --plots "$OUT/plots" >"$OUT/report.md"
-  echo "quick report: $OUT/report.md, plots in $OUT/plots (BENCHMARKS.md untouched)"
+PY=${PY:-.venv/bin/python}
+[ -x "$PY" ] || PY=python3
+if ! $PY -c "import matplotlib" 2>/dev/null; then
+  echo "no matplotlib for $PY (scripts/setup.sh bench installs it): no report; results in $RESULTS"
+  exit 0
+fi
+SPLICE=${SPLICE:-auto}
+if [ "$SPLICE" = auto ]; then
+  if [ "$QUICK" = 0 ] && [ "$OUT" = target/bench ]; then SPLICE=1; else SPLICE=0; fi
+fi
+if [ "$SPLICE" != 1 ]; then
+  $PY bench/report.py "$RESULTS" --plots "$OUT/plots" >"$OUT/report.md"
+  echo "report: $OUT/report.md, plots in $OUT/plots (BENCHMARKS.md untouched)"
 else
-  .venv/bin/python bench/report.py "$RESULTS" --plots docs/bench --splice BENCHMARKS.md
+  $PY bench/report.py "$RESULTS" --plots docs/bench --splice BENCHMARKS.md
   echo "BENCHMARKS.md and docs/bench/*.png updated from $RESULTS"
 fi
