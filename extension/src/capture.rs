@@ -92,7 +92,7 @@ unsafe fn capture_args(
         trigger: CStr::from_ptr((*trigger).tgname)
             .to_string_lossy()
             .into_owned(),
-        table: qualified_name(rel),
+        table: name_of((*rel).rd_id),
         why,
     };
     let nargs = (*trigger).tgnargs.max(0) as usize;
@@ -135,9 +135,13 @@ unsafe fn capture_args(
             })
             .collect()
     };
-    let natts = natts_of(tracked);
     let tupdesc = (*rel).rd_att;
     let rel_natts = (*tupdesc).natts.max(0) as usize;
+    let natts = if tracked == (*rel).rd_id {
+        rel_natts
+    } else {
+        natts_of(tracked)
+    };
     let attrs = (*tupdesc).attrs.as_slice(rel_natts);
     // A key column dropped after track() (its primary key went with it)
     // is left out rather than read: a dropped column has no type.
@@ -180,8 +184,7 @@ unsafe fn tracked_table(trigger: *const pg_sys::Trigger, rel: pg_sys::Relation) 
     tracked
 }
 
-/// "schema.table" of a relation by OID, cached per backend like
-/// `qualified_name`.
+/// "schema.table" of a relation by OID, cached per backend (NAMES).
 ///
 /// # Safety
 /// Inside a transaction.
@@ -258,27 +261,6 @@ unsafe fn ensure_callbacks() {
     }
 }
 
-/// "schema.table" of `rel`, cached per backend.
-///
-/// # Safety
-/// `rel` must be an open relation, inside a transaction.
-unsafe fn qualified_name(rel: pg_sys::Relation) -> String {
-    let relid = (*rel).rd_id;
-    if let Some(name) = NAMES.with(|n| n.borrow().get(&relid).cloned()) {
-        return name;
-    }
-    ensure_callbacks();
-    let nsp = pg_sys::get_namespace_name((*(*rel).rd_rel).relnamespace);
-    let relname = CStr::from_ptr((*(*rel).rd_rel).relname.data.as_ptr()).to_string_lossy();
-    let name = if nsp.is_null() {
-        relname.into_owned()
-    } else {
-        format!("{}.{}", CStr::from_ptr(nsp).to_string_lossy(), relname)
-    };
-    NAMES.with(|n| n.borrow_mut().insert(relid, name.clone()));
-    name
-}
-
 /// The AFTER ROW trigger installed by `webhook.track()`.
 ///
 /// # Safety
@@ -328,12 +310,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     body.push_str(",\"timestamp\":");
     payload::push_timestamp(&mut body, created_at, true);
     body.push_str(",\"data\":{\"table\":");
-    let table = if args.tracked == (*rel).rd_id {
-        qualified_name(rel)
-    } else {
-        name_of(args.tracked)
-    };
-    payload::push_json_str(&mut body, &table);
+    payload::push_json_str(&mut body, &name_of(args.tracked));
     body.push_str(",\"op\":\"");
     body.push_str(op);
     body.push_str("\",\"new\":");
