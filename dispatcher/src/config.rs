@@ -124,8 +124,10 @@ pub struct RunArgs {
     /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
     #[arg(long, env = "WEBHOOKD_PROXY")]
     pub proxy: Option<String>,
-    /// Runtime threads. One core delivers several thousand events/s; more
-    /// threads scale further at a higher CPU cost per event.
+    /// Threads that run HTTP deliveries. One core delivers several thousand
+    /// events/s; more threads scale further at a higher CPU cost per event.
+    /// The database side (claims, outcomes, LISTEN, maintenance) and
+    /// /healthz always have a thread of their own.
     #[arg(long, env = "WEBHOOKD_THREADS", default_value_t = 1)]
     pub threads: usize,
     /// Name of this worker in webhook.attempts (default: host-pid).
@@ -185,6 +187,7 @@ impl Config {
             },
             shutdown_grace: a.shutdown_grace,
             worker: a.worker.unwrap_or_else(worker_name),
+            delivery_threads: a.threads,
         })
     }
 }

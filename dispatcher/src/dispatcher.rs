@@ -45,6 +45,57 @@ pub struct Config {
     pub breaker: BreakerPolicy,
     pub shutdown_grace: Duration,
     pub worker: String,
+    /// Threads of the runtime requests run on (`Deliveries`).
+    pub delivery_threads: usize,
+}
+
+/// The runtime HTTP requests run on, apart from the one claims and
+/// outcomes use. What a receiver sends costs CPU on this side only: hyper
+/// parses interim (1xx) responses without a limit and reqwest has no
+/// setting for it, so a receiver streaming them as fast as loopback
+/// carries them keeps a thread busy until the endpoint's timeout. Sharing
+/// a thread, that held every other task for about a second per turn of
+/// the scheduler (a DB round trip of the recorder took 0.4–0.9 s and no
+/// outcome was written until the flood's timeout); apart, claims, outcomes
+/// and /healthz never wait for it, and other requests share the delivery
+/// thread with it. One thread by default: a delivery is I/O, and
+/// cross-thread wake-ups within a runtime cost more CPU per event than the
+/// work itself (BENCHMARKS.md, B7).
+struct Deliveries {
+    handle: tokio::runtime::Handle,
+    /// Dropped to stop the runtime's thread (its remaining tasks, idle
+    /// pooled connections, are then dropped with it).
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Deliveries {
+    fn start(threads: usize) -> std::io::Result<Self> {
+        let mut builder = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads);
+            b
+        };
+        let runtime = builder
+            .enable_all()
+            .thread_name("webhookd-deliver")
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // A current-thread runtime runs its tasks only inside block_on.
+        std::thread::Builder::new()
+            .name("webhookd-deliver".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                })
+            })?;
+        Ok(Self {
+            handle,
+            _stop: stop,
+        })
+    }
 }
 
 /// What every delivery task shares with the claim loop.
@@ -240,9 +291,10 @@ pub async fn run(
         finished: Notify::new(),
     });
 
+    let deliveries = Deliveries::start(cfg.delivery_threads)?;
     tracing::info!(worker = %cfg.worker, concurrency = cfg.concurrency, listen = cfg.listen, "webhookd running");
     let mut tasks = JoinSet::new();
-    claim_loop(&cfg, &shared, &wake, &mut tasks, &shutdown).await;
+    claim_loop(&cfg, &shared, &wake, &deliveries, &mut tasks, &shutdown).await;
     drain(&cfg, shared, tasks).await;
 
     // The final flush is bounded: a database that cannot take the outcomes
@@ -300,6 +352,7 @@ async fn claim_loop(
     cfg: &Config,
     shared: &Arc<Shared>,
     wake: &Notify,
+    deliveries: &Deliveries,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) {
@@ -396,7 +449,10 @@ async fn claim_loop(
                 h.insert(c.delivery_id, c.claim_token);
             }
             c.timeout_ms = c.timeout_ms.min(lease_ms);
-            tasks.spawn(deliver_one(shared.clone(), c, permit, endpoint_permits));
+            tasks.spawn_on(
+                deliver_one(shared.clone(), c, permit, endpoint_permits),
+                &deliveries.handle,
+            );
         }
         let busy = limits.any_full();
         if got == 0 && busy && parked_at.elapsed() >= PARK_EVERY {

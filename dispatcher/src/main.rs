@@ -152,22 +152,17 @@ fn init_logs(format: LogFormat, to_stdout: bool) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_format, matches!(cli.command, Command::Run(_)));
-    let threads = match &cli.command {
-        Command::Run(a) => a.threads,
-        _ => 1,
-    };
-    // One thread by default: a delivery is I/O, and cross-thread wake-ups
-    // cost more CPU per event than the work itself (BENCHMARKS.md, B7).
-    let runtime = match threads {
-        0 => anyhow::bail!("--threads must be at least 1"),
-        1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
-    };
+    if let Command::Run(a) = &cli.command {
+        if a.threads == 0 {
+            anyhow::bail!("--threads must be at least 1");
+        }
+    }
+    // The control side (claims, outcomes, LISTEN, maintenance, /healthz)
+    // on this thread; `webhookd run` delivers on threads of its own
+    // (dispatcher::Deliveries, sized by --threads).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(run(cli))
 }
 
