@@ -66,3 +66,39 @@ def test_a_claim_visits_only_endpoints_with_work(db):
     )
     crowded = claim_ms()
     assert crowded < alone + 2.0, f"a claim took {crowded:.2f} ms with 2,000 idle endpoints, {alone:.2f} ms without"
+
+
+def test_a_claim_reads_deliveries_by_key_whatever_the_statistics_said(db):
+    """The plans a session caches at its first claim, taken while the
+    deliveries table looked empty (a VACUUM ANALYZE before any delivery),
+    still read each claimed row by its key when thousands have piled up:
+    no plan node of a claim filters whole tables."""
+    import re
+
+    ep = q1(db, "SELECT webhook.create_endpoint('https://example.invalid/hook', '{probe.*}', %s, max_in_flight => 16)",
+            SECRET)
+    db.execute("SELECT count(webhook.emit('probe.ping', jsonb_build_object('n', g))) FROM generate_series(1, 3000) g")
+    db.execute("VACUUM ANALYZE")
+    db.execute("LOAD 'auto_explain'")
+    for setting in ("auto_explain.log_min_duration = 0", "auto_explain.log_nested_statements = on",
+                    "auto_explain.log_analyze = on", "client_min_messages = log"):
+        db.execute(f"SET {setting}")
+    plans = []
+    db.add_notice_handler(lambda d: plans.append(d.message_primary or ""))
+    claimed = 0
+    while claimed < 3000:
+        plans.clear()
+        rows = db.execute(
+            "SELECT delivery_id, claim_token FROM webhook.claim(16, '60 seconds', 'probe', '{}', 0, %s, %s)",
+            ([ep], [16]),
+        ).fetchall()
+        assert rows, f"nothing claimed after {claimed}"
+        claimed += len(rows)
+        db.execute(
+            "SELECT webhook.record(%s, %s, %s, %s, %s, %s, %s, 'probe')",
+            ([r[0] for r in rows], [r[1] for r in rows], [200] * len(rows), [None] * len(rows),
+             [1.0] * len(rows), [None] * len(rows), [None] * len(rows)),
+        )
+    # The last claim's plans, made when the table was empty, at 3,000 rows.
+    removed = [int(n) for p in plans for n in re.findall(r"Rows Removed by Filter: (\d+)", p)]
+    assert plans and max(removed, default=0) < 100, "\n\n".join(p for p in plans if "Removed" in p)

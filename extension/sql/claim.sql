@@ -258,15 +258,26 @@ BEGIN
   -- events past max_body_bytes (in the order of their first delivery) are
   -- given back, due at once, for the next claim. octet_length() of a
   -- stored body reads its size without detoasting it.
+  -- Here and below, each claimed row is read by its id, each event and
+  -- endpoint by its key, one row at a time (LIMIT 1 keeps the lookups
+  -- apart): as joins of whole tables, a plan cached while the deliveries
+  -- looked empty (the first claim after a VACUUM ANALYZE) read every
+  -- delivery through another index on each claim, 3–15 ms a claim at
+  -- 20,000 deliveries (BENCHMARKS.md, session 9).
+  WITH c AS MATERIALIZED (
+    SELECT d.id, d.event_id
+      FROM unnest(claimed) AS k(id)
+     CROSS JOIN LATERAL (SELECT x.id, x.event_id FROM webhook.delivery x WHERE x.id = k.id LIMIT 1) d
+  ), e AS (
+    SELECT g.event_id, g.first_id,
+           sum(g.len) OVER (ORDER BY g.first_id) AS upto,
+           min(g.first_id) OVER () AS very_first
+      FROM (SELECT c.event_id, min(c.id) AS first_id,
+                   (SELECT octet_length(ev.body) FROM webhook.event_log ev WHERE ev.id = c.event_id LIMIT 1) AS len
+              FROM c GROUP BY c.event_id) g
+  )
   SELECT coalesce(array_agg(c.id), '{}') INTO over_cap
-    FROM (SELECT d.id, d.event_id FROM webhook.delivery d WHERE d.id = ANY (claimed)) c
-    JOIN (SELECT s.event_id, s.first_id,
-                 sum(s.len) OVER (ORDER BY s.first_id) AS upto,
-                 min(s.first_id) OVER () AS very_first
-            FROM (SELECT d.event_id, min(d.id) AS first_id, max(octet_length(ev.body)) AS len
-                    FROM webhook.delivery d JOIN webhook.event_log ev ON ev.id = d.event_id
-                   WHERE d.id = ANY (claimed)
-                   GROUP BY d.event_id) s) e ON e.event_id = c.event_id
+    FROM c JOIN e ON e.event_id = c.event_id
    WHERE e.upto > max_body_bytes AND e.first_id > e.very_first;
   IF cardinality(over_cap) > 0 THEN
     UPDATE webhook.delivery d SET next_attempt_at = t_now, leased_by = NULL WHERE d.id = ANY (over_cap);
@@ -275,24 +286,29 @@ BEGIN
   -- Each body once: on the first row of its event; later rows of the same
   -- event (other endpoints) carry NULL and share it.
   RETURN QUERY
-  WITH sec AS (
+  WITH c AS MATERIALIZED (
+    SELECT d.*
+      FROM unnest(claimed) AS k(id)
+     CROSS JOIN LATERAL (SELECT x.id, x.claim_token, x.event_id, x.endpoint_id, x.attempts
+                           FROM webhook.delivery x WHERE x.id = k.id LIMIT 1) d
+  ), sec AS (
     -- Each endpoint's signing secrets once per claim, newest first.
     SELECT s.endpoint_id, array_agg(s.secret ORDER BY s.id DESC) AS secrets
       FROM webhook.endpoint_secret s
-     WHERE s.endpoint_id IN (SELECT x.endpoint_id FROM webhook.delivery x WHERE x.id = ANY (claimed))
+     WHERE s.endpoint_id IN (SELECT c.endpoint_id FROM c)
        AND (s.expires_at IS NULL OR s.expires_at > now())
      GROUP BY s.endpoint_id
   )
-  SELECT d.id, d.claim_token, d.event_id, d.endpoint_id, d.attempts + 1, ep.url, ep.headers,
-         webhook._sign_all(sec.secrets, d.event_id::text, ts, ev.body), ts,
-         CASE WHEN row_number() OVER (PARTITION BY d.event_id ORDER BY d.id) = 1 THEN ev.body END,
+  SELECT c.id, c.claim_token, c.event_id, c.endpoint_id, c.attempts + 1, ep.url, ep.headers,
+         webhook._sign_all(sec.secrets, c.event_id::text, ts, ev.body), ts,
+         CASE WHEN row_number() OVER (PARTITION BY c.event_id ORDER BY c.id) = 1 THEN ev.body END,
          ep.timeout_ms, ep.max_in_flight, ep.rate_limit
-    FROM webhook.delivery d
-    JOIN webhook.endpoint ep ON ep.id = d.endpoint_id
-    JOIN webhook.event_log ev ON ev.id = d.event_id
-    LEFT JOIN sec ON sec.endpoint_id = d.endpoint_id
-   WHERE d.id = ANY (claimed)
-   ORDER BY d.id;
+    FROM c
+   CROSS JOIN LATERAL (SELECT e.body FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
+   CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit
+                         FROM webhook.endpoint x WHERE x.id = c.endpoint_id LIMIT 1) ep
+    LEFT JOIN sec ON sec.endpoint_id = c.endpoint_id
+   ORDER BY c.id;
   IF FOUND AND idle_hint_ms > 0 THEN
     PERFORM webhook._set_idle(0);
   END IF;
