@@ -12,7 +12,8 @@
 # Benchmarks: B1 capture, B2 wake-ups, B3/B4/B7 throughput, latency and
 # webhookd's cost, B5 backlog, B6 isolation, L liveness behind unmatched
 # events (La, Lb, Lc alone), B9 WAL per delivered event, B10 many endpoints,
-# B11 PostgreSQL CPU per event at 500 commits/s.
+# B11 PostgreSQL CPU per event at 500 commits/s; B8 retention soak (20
+# minutes at 2,000 events/s; run only when asked for: ONLY=B8).
 #
 # Another build may be measured (a before/after pair in one run, e.g. the
 # tree of scripts/baseline.sh): PGBIN (the PostgreSQL whose extension
@@ -42,6 +43,7 @@ if [ "$QUICK" = 1 ]; then
   BACKLOG=${BACKLOG:-50000}; PRODUCER_SECS=3; DOWN_SECS=5; ISO_SECS=8; B2_CLIENTS="8"
   L_ROWS=${L_ROWS:-10000}; L_TIMEOUT=${L_TIMEOUT:-30}; B9_EVENTS=${B9_EVENTS:-10000}
   B10_EVENTS=${B10_EVENTS:-5000}; B10_NS=${B10_NS:-"1 100"}; B11_SECS=${B11_SECS:-15}
+  B8_SECS=${B8_SECS:-120}; B8_RETENTION=${B8_RETENTION:-30 seconds}; B8_MAINTAIN=${B8_MAINTAIN:-5s}; B8_SAMPLE=${B8_SAMPLE:-15}
 else
   OUT=${OUT:-target/bench}
   REPS=${REPS:-5}; SECS=${SECS:-4}; CLIENTS=${CLIENTS:-"1 8 32"}; SYNCS=${SYNCS:-"off on"}; BULK_ROWS=100000
@@ -51,6 +53,7 @@ else
   B2_CLIENTS=${B2_CLIENTS:-"8 32"}
   L_ROWS=${L_ROWS:-100000}; L_TIMEOUT=${L_TIMEOUT:-120}; B9_EVENTS=${B9_EVENTS:-50000}
   B10_EVENTS=${B10_EVENTS:-20000}; B10_NS=${B10_NS:-"1 100 1000 5000"}; B11_SECS=${B11_SECS:-60}
+  B8_SECS=${B8_SECS:-1200}; B8_RETENTION=${B8_RETENTION:-2 minutes}; B8_MAINTAIN=${B8_MAINTAIN:-10s}; B8_SAMPLE=${B8_SAMPLE:-30}
 fi
 # B9 runs on a cluster of its own (DIR-b9) on this port.
 B9_PORT=${B9_PORT:-$((PORT + 1))}
@@ -61,6 +64,10 @@ B10_MAX_IN_FLIGHT=${B10_MAX_IN_FLIGHT:-16}
 # B11: the producer's rate (single-row commits/s), clients, synchronous_commit.
 B11_RATE=${B11_RATE:-500}; B11_CLIENTS=${B11_CLIENTS:-8}; B11_SYNC=${B11_SYNC:-on}
 ROWS_PER_TX=${ROWS_PER_TX:-10}
+# B8: the offered rate (events/s), and how long a step waits for its last
+# events before the next one starts (what has not arrived by then counts as
+# missing in its sample).
+B8_RATE=${B8_RATE:-2000}; B8_SETTLE=${B8_SETTLE:-5s}
 RESULTS=$OUT/results.jsonl
 mkdir -p "$OUT"
 : >"$RESULTS"
@@ -761,11 +768,157 @@ for f in ("claim", "record", "_route", "route"):
 PY
 }
 
+# ---------------------------------------------------------------------------
+# B8 retention soak: B8_RATE events/s for B8_SECS (open loop, ROWS_PER_TX
+# rows per transaction) with webhook.set_retention(B8_RETENTION, a quarter
+# of it) and webhookd calling webhook.maintain() every B8_MAINTAIN, on the
+# main cluster (autovacuum on). The load is consecutive `pgwh-bench step`s
+# of B8_SAMPLE s each (one JSON line of percentiles per run, no live
+# figures): between two, the producer pauses while a step waits for its
+# last events and exits and the next one connects (gap_s of each sample,
+# well under a second). In the middle of each step: the total size of
+# schema webhook (tables, indexes, TOAST), its dead and live tuples, the
+# generations and the undelivered events; with that step's p50/p99 commit →
+# receipt, one sample line. Flat: max/min of the size over the last half of
+# the samples ≤ 1.2.
+# ---------------------------------------------------------------------------
+b8_sample() { # db → bytes dead live generations oldest-k newest-started-k undelivered
+  q "$1" -F' ' -c "SELECT
+      (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c
+        WHERE c.relnamespace = 'webhook'::regnamespace AND c.relkind IN ('r', 'p')),
+      (SELECT coalesce(sum(n_dead_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'webhook'),
+      (SELECT coalesce(sum(n_live_tup), 0) FROM pg_stat_user_tables WHERE schemaname = 'webhook'),
+      (SELECT count(*) FROM webhook.generation),
+      (SELECT min(k) FROM webhook.generation),
+      (SELECT max(k) FROM webhook.generation WHERE started_at IS NOT NULL),
+      (SELECT count(*) FROM webhook.event_log) - (SELECT count(*) FROM webhook.delivery WHERE status = 'succeeded')"
+}
+b8_record() { # i: step i's database sample and percentiles → one line in RESULTS and on stdout
+  python3 - "$1" "$B8_SAMPLE" "$tmp/b8.db.$1" "$tmp/b8.wall.$1" "$tmp/b8.step.$1" "$tmp/b8.step.$1.out" \
+    "$RESULTS" "$tmp/b8.samples" <<'PY'
+import json, sys
+i, dur, dbf, wallf, stepf, outf, results, samples = sys.argv[1:]
+def read(path):
+    try:
+        return open(path).read()
+    except OSError:
+        return ""
+f = read(dbf).split()
+if len(f) != 11:  # t_s, the seven figures of b8_sample and the load: the query failed
+    f = f[:1] + [""] * 7 + f[-3:]
+num = lambda k: (float(f[k]) if "." in f[k] else int(f[k])) if len(f) > k and f[k] not in ("", "NULL") else None
+wall = read(wallf).strip()
+r = {"bench": "B8", "phase": "sample", "i": int(i), "t_s": num(0), "webhook_bytes": num(1), "dead_tuples": num(2),
+     "live_tuples": num(3), "generations": num(4), "oldest_generation": num(5), "newest_generation": num(6),
+     "backlog": num(7), "load": " ".join(f[8:11])}
+try:
+    s = json.loads(read(stepf).splitlines()[-1])
+except (IndexError, ValueError):
+    s = {}
+for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms", "committed_per_s", "delivered_per_s", "missing", "late_starts", "bad"):
+    r[k] = s.get(k)
+r["gap_s"] = round(float(wall) - float(dur), 3) if wall else None
+open(results, "a").write(json.dumps(r) + "\n")
+open(samples, "a").write(json.dumps(r) + "\n")
+fmt = lambda v, spec: format(v, spec) if v is not None else "?"
+mb = r["webhook_bytes"] / 1048576 if r["webhook_bytes"] is not None else None
+print(f"  t {fmt(r['t_s'], '5.0f')} s: webhook {fmt(mb, '6.1f')} MB, {fmt(r['dead_tuples'], ',')} dead / "
+      f"{fmt(r['live_tuples'], ',')} live tuples, {fmt(r['generations'], 'd')} generations "
+      f"(k {fmt(r['oldest_generation'], 'd')}..{fmt(r['newest_generation'], 'd')}), backlog {fmt(r['backlog'], ',')} | "
+      f"p50 {fmt(r['p50_ms'], '.1f')} p99 {fmt(r['p99_ms'], '.1f')} ms, {fmt(r['committed_per_s'], '.0f')} committed/s, "
+      f"{fmt(r['missing'], 'd')} missing, gap {fmt(r['gap_s'], '.2f')} s")
+if not s:
+    print("    (no result from step " + i + "): " + " | ".join(read(outf).strip().splitlines()[-3:]))
+PY
+}
+b8() {
+  local db=bench_soak secret gi av n i t0 ts spid
+  n=$((B8_SECS / B8_SAMPLE)); [ "$n" -ge 2 ] || n=2
+  set_sync off
+  av=$(q postgres -c "SHOW autovacuum")
+  [ "$av" = on ] || echo "  (autovacuum is $av in $DIR: dead tuples will accumulate)"
+  secret=$(PGOPTIONS="-c client_min_messages=warning" e2e_db "$db" "http://127.0.0.1:$RPORT/hook")
+  q "$db" -c "SELECT webhook.set_retention(interval '$B8_RETENTION', interval '$B8_RETENTION' / 4)" >/dev/null
+  gi=$(q "$db" -c "SELECT generation_interval FROM webhook.settings")
+  say "B8 retention soak: $B8_RATE events/s for $((n * B8_SAMPLE)) s ($ROWS_PER_TX rows/tx), retention $B8_RETENTION," \
+    "generations of $gi, maintain() every $B8_MAINTAIN, autovacuum $av; one sample per ${B8_SAMPLE} s step"
+  start_webhookd "$db" --maintain-interval "$B8_MAINTAIN"
+  : >"$tmp/b8.samples"
+  t0=$(now_s)
+  for ((i = 1; i <= n; i++)); do
+    ts=$(now_s)
+    "$BENCH" step --database-url "postgres://postgres@127.0.0.1:$PORT/$db" --port "$RPORT" --rate "$B8_RATE" \
+      --duration "${B8_SAMPLE}s" --rows-per-tx "$ROWS_PER_TX" --secret "$secret" --settle "$B8_SETTLE" \
+      --json "$tmp/b8.step.$i" --tag bench=B8 >"$tmp/b8.step.$i.out" 2>&1 &
+    spid=$!
+    pids+=("$spid")
+    # The previous step's line is written while this one runs.
+    if [ "$i" -gt 1 ]; then b8_record $((i - 1)); fi
+    sleep "$(awk -v t="$ts" -v now="$(now_s)" -v d="$B8_SAMPLE" 'BEGIN { s = t + d / 2 - now; print (s > 0 ? s : 0) }')"
+    echo "$(calc "$(now_s) - $t0") $(b8_sample "$db") $(loadavg)" >"$tmp/b8.db.$i"
+    wait "$spid" || true
+    pids=("$WEBHOOKD_PID")
+    calc "$(now_s) - $ts" >"$tmp/b8.wall.$i"
+  done
+  b8_record "$n"
+  stop_bg
+  python3 - "$tmp/b8.samples" "$RESULTS" "$B8_RATE" "$B8_SAMPLE" "$B8_RETENTION" "$gi" "$B8_MAINTAIN" "$ROWS_PER_TX" "$av" <<'PY'
+import json, statistics, sys
+samples, results, rate, sample_s, retention, gi, maintain, rows_per_tx, av = sys.argv[1:]
+rows = [json.loads(line) for line in open(samples) if line.strip()]
+n = len(rows)
+first, last = rows[: n // 2], rows[n // 2 :]
+third, fourth = rows[n // 2 : n * 3 // 4], rows[n * 3 // 4 :]
+vals = lambda rs, k: [r[k] for r in rs if r.get(k) is not None]
+mean = lambda xs: statistics.mean(xs) if xs else None
+median = lambda xs: statistics.median(xs) if xs else None
+sizes = vals(last, "webhook_bytes")
+size_ratio = max(sizes) / min(sizes) if sizes and min(sizes) > 0 else None
+# Dead tuples accumulating: their mean over the last quarter of the samples
+# against the quarter before (both after the warm-up); about 1 or below: not.
+d3, d4 = mean(vals(third, "dead_tuples")), mean(vals(fourth, "dead_tuples"))
+dead_ratio = d4 / max(d3, 1) if d3 is not None and d4 is not None else None
+shares = [r["dead_tuples"] / (r["dead_tuples"] + r["live_tuples"]) for r in last
+          if r.get("dead_tuples") is not None and r.get("live_tuples") is not None and r["dead_tuples"] + r["live_tuples"] > 0]
+p1, p2 = median(vals(first, "p99_ms")), median(vals(last, "p99_ms"))
+s = {"bench": "B8", "phase": "summary", "rate": int(rate), "samples": n, "sample_s": int(sample_s),
+     "secs": n * int(sample_s), "rows_per_tx": int(rows_per_tx), "retention": retention, "generation_interval": gi,
+     "maintain_interval": maintain, "autovacuum": av, "sync": "off",
+     "size_ratio_last_10min": size_ratio, "bytes_min_last_half": min(sizes) if sizes else None,
+     "bytes_max_last_half": max(sizes) if sizes else None, "bytes_max": max(vals(rows, "webhook_bytes"), default=None),
+     "dead_ratio": dead_ratio, "dead_mean_third_quarter": d3, "dead_mean_last_quarter": d4,
+     "dead_share_max_last_half": max(shares, default=None),
+     "p99_first_half_median": p1, "p99_second_half_median": p2,
+     "p99_drift": p2 / p1 if p1 and p2 is not None else None,
+     "p50_first_half_median": median(vals(first, "p50_ms")), "p50_second_half_median": median(vals(last, "p50_ms")),
+     "generations_max": max(vals(rows, "generations"), default=None),
+     "oldest_generation_at_end": rows[-1].get("oldest_generation") if rows else None,
+     "backlog_max": max(vals(rows, "backlog"), default=None), "missing": sum(vals(rows, "missing")),
+     "gap_s_max": max(vals(rows, "gap_s"), default=None),
+     "flat": size_ratio is not None and size_ratio <= 1.2,
+     "load": open("/proc/loadavg").read().split()[:3]}
+open(results, "a").write(json.dumps(s) + "\n")
+fmt = lambda v, spec: format(v, spec) if v is not None else "?"
+mb = lambda b: b / 1048576 if b is not None else None
+print(f"  schema webhook over the last half ({len(last)} samples): {fmt(mb(s['bytes_min_last_half']), '.1f')}–"
+      f"{fmt(mb(s['bytes_max_last_half']), '.1f')} MB, max/min {fmt(size_ratio, '.2f')}: "
+      + ("flat (≤ 1.2)" if s["flat"] else "NOT flat (> 1.2)"))
+print(f"  dead tuples: mean {fmt(d3, ',.0f')} over the third quarter, {fmt(d4, ',.0f')} over the last (ratio "
+      f"{fmt(dead_ratio, '.2f')}); at most {fmt(s['dead_share_max_last_half'] and 100 * s['dead_share_max_last_half'], '.1f')} % "
+      f"of the tuples in the last half")
+print(f"  p99 commit → receipt: median {fmt(p1, '.1f')} ms over the first half, {fmt(p2, '.1f')} ms over the second "
+      f"(x{fmt(s['p99_drift'], '.2f')}); p50 {fmt(s['p50_first_half_median'], '.1f')} → {fmt(s['p50_second_half_median'], '.1f')} ms")
+print(f"  at most {fmt(s['generations_max'], 'd')} generations, generations below k {fmt(s['oldest_generation_at_end'], 'd')} dropped; "
+      f"backlog at most {fmt(s['backlog_max'], ',')}; {s['missing']} missing; producer gaps between steps at most "
+      f"{fmt(s['gap_s_max'], '.2f')} s")
+PY
+}
+
 for b in $ONLY; do
   case "$b" in
     B1) b1 ;; B2) b2 ;; B3 | B4 | B7) b3 ;; B5) b5 ;; B6) b6 ;;
     L) liveness a; liveness b; liveness c ;; La) liveness a ;; Lb) liveness b ;; Lc) liveness c ;;
-    B9) b9 ;; B10) b10 ;; B11) b11 ;;
+    B8) b8 ;; B9) b9 ;; B10) b10 ;; B11) b11 ;;
     *) echo "unknown benchmark $b" >&2; exit 2 ;;
   esac
 done
