@@ -7,7 +7,7 @@ REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text
   webhook._route(int, int, pg_snapshot, timestamptz, int, bigint[], bigint[], int[], text), webhook._route_begin(),
   webhook._window_bounds(pg_snapshot, pg_snapshot), webhook._window_chunk(pg_snapshot, pg_snapshot, bigint, bigint, int),
   webhook._due(int, timestamptz, timestamptz, bigint[], bigint[], int[], text),
-  webhook._room(webhook.endpoint, timestamptz, timestamptz, bigint[], bigint[], int[], text),
+  webhook._rooms(timestamptz, timestamptz, bigint[], bigint[], int[], text),
   webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
   webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint),
   webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval)

@@ -74,7 +74,7 @@ $$;
 -- their ids returned: a fresh delivery is then written once here and once by
 -- record(), never re-found through the due index and updated in between.
 -- Only deliveries that could be claimed right now are leased: within the
--- endpoint's room (webhook._room: its max_in_flight less live leases, the
+-- endpoint's room (webhook._rooms: its max_in_flight less live leases, the
 -- dispatcher's caps, none when excluded), and for an ordered endpoint the
 -- first pending delivery of its ordering key. The rest are created due now and claimed through the
 -- due index.
@@ -129,11 +129,9 @@ BEGIN
     -- mine: what this claim leased already (all its leases end at
     -- lease_until); an endpoint it filled stops routing like one filled
     -- by this chunk, while one that was busy before the claim does not.
-    SELECT e.id, webhook._room(e, now(), lease_until, exclude, cap_ids, cap_n, worker) AS n,
-           (SELECT count(*) FROM webhook.delivery d
-             WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at = lease_until) AS mine
-      FROM webhook.endpoint e
-     WHERE lease_max > 0 AND e.id IN (SELECT DISTINCT p.endpoint_id FROM every_pair p)
+    SELECT r.id, r.room AS n, r.mine
+      FROM webhook._rooms(now(), lease_until, exclude, cap_ids, cap_n, worker) r
+     WHERE lease_max > 0 AND r.id IN (SELECT DISTINCT p.endpoint_id FROM every_pair p)
   ), ranked AS (
     -- Which deliveries could be leased now, in event order: within the
     -- endpoint's room, and for an ordered endpoint only the first pending
