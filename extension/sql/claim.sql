@@ -13,8 +13,8 @@
 -- breaker) get none.
 -- A set-returning SQL function (STABLE, no SET clause, not STRICT) so that
 -- the planner inlines it into each caller's query, whose plan the caller
--- caches: one plan for every endpoint at once, and the caller's conditions
--- on `id` select the endpoints (only theirs are counted). As a PL/pgSQL
+-- caches: one plan for every endpoint at once, the caller's conditions on
+-- `id` choosing the endpoints computed. As a PL/pgSQL
 -- function called per endpoint it cost 30–40 µs an endpoint (B11), 30 ms a
 -- claim over 1,000 endpoints (B10).
 CREATE FUNCTION webhook._rooms(t_now timestamptz, lease_until timestamptz,
