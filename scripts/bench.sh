@@ -206,7 +206,7 @@ start_webhookd() { # db [extra args]
   local db=$1; shift
   "${NOPROXY[@]}" WEBHOOKD_LOG=warn DATABASE_URL="postgres://postgres@127.0.0.1:$PORT/$db" "$WEBHOOKD" run \
     --allow-private-targets --concurrency 256 --batch 500 --metrics-addr "127.0.0.1:$((RPORT + 1))" "$@" \
-    2>>"$OUT/webhookd.log" &
+    >>"$OUT/webhookd.log" 2>&1 &
   WEBHOOKD_PID=$!
   pids+=("$WEBHOOKD_PID")
   sleep 0.3
