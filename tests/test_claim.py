@@ -1,5 +1,6 @@
 """Claim: leases within each endpoint's room, whichever dispatcher asks."""
 
+import re
 import threading
 import time
 
@@ -73,8 +74,6 @@ def test_a_claim_reads_deliveries_by_key_whatever_the_statistics_said(db):
     deliveries table looked empty (a VACUUM ANALYZE before any delivery),
     still read each claimed row by its key when thousands have piled up:
     no plan node of a claim filters whole tables."""
-    import re
-
     ep = q1(db, "SELECT webhook.create_endpoint('https://example.invalid/hook', '{probe.*}', %s, max_in_flight => 16)",
             SECRET)
     db.execute("SELECT count(webhook.emit('probe.ping', jsonb_build_object('n', g))) FROM generate_series(1, 3000) g")
