@@ -220,7 +220,7 @@ def b5(by, out, plots):
         return {}
     r = rows[-1]
     out.append("### B5 backlog\n")
-    out.append("| backlog | drain time | events/s | producer during drain / idle | outbox + deliveries + attempts | dead tuples | webhookd peak RSS |")
+    out.append("| backlog | drain time | events/s | producer during drain / idle | schema webhook | dead tuples | webhookd peak RSS |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|")
     ratio = r["drain_tps"] / max(r["idle_tps"], 1)
     out.append(f"| {r['count']:,} | {fmt(r['seconds'], 1)} s | {fmt(r['events_per_s'], 0)} | {fmt(r['drain_tps'], 0)} / {fmt(r['idle_tps'], 0)} tps = {fmt(ratio)}× | "
