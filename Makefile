@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: setup install build-extension webhookd image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
+.PHONY: setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
@@ -21,8 +21,14 @@ build-extension:
 webhookd:
 	cargo build --release -p webhookd
 
-## The webhookd container image, pg-webhook/webhookd:<version> (deploy/webhookd/Containerfile).
-image: webhookd
+## The extension as files to copy into an image or a package
+## (target/release/pg_webhook-pg15/usr/...).
+package: setup
+	cd extension && cargo pgrx package --pg-config $(PG_CONFIG)
+
+## The container images pg-webhook/webhookd:<version> and
+## pg-webhook/postgres:<version> (deploy/*/Containerfile); compose.yaml runs them.
+image: webhookd package
 	scripts/image.sh
 
 lint:
@@ -45,7 +51,9 @@ pg-test: setup
 	    cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
 	  else cargo pgrx test pg15; fi
 
-e2e-test: install
+# The container tests (test_container, test_compose, test_faults) build
+# their images from the release build and the extension package.
+e2e-test: install package
 	.venv/bin/pytest -q tests
 
 ## Every test: formatting, lints, unit tests, #[pg_test]s, end-to-end tests.

@@ -56,20 +56,8 @@ WEBHOOKD_LOG=warn DATABASE_URL="postgres://postgres@127.0.0.1:$BASE/shop" \
 pids+=($!)
 sleep 0.5
 
-say "Ada orders two espresso cups (order + stock + loyalty points, one transaction)"
-sql -c "SELECT shop.place_order(1, 1, 2)" >/dev/null; sleep "$PACE"
-say "Grace orders a kettle"
-sql -c "SELECT shop.place_order(2, 2, 1)" >/dev/null; sleep "$PACE"
-say "Edsger tries to order a grinder: out of stock, rolled back, no webhook"
-sql -c "SELECT shop.place_order(3, 3, 1)" >/dev/null 2>&1 || echo "   (ERROR: product 3 is out of stock)"; sleep "$PACE"
-say "Reviews: a five-star and a one-star (the one-star also alerts support)"
-sql -c "INSERT INTO shop.reviews (product_id, customer_id, rating, body) VALUES (1, 1, 5, 'Perfect crema.')"; sleep "$PACE"
-sql -c "INSERT INTO shop.reviews (product_id, customer_id, rating, body) VALUES (2, 2, 1, 'Arrived dented.')"; sleep "$PACE"
-say "The grinder is back in stock"
-sql -c "SELECT shop.restock(3, 10)" >/dev/null; sleep "$PACE"
-say "Edsger orders the grinder now; Ada leaves a two-star review"
-sql -c "SELECT shop.place_order(3, 3, 1)" >/dev/null
-sql -c "INSERT INTO shop.reviews (product_id, customer_id, rating, body) VALUES (3, 1, 2, 'Too loud.')"
+# The scenario (shared with compose.yaml's `shop` service).
+psql -qX -v ON_ERROR_STOP=1 -v pace="$PACE" -d shop -f sql/demo/scenario.sql 2>&1 | sed 's/^== \(.*\)/\n\x1b[1m== \1\x1b[0m/'
 
 say "Waiting for every delivery (the warehouse retries its first two)"
 for _ in $(seq 1 150); do

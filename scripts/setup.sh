@@ -25,6 +25,14 @@ fi
 
 # The Debian package starts a cluster on 5432; we never use it, and leave it alone.
 
+# Compose for compose.yaml's tests where a Docker engine answers and has no
+# `docker compose` plugin (Debian's docker-compose is Compose v1).
+if docker info >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
+  echo "setup: installing docker-compose"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker-compose >/dev/null
+fi
+
 if [ "$(cargo pgrx --version 2>/dev/null | awk '{print $2}')" != "$PGRX_VERSION" ]; then
   echo "setup: installing cargo-pgrx $PGRX_VERSION (about 10 minutes)"
   cargo install --locked cargo-pgrx --version "$PGRX_VERSION"

@@ -323,3 +323,51 @@ def webhookd(dbname):
     yield start
     for w in started:
         w.stop()
+
+
+# Containers (tests/test_container.py, test_compose.py, test_faults.py).
+def docker_answers():
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+DOCKER = docker_answers()
+needs_docker = pytest.mark.skipif(
+    not DOCKER and os.environ.get("CI") != "true",
+    reason="no Docker engine answers `docker info`: the container tests need one (they are required under CI=true)",
+)
+# The tag the tests build the images under (compose.yaml's PG_WEBHOOK_VERSION).
+IMAGE_VERSION = "test"
+
+
+def docker(*args, check=True, timeout=300):
+    out = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: exit {out.returncode}\n{out.stdout}{out.stderr}")
+    return out
+
+
+def inspect(name, fmt):
+    return docker("inspect", "-f", fmt, name).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def images():
+    """pg-webhook/webhookd:test and pg-webhook/postgres:test, built by
+    scripts/image.sh from this checkout's release build and extension
+    package (`make package`)."""
+    out = subprocess.run(
+        [str(ROOT / "scripts" / "image.sh"), "all"],
+        env=dict(
+            os.environ,
+            IMAGE_TAG=f"pg-webhook/webhookd:{IMAGE_VERSION}",
+            PG_IMAGE_TAG=f"pg-webhook/postgres:{IMAGE_VERSION}",
+            WEBHOOKD=str(WEBHOOKD),
+        ),
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {"webhookd": f"pg-webhook/webhookd:{IMAGE_VERSION}", "postgres": f"pg-webhook/postgres:{IMAGE_VERSION}"}

@@ -7,36 +7,16 @@ cluster and receivers on 127.0.0.1).
 Skipped, saying why, where no Docker engine answers; required when CI=true."""
 
 import json
-import os
 import socket
-import subprocess
 import time
 import uuid
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import ROOT, SECRET, WEBHOOKD, dsn, q1, wait_for
+from conftest import SECRET, docker, dsn, inspect, needs_docker, q1, wait_for
 
-
-
-def docker_answers():
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-DOCKER = docker_answers()
-pytestmark = pytest.mark.skipif(
-    not DOCKER and os.environ.get("CI") != "true",
-    reason="no Docker engine answers `docker info`: the container tests need one (they are required under CI=true)",
-)
-TAG = "pg-webhook/webhookd:test"
-
-
-def docker(*args, check=True):
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
+pytestmark = needs_docker
 
 
 def free_port():
@@ -46,15 +26,8 @@ def free_port():
 
 
 @pytest.fixture(scope="module")
-def image():
-    out = subprocess.run(
-        [str(ROOT / "scripts" / "image.sh")],
-        env=dict(os.environ, IMAGE_TAG=TAG, WEBHOOKD=str(WEBHOOKD)),
-        capture_output=True,
-        text=True,
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return TAG
+def image(images):
+    return images["webhookd"]
 
 
 @pytest.fixture
@@ -77,10 +50,6 @@ def container(image, dbname):
         logs = docker("logs", n, check=False)
         print(f"--- {n}\n{logs.stdout}{logs.stderr}")
         docker("rm", "-f", n, check=False)
-
-
-def inspect(name, fmt):
-    return docker("inspect", "-f", fmt, name).stdout.strip()
 
 
 def orders(db, url, **kw):

@@ -44,6 +44,28 @@ use tokio_util::sync::CancellationToken;
 /// and says why, rather than the connection being dropped.
 pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// One round trip of webhookd's (a claim, a record, a release) taking
+/// longer than this counts as the database being unreachable: the
+/// connection is replaced. Longer than the statement timeout, so a slow
+/// statement is cancelled by the server (which says why, and keeps the
+/// connection) before this fires; it is for a network that stopped
+/// answering.
+pub const ROUND_TRIP_TIMEOUT: Duration = STATEMENT_TIMEOUT.saturating_add(Duration::from_secs(5));
+
+/// A cut network (a partition, a database host gone without a reset) must
+/// not leave a connection waiting for TCP's own retransmission timeout,
+/// about 15 minutes: data unacknowledged this long drops the connection
+/// (TCP_USER_TIMEOUT), and an idle one (LISTEN) is probed after
+/// KEEPALIVE_IDLE, every KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES times. The
+/// kernel acknowledges data however busy the server is, so a slow query
+/// never trips this. Settings in DATABASE_URL win.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(20);
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// tokio-postgres's default keepalive idle time (what an unset one reads as).
+const LIBPQ_KEEPALIVE_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+
 /// Longest a statement of webhookd's waits for a lock. Queue statements
 /// hold row locks for milliseconds (claims skip locked rows); a wait this
 /// long means something else (a long transaction, DDL, an extension
@@ -431,6 +453,18 @@ impl Database {
         });
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_tcp_user_timeout().is_none() {
+            config.tcp_user_timeout(TCP_USER_TIMEOUT);
+        }
+        if config.get_keepalives_idle() == LIBPQ_KEEPALIVE_IDLE {
+            config.keepalives_idle(KEEPALIVE_IDLE);
+        }
+        if config.get_keepalives_interval().is_none() {
+            config.keepalives_interval(KEEPALIVE_INTERVAL);
+        }
+        if config.get_keepalives_retries().is_none() {
+            config.keepalives_retries(KEEPALIVE_RETRIES);
         }
         let options = startup_options(config.get_options());
         config.options(options);

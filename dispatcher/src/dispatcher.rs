@@ -411,18 +411,29 @@ async fn claim_loop(
             max_body_bytes: budget.min(i64::MAX as usize) as i64,
             held: &held_bytes,
         };
-        let claim = match claimer.claim(pg, &req).await {
-            Ok(claim) => claim,
-            Err(e) => {
-                tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting");
-                conn = None;
-                tokio::select! {
-                    _ = backoff.wait() => {}
-                    _ = shutdown.cancelled() => break,
+        // What a claim that never answers had leased stays leased until its
+        // lease expires, then is claimed again (at least once).
+        let claim =
+            match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, claimer.claim(pg, &req)).await {
+                Ok(Ok(claim)) => claim,
+                failed => {
+                    match failed {
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting")
+                        }
+                        _ => tracing::warn!(
+                            seconds = db::ROUND_TRIP_TIMEOUT.as_secs(),
+                            "claim got no answer; reconnecting"
+                        ),
+                    }
+                    conn = None;
+                    tokio::select! {
+                        _ = backoff.wait() => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         if !claim.without_body.is_empty() {
             tracing::warn!(
                 deliveries = claim.without_body.len(),
@@ -464,12 +475,14 @@ async fn claim_loop(
             // as the endpoint's pending deliveries (endpoint_health,
             // webhookd_backlog) within about a second.
             parked_at = Instant::now();
-            match claimer
-                .route(pg, cfg.batch.min(i32::MAX as usize) as i32)
-                .await
-            {
-                Ok(n) => tracing::debug!(routed = n, "routed for busy endpoints"),
-                Err(e) => tracing::warn!(error = %db::Report(&e), "routing failed"),
+            let batch = cfg.batch.min(i32::MAX as usize) as i32;
+            match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, claimer.route(pg, batch)).await {
+                Ok(Ok(n)) => tracing::debug!(routed = n, "routed for busy endpoints"),
+                Ok(Err(e)) => tracing::warn!(error = %db::Report(&e), "routing failed"),
+                Err(_) => {
+                    tracing::warn!("routing got no answer; reconnecting");
+                    conn = None;
+                }
             }
         }
         if got == 0 {
@@ -505,8 +518,15 @@ async fn claim_loop(
 /// Leases given back unattempted (`webhook.release()`); a failure is
 /// logged, and those leases expire by themselves.
 async fn give_back(pg: &tokio_postgres::Client, ids: &[i64], tokens: &[i32]) {
-    if let Err(e) = record::release(pg, ids, tokens).await {
-        tracing::warn!(error = %db::Report(&e), leases = ids.len(), "giving back leases failed; they expire by themselves");
+    match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, record::release(pg, ids, tokens)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %db::Report(&e), leases = ids.len(), "giving back leases failed; they expire by themselves")
+        }
+        Err(_) => tracing::warn!(
+            leases = ids.len(),
+            "giving back leases got no answer; they expire by themselves"
+        ),
     }
 }
 

@@ -32,10 +32,8 @@ pub const ERROR_BYTES: usize = 1024;
 /// lease expiry.
 pub const FINAL_FLUSH: Duration = Duration::from_secs(5);
 /// One `record()` or `release()` call taking longer than this counts as the
-/// database being unreachable (the connection is replaced). Longer than the
-/// sessions' statement timeout, so a slow statement is cancelled by the
-/// server (which says why, and keeps the connection) before this fires.
-const WRITE_TIMEOUT: Duration = db::STATEMENT_TIMEOUT.saturating_add(Duration::from_secs(5));
+/// database being unreachable (the connection is replaced).
+const WRITE_TIMEOUT: Duration = db::ROUND_TRIP_TIMEOUT;
 const MAX_BATCH: usize = 1000;
 
 /// `bytes` as text PostgreSQL can store: valid UTF-8 (invalid sequences
