@@ -851,4 +851,24 @@ mod tests {
         let d = Database::new("postgres://u:hunter2@h/db", None).unwrap();
         assert!(!format!("{d:?}").contains("hunter2"));
     }
+
+    #[test]
+    fn a_cut_network_is_noticed_unless_the_url_says_otherwise() {
+        let c = Database::new("postgres://u@h/db", None).unwrap().config;
+        assert_eq!(c.get_tcp_user_timeout(), Some(&TCP_USER_TIMEOUT));
+        assert!(c.get_keepalives());
+        assert_eq!(c.get_keepalives_idle(), KEEPALIVE_IDLE);
+        assert_eq!(c.get_keepalives_interval(), Some(KEEPALIVE_INTERVAL));
+        assert_eq!(c.get_keepalives_retries(), Some(KEEPALIVE_RETRIES));
+        let c = Database::new(
+            "postgres://u@h/db?tcp_user_timeout=90&keepalives_idle=60&keepalives_interval=7&keepalives_retries=9",
+            None,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.get_tcp_user_timeout(), Some(&Duration::from_secs(90)));
+        assert_eq!(c.get_keepalives_idle(), Duration::from_secs(60));
+        assert_eq!(c.get_keepalives_interval(), Some(Duration::from_secs(7)));
+        assert_eq!(c.get_keepalives_retries(), Some(9));
+    }
 }
