@@ -32,6 +32,7 @@ image: webhookd package
 	scripts/image.sh
 
 lint:
+	scripts/sync-upgrade.py --check
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd extension && cargo clippy --all-targets --features pg_test -- -D warnings

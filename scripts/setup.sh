@@ -13,8 +13,10 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 need_pkgs=()
 # tinyproxy-bin: the forward proxy of tests/test_egress.py, the executable
 # alone (the tinyproxy package would also start a system service).
+# chromium: the browser of tests/test_console_browser.py (Playwright drives
+# it; Playwright's own browser download is never used).
 for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo bc openssl \
-    tinyproxy-bin; do
+    tinyproxy-bin chromium; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -18,8 +18,7 @@ from collections import Counter
 import psycopg
 import pytest
 
-from conftest import IMAGE_VERSION, ROOT, inspect, needs_docker, wait_for
-from test_container import free_port
+from conftest import IMAGE_VERSION, ROOT, free_port, inspect, needs_docker, wait_for
 from test_demo import EXPECTED, LINE
 
 pytestmark = needs_docker

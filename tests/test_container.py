@@ -7,22 +7,15 @@ cluster and receivers on 127.0.0.1).
 Skipped, saying why, where no Docker engine answers; required when CI=true."""
 
 import json
-import socket
 import time
 import uuid
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import SECRET, docker, dsn, inspect, needs_docker, q1, wait_for
+from conftest import SECRET, docker, dsn, free_port, inspect, needs_docker, q1, wait_for
 
 pytestmark = needs_docker
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

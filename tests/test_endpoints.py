@@ -473,3 +473,61 @@ def test_a_claims_body_bytes_are_capped_and_the_rest_stays_due(db):
     assert len(q(db, "SELECT 1 FROM webhook.claim(100, max_body_bytes => 2500)")) == 2
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         db.execute("SELECT * FROM webhook.claim(100, max_body_bytes => 0)")
+
+
+def test_alter_endpoint_changes_only_what_it_is_given(db):
+    eid = q1(db, "SELECT webhook.create_endpoint('https://example.com/a', '{orders.*}', description => 'warehouse', "
+                 "rate_limit => 5, max_in_flight => 3, headers => '{\"x-a\": \"1\"}')")
+    before = q(db, "SELECT url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit "
+                   "FROM webhook.endpoint")[0]
+    db.execute("SELECT webhook.alter_endpoint(%s)", (eid,))
+    assert q(db, "SELECT url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit "
+                 "FROM webhook.endpoint")[0] == before
+    db.execute("SELECT webhook.alter_endpoint(%s, url => 'https://example.com/b', timeout => '2 seconds', "
+               "ordered => true)", (eid,))
+    row = q(db, "SELECT url, timeout_ms, ordered, description, rate_limit, max_in_flight FROM webhook.endpoint")[0]
+    assert row == ("https://example.com/b", 2000, True, "warehouse", 5, 3)
+    # '' clears the description and 0 removes the rate limit (NULL keeps them).
+    db.execute("SELECT webhook.alter_endpoint(%s, description => '', rate_limit => 0, event_types => '{*}')", (eid,))
+    assert q(db, "SELECT description, rate_limit, event_types FROM webhook.endpoint")[0] == (None, None, ["*"])
+
+
+@pytest.mark.parametrize("args,sqlstate", [
+    ("url => 'ftp://x/y'", "22023"),
+    ("event_types => '{}'", "22023"),
+    ("timeout => '1 ms'", "22023"),
+    ("max_in_flight => 0", "22023"),
+    ("rate_limit => -1", "22023"),
+    ("headers => '{\"host\": \"x\"}'", "22023"),
+])
+def test_alter_endpoint_refuses_what_create_endpoint_refuses(db, args, sqlstate):
+    eid = q1(db, "SELECT webhook.create_endpoint('https://example.com/a')")
+    with pytest.raises(psycopg.Error) as err:
+        db.execute(f"SELECT webhook.alter_endpoint({eid}, {args})")
+    assert err.value.sqlstate == sqlstate
+    assert err.value.diag.message_hint
+    assert q1(db, "SELECT url FROM webhook.endpoint") == "https://example.com/a"
+    with pytest.raises(psycopg.Error) as err:
+        db.execute("SELECT webhook.alter_endpoint(424242, description => 'x')")
+    assert err.value.sqlstate == "P0002"
+
+
+def test_endpoint_activity_counts_attempts_and_failures_per_bucket(db):
+    a = q1(db, "SELECT webhook.create_endpoint('https://example.com/a')")
+    b = q1(db, "SELECT webhook.create_endpoint('https://example.com/b')")
+    db.execute("SELECT webhook.emit('x.y', '{}')")
+    db.execute("SELECT webhook.route()")
+    for ep, status, ago in [(a, 204, 1), (a, 500, 2), (a, None, 3), (b, 200, 50), (b, 503, 70)]:
+        db.execute(
+            "INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, created_at) "
+            "SELECT d.id, d.event_id, d.endpoint_id, 1, %s, now() - make_interval(mins => %s) "
+            "FROM webhook.delivery d WHERE d.endpoint_id = %s", (status, ago, ep))
+    rows = q(db, "SELECT endpoint_id, attempts, failures FROM webhook.endpoint_activity(now() - interval '1 hour', "
+                 "'1 hour')")
+    # b's attempt 70 minutes ago is outside the window.
+    assert sorted(rows) == [(a, 3, 2), (b, 1, 0)]
+    per5 = q(db, "SELECT endpoint_id, sum(attempts), count(*) FROM webhook.endpoint_activity() GROUP BY 1 ORDER BY 1")
+    assert per5 == [(a, 3, 1), (b, 1, 1)]
+    with pytest.raises(psycopg.Error) as err:
+        db.execute("SELECT * FROM webhook.endpoint_activity(now() - interval '1 year', '1 second')")
+    assert err.value.sqlstate == "22023"

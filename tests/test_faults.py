@@ -16,7 +16,6 @@ Each test prints its counts (committed, delivered, duplicates).
 Skipped, saying why, where no Docker engine answers; required when CI=true."""
 
 import re
-import subprocess
 import time
 import uuid
 

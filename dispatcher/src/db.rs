@@ -248,6 +248,8 @@ pub enum ConfigError {
     RootCert { path: String, reason: String },
     #[error("TLS setup: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("connection pool: {0}")]
+    Pool(String),
 }
 
 /// libpq's sslmode values.
@@ -484,6 +486,34 @@ impl Database {
             }
         });
         Ok(client)
+    }
+
+    /// A pool of up to `size` connections (the console: requests from
+    /// several browsers at once, each a short autocommit statement). A
+    /// connection is checked with a round trip before it is reused, so one
+    /// the network or a server restart closed is replaced, not handed out.
+    pub fn pool(
+        &self,
+        application_name: &str,
+        size: usize,
+    ) -> Result<deadpool_postgres::Pool, ConfigError> {
+        let mut config = self.config.clone();
+        config.application_name(application_name);
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            self.tls.clone(),
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Verified,
+            },
+        );
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(size.max(1))
+            .wait_timeout(Some(Duration::from_secs(10)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .recycle_timeout(Some(Duration::from_secs(5)))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| ConfigError::Pool(e.to_string()))
     }
 
     /// Connect; the caller drives the connection.

@@ -1,9 +1,11 @@
 //! webhookd: the dispatcher of pg_webhook (run), a verifying development
-//! receiver (listen) and a health report (status).
+//! receiver (listen), a health report (status) and an admin API and web
+//! console (console).
 
 mod breaker;
 mod claim;
 mod config;
+mod console;
 mod db;
 mod deliver;
 mod dispatcher;
@@ -61,6 +63,11 @@ enum Command {
     /// Exit 0 when a running webhookd's health address answers (a
     /// container's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
+    /// The admin REST API (/api/v1) and web console, until SIGTERM or
+    /// Ctrl-C. Tokens come from WEBHOOKD_CONSOLE_ADMIN_TOKEN and
+    /// WEBHOOKD_CONSOLE_READ_TOKEN; connect as a role granted
+    /// webhook.grant_manager().
+    Console(Box<console::ConsoleArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -151,7 +158,10 @@ fn init_logs(format: LogFormat, to_stdout: bool) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_format, matches!(cli.command, Command::Run(_)));
+    init_logs(
+        cli.log_format,
+        matches!(cli.command, Command::Run(_) | Command::Console(_)),
+    );
     if let Command::Run(a) = &cli.command {
         if a.threads == 0 {
             anyhow::bail!("--threads must be at least 1");
@@ -205,5 +215,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Status(a) => status::run(&a.db.database()?).await,
         Command::Healthcheck(a) => healthcheck::run(a.addr, a.timeout).await,
+        Command::Console(a) => {
+            let token = CancellationToken::new();
+            tokio::spawn(terminated(token.clone()));
+            console::run(*a, token).await
+        }
     }
 }

@@ -91,3 +91,58 @@ SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
                             (array_agg(a.http_status ORDER BY a.id DESC))[1] AS last_status
                        FROM (SELECT * FROM webhook.attempt_log a WHERE a.endpoint_id = ep.id
                               ORDER BY a.created_at DESC LIMIT 1000) a) la ON true;
+
+-- Each endpoint's attempts and failures per time bucket since a time (for
+-- a sparkline, a success rate): one row per endpoint and bucket that had
+-- attempts, bucket_start aligned to `bucket` from `since`. A failure is
+-- what endpoint_health counts as one: no answer or a status outside 2xx.
+CREATE FUNCTION webhook.endpoint_activity(since timestamptz DEFAULT now() - interval '1 hour',
+                                          bucket interval DEFAULT '5 minutes')
+RETURNS TABLE (endpoint_id bigint, bucket_start timestamptz, attempts bigint, failures bigint)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second' THEN
+    RAISE EXCEPTION 'since must be a time and bucket at least one second'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The defaults are the last hour in 5-minute buckets.';
+  END IF;
+  IF extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 10000 THEN
+    RAISE EXCEPTION 'at most 10000 buckets'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a later since or a longer bucket.';
+  END IF;
+  -- Per endpoint, through attempt_log's (endpoint_id, created_at) index.
+  RETURN QUERY
+  SELECT ep.id, x.b, x.n, x.failed
+    FROM webhook.endpoint ep
+   CROSS JOIN LATERAL (
+     SELECT date_bin(bucket, a.created_at, since) AS b, count(*) AS n,
+            count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299) AS failed
+       FROM webhook.attempt_log a
+      WHERE a.endpoint_id = ep.id AND a.created_at >= since
+      GROUP BY 1) x
+   ORDER BY ep.id, x.b;
+END
+$$;
+
+-- Event types an endpoint can subscribe to: those the tracked tables emit
+-- (prefix.op, from webhook.tracked_tables) and those seen among the most
+-- recent `recent` events (custom events from emit(), types of tables no
+-- longer tracked), with when each was last seen there.
+CREATE FUNCTION webhook.event_types(recent int DEFAULT 10000)
+RETURNS TABLE (event_type text, tracked boolean, last_seen_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF recent IS NULL OR recent < 0 OR recent > 1000000 THEN
+    RAISE EXCEPTION 'recent must be between 0 and 1000000'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'It is how many of the newest events are looked at; the default is 10000.';
+  END IF;
+  RETURN QUERY
+  WITH t AS (SELECT DISTINCT tt.event_prefix || '.' || op AS event_type
+               FROM webhook.tracked_tables tt, unnest(tt.events) op),
+       r AS (SELECT x.event_type, max(x.created_at) AS last_seen_at
+               FROM (SELECT e.event_type, e.created_at FROM webhook.event_log e ORDER BY e.id DESC LIMIT recent) x
+              GROUP BY x.event_type)
+  SELECT coalesce(t.event_type, r.event_type), t.event_type IS NOT NULL, r.last_seen_at
+    FROM t FULL JOIN r ON r.event_type = t.event_type
+   ORDER BY 1;
+END
+$$;

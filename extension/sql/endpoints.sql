@@ -121,6 +121,31 @@ BEGIN
 END
 $$;
 
+-- A request timeout in milliseconds, or an error saying what is allowed.
+CREATE FUNCTION webhook._check_timeout(timeout interval) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE ms int;
+BEGIN
+  ms := (extract(epoch FROM timeout) * 1000)::int;
+  IF ms IS NULL OR ms < 100 OR ms > 300000 THEN
+    RAISE EXCEPTION 'timeout must be between 100 milliseconds and 5 minutes'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 15 seconds; receivers should answer quickly and work asynchronously.';
+  END IF;
+  RETURN ms;
+END
+$$;
+
+CREATE FUNCTION webhook._check_max_in_flight(max_in_flight int) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'It bounds concurrent requests to this endpoint; the default is 16.';
+  END IF;
+  RETURN max_in_flight;
+END
+$$;
+
 CREATE FUNCTION webhook._endpoint(endpoint_id bigint) RETURNS webhook.endpoint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE ep webhook.endpoint;
@@ -148,15 +173,8 @@ CREATE FUNCTION webhook.create_endpoint(
 LANGUAGE plpgsql AS $$
 DECLARE id bigint; ms int;
 BEGIN
-  ms := (extract(epoch FROM timeout) * 1000)::int;
-  IF ms IS NULL OR ms < 100 OR ms > 300000 THEN
-    RAISE EXCEPTION 'timeout must be between 100 milliseconds and 5 minutes'
-      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 15 seconds; receivers should answer quickly and work asynchronously.';
-  END IF;
-  IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
-    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
-      USING ERRCODE = 'invalid_parameter_value', HINT = 'It bounds concurrent requests to this endpoint; the default is 16.';
-  END IF;
+  ms := webhook._check_timeout(timeout);
+  PERFORM webhook._check_max_in_flight(max_in_flight);
   IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
     RAISE EXCEPTION 'rate_limit must be positive (requests per second) or NULL for none'
       USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no limit.';
@@ -171,6 +189,49 @@ BEGIN
   INSERT INTO webhook.endpoint_secret (endpoint_id, secret)
   VALUES (id, coalesce(secret, webhook._generate_secret()));
   RETURN id;
+END
+$$;
+
+-- Change an endpoint's settings: each argument left NULL keeps its value.
+-- rate_limit 0 removes the limit and description '' clears it (NULL means
+-- "unchanged" here). Deliveries already routed keep going to the endpoint;
+-- new event_types apply to events routed from now on.
+CREATE FUNCTION webhook.alter_endpoint(
+    id            bigint,
+    url           text DEFAULT NULL,
+    event_types   text[] DEFAULT NULL,
+    description   text DEFAULT NULL,
+    headers       jsonb DEFAULT NULL,
+    timeout       interval DEFAULT NULL,
+    ordered       boolean DEFAULT NULL,
+    max_in_flight int DEFAULT NULL,
+    rate_limit    int DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint;
+BEGIN
+  ep := webhook._endpoint(id);
+  IF rate_limit IS NOT NULL AND rate_limit < 0 THEN
+    RAISE EXCEPTION 'rate_limit must be positive (requests per second), or 0 to remove the limit'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'NULL leaves the current limit as it is.';
+  END IF;
+  UPDATE webhook.endpoint e
+     SET url = CASE WHEN alter_endpoint.url IS NULL THEN e.url ELSE webhook._check_url(alter_endpoint.url) END,
+         event_types = CASE WHEN alter_endpoint.event_types IS NULL THEN e.event_types
+                            ELSE webhook._check_patterns(alter_endpoint.event_types) END,
+         description = CASE WHEN alter_endpoint.description IS NULL THEN e.description
+                            ELSE nullif(alter_endpoint.description, '') END,
+         headers = CASE WHEN alter_endpoint.headers IS NULL THEN e.headers
+                        ELSE webhook._check_headers(alter_endpoint.headers) END,
+         timeout_ms = CASE WHEN alter_endpoint.timeout IS NULL THEN e.timeout_ms
+                           ELSE webhook._check_timeout(alter_endpoint.timeout) END,
+         ordered = coalesce(alter_endpoint.ordered, e.ordered),
+         max_in_flight = CASE WHEN alter_endpoint.max_in_flight IS NULL THEN e.max_in_flight
+                              ELSE webhook._check_max_in_flight(alter_endpoint.max_in_flight) END,
+         rate_limit = CASE WHEN alter_endpoint.rate_limit IS NULL THEN e.rate_limit
+                           ELSE nullif(alter_endpoint.rate_limit, 0) END,
+         updated_at = now()
+   WHERE e.id = alter_endpoint.id;
 END
 $$;
 

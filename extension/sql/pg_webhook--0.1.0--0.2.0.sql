@@ -964,3 +964,149 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Endpoints: settings are checked in one place (create and alter), and
+-- endpoints can be changed (webhook.alter_endpoint); attempts per time
+-- bucket (webhook.endpoint_activity) for sparklines and success rates;
+-- the event types endpoints can subscribe to (webhook.event_types).
+CREATE FUNCTION webhook._check_timeout(timeout interval) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE ms int;
+BEGIN
+  ms := (extract(epoch FROM timeout) * 1000)::int;
+  IF ms IS NULL OR ms < 100 OR ms > 300000 THEN
+    RAISE EXCEPTION 'timeout must be between 100 milliseconds and 5 minutes'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 15 seconds; receivers should answer quickly and work asynchronously.';
+  END IF;
+  RETURN ms;
+END
+$$;
+
+CREATE FUNCTION webhook._check_max_in_flight(max_in_flight int) RETURNS int
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
+    RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'It bounds concurrent requests to this endpoint; the default is 16.';
+  END IF;
+  RETURN max_in_flight;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.create_endpoint(
+    url           text,
+    event_types   text[] DEFAULT '{*}',
+    secret        text DEFAULT NULL,
+    description   text DEFAULT NULL,
+    headers       jsonb DEFAULT '{}',
+    timeout       interval DEFAULT '15 seconds',
+    ordered       boolean DEFAULT false,
+    max_in_flight int DEFAULT 16,
+    rate_limit    int DEFAULT NULL
+) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE id bigint; ms int;
+BEGIN
+  ms := webhook._check_timeout(timeout);
+  PERFORM webhook._check_max_in_flight(max_in_flight);
+  IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
+    RAISE EXCEPTION 'rate_limit must be positive (requests per second) or NULL for none'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Pass NULL for no limit.';
+  END IF;
+  IF secret IS NOT NULL THEN
+    PERFORM webhook._check_secret(secret);
+  END IF;
+  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit)
+  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
+          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit)
+  RETURNING endpoint.id INTO id;
+  INSERT INTO webhook.endpoint_secret (endpoint_id, secret)
+  VALUES (id, coalesce(secret, webhook._generate_secret()));
+  RETURN id;
+END
+$$;
+
+CREATE FUNCTION webhook.alter_endpoint(
+    id            bigint,
+    url           text DEFAULT NULL,
+    event_types   text[] DEFAULT NULL,
+    description   text DEFAULT NULL,
+    headers       jsonb DEFAULT NULL,
+    timeout       interval DEFAULT NULL,
+    ordered       boolean DEFAULT NULL,
+    max_in_flight int DEFAULT NULL,
+    rate_limit    int DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint;
+BEGIN
+  ep := webhook._endpoint(id);
+  IF rate_limit IS NOT NULL AND rate_limit < 0 THEN
+    RAISE EXCEPTION 'rate_limit must be positive (requests per second), or 0 to remove the limit'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'NULL leaves the current limit as it is.';
+  END IF;
+  UPDATE webhook.endpoint e
+     SET url = CASE WHEN alter_endpoint.url IS NULL THEN e.url ELSE webhook._check_url(alter_endpoint.url) END,
+         event_types = CASE WHEN alter_endpoint.event_types IS NULL THEN e.event_types
+                            ELSE webhook._check_patterns(alter_endpoint.event_types) END,
+         description = CASE WHEN alter_endpoint.description IS NULL THEN e.description
+                            ELSE nullif(alter_endpoint.description, '') END,
+         headers = CASE WHEN alter_endpoint.headers IS NULL THEN e.headers
+                        ELSE webhook._check_headers(alter_endpoint.headers) END,
+         timeout_ms = CASE WHEN alter_endpoint.timeout IS NULL THEN e.timeout_ms
+                           ELSE webhook._check_timeout(alter_endpoint.timeout) END,
+         ordered = coalesce(alter_endpoint.ordered, e.ordered),
+         max_in_flight = CASE WHEN alter_endpoint.max_in_flight IS NULL THEN e.max_in_flight
+                              ELSE webhook._check_max_in_flight(alter_endpoint.max_in_flight) END,
+         rate_limit = CASE WHEN alter_endpoint.rate_limit IS NULL THEN e.rate_limit
+                           ELSE nullif(alter_endpoint.rate_limit, 0) END,
+         updated_at = now()
+   WHERE e.id = alter_endpoint.id;
+END
+$$;
+
+CREATE FUNCTION webhook.endpoint_activity(since timestamptz DEFAULT now() - interval '1 hour',
+                                          bucket interval DEFAULT '5 minutes')
+RETURNS TABLE (endpoint_id bigint, bucket_start timestamptz, attempts bigint, failures bigint)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second' THEN
+    RAISE EXCEPTION 'since must be a time and bucket at least one second'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The defaults are the last hour in 5-minute buckets.';
+  END IF;
+  IF extract(epoch FROM now() - since) / extract(epoch FROM bucket) > 10000 THEN
+    RAISE EXCEPTION 'at most 10000 buckets'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Use a later since or a longer bucket.';
+  END IF;
+  -- Per endpoint, through attempt_log's (endpoint_id, created_at) index.
+  RETURN QUERY
+  SELECT ep.id, x.b, x.n, x.failed
+    FROM webhook.endpoint ep
+   CROSS JOIN LATERAL (
+     SELECT date_bin(bucket, a.created_at, since) AS b, count(*) AS n,
+            count(*) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299) AS failed
+       FROM webhook.attempt_log a
+      WHERE a.endpoint_id = ep.id AND a.created_at >= since
+      GROUP BY 1) x
+   ORDER BY ep.id, x.b;
+END
+$$;
+CREATE FUNCTION webhook.event_types(recent int DEFAULT 10000)
+RETURNS TABLE (event_type text, tracked boolean, last_seen_at timestamptz)
+LANGUAGE plpgsql STABLE AS $$
+BEGIN
+  IF recent IS NULL OR recent < 0 OR recent > 1000000 THEN
+    RAISE EXCEPTION 'recent must be between 0 and 1000000'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'It is how many of the newest events are looked at; the default is 10000.';
+  END IF;
+  RETURN QUERY
+  WITH t AS (SELECT DISTINCT tt.event_prefix || '.' || op AS event_type
+               FROM webhook.tracked_tables tt, unnest(tt.events) op),
+       r AS (SELECT x.event_type, max(x.created_at) AS last_seen_at
+               FROM (SELECT e.event_type, e.created_at FROM webhook.event_log e ORDER BY e.id DESC LIMIT recent) x
+              GROUP BY x.event_type)
+  SELECT coalesce(t.event_type, r.event_type), t.event_type IS NOT NULL, r.last_seen_at
+    FROM t FULL JOIN r ON r.event_type = t.event_type
+   ORDER BY 1;
+END
+$$;

@@ -1,0 +1,129 @@
+//! `webhookd console`: an admin REST API (/api/v1, OpenAPI 3.1 at
+//! /api/v1/openapi.json) and a web console for endpoints, deliveries,
+//! events and repairs, served by one process with its own database role
+//! (one granted `webhook.grant_manager`; `webhookd run` keeps its narrow
+//! dispatcher role). Every action is a call of the SQL API of schema
+//! `webhook` (store.rs).
+
+pub mod api;
+mod auth;
+mod pages;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::http::{header, HeaderValue};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DatabaseArgs;
+use auth::Tokens;
+use store::Store;
+
+#[derive(Args, Debug)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Address to serve the API and the console on.
+    #[arg(long, env = "WEBHOOKD_CONSOLE_ADDR", default_value = "127.0.0.1:8090")]
+    pub addr: SocketAddr,
+    /// Database connections at most.
+    #[arg(long, env = "WEBHOOKD_CONSOLE_POOL", default_value_t = 4)]
+    pub pool: usize,
+    /// Mark the sign-in cookie Secure (the console is reached over HTTPS,
+    /// through a proxy that terminates TLS).
+    #[arg(long, env = "WEBHOOKD_CONSOLE_SECURE_COOKIE")]
+    pub secure_cookie: bool,
+}
+
+/// What every handler shares.
+pub struct Console {
+    store: Store,
+    tokens: Tokens,
+    secure_cookie: bool,
+}
+
+async fn healthz(axum::extract::State(s): axum::extract::State<Arc<Console>>) -> impl IntoResponse {
+    match s.store.ping().await {
+        Ok(version) => (
+            axum::http::StatusCode::OK,
+            Json(serde_json::json!({"status": "ok", "extension_version": version})),
+        ),
+        Err(_) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "unavailable"})),
+        ),
+    }
+}
+
+/// Headers on every answer: no framing by other sites, no sniffing, no
+/// referrer leaving the console, and nothing loaded from anywhere else.
+async fn security_headers(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    r
+}
+
+pub fn app(console: Arc<Console>) -> Router {
+    Router::new()
+        .merge(api::router())
+        .merge(pages::router())
+        .route("/healthz", get(healthz))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(console)
+}
+
+pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let tokens = Tokens::new(
+        std::env::var(auth::ADMIN_TOKEN_ENV).ok(),
+        std::env::var(auth::READ_TOKEN_ENV).ok(),
+    )?;
+    let database = args.db.database()?;
+    let pool = database.pool("webhookd console", args.pool)?;
+    let store = Store::new(pool);
+    match store.ping().await {
+        Ok(v) => tracing::info!(extension_version = %v, "console: database reachable"),
+        // Served anyway: the console says so on each page until it is.
+        Err(e) => tracing::warn!(error = %e, "console: the database is not reachable yet"),
+    }
+    let console = Arc::new(Console {
+        store,
+        tokens,
+        secure_cookie: args.secure_cookie,
+    });
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding --addr {}", args.addr))?;
+    tracing::info!(addr = %args.addr, "console: serving /api/v1 and the web console");
+    axum::serve(listener, app(console))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("serving the console")
+}

@@ -1,0 +1,1380 @@
+//! The web console: server-rendered HTML (maud escapes every value) with a
+//! little plain JavaScript (local times, confirmations, copy buttons), its
+//! assets embedded in the binary. Sign-in with a console token, kept in an
+//! HttpOnly SameSite=Strict cookie; every form that changes something
+//! carries a CSRF token bound to the session and is checked against the
+//! request's Origin. The pages call the same store functions as the API.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Form, Router};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+
+use super::api::{self, ApiError, DeliveryQuery};
+use super::auth::Role;
+use super::store::{Activity, Delivery, Endpoint, EndpointChange, EventFilter, StoreError};
+use super::Console;
+
+type AppState = Arc<Console>;
+
+const SESSION_COOKIE: &str = "pgwh_console";
+const FLASH_COOKIE: &str = "pgwh_flash";
+/// A signed-in session lasts this long (the cookie's Max-Age).
+const SESSION_SECONDS: i64 = 12 * 60 * 60;
+
+const CSS: &str = include_str!("assets/console.css");
+const JS: &str = include_str!("assets/console.js");
+
+// Sessions.
+
+/// A signed-in browser: its token (from the cookie), role and CSRF token.
+pub struct Session {
+    token: String,
+    role: Role,
+    csrf: String,
+}
+
+impl Session {
+    fn admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let jar = CookieJar::from_headers(&parts.headers);
+        let token = jar
+            .get(SESSION_COOKIE)
+            .map(|c| c.value().to_string())
+            .unwrap_or_default();
+        match state.tokens.role(&token) {
+            Some(role) => Ok(Session {
+                csrf: state.tokens.csrf(&token),
+                token,
+                role,
+            }),
+            None => {
+                let next = parts
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .unwrap_or("/");
+                let to = format!("/login?next={}", urlencode(next));
+                Err(Redirect::to(&to).into_response())
+            }
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Only paths of this site: never another origin (`//host`, `https://`).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".to_string(),
+    }
+}
+
+/// A state-changing request from one of our pages: the session's CSRF
+/// token, and (when the browser says where it comes from) our origin.
+/// Some(the refusal) when it is not, or the session may only read.
+fn refuse_form(s: &Session, state: &Console, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let ours = origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
+        if !ours {
+            return Some(refused(
+                s,
+                "This form was sent from another site.",
+                "Reload the console and try again.",
+            ));
+        }
+    }
+    if !state.tokens.csrf_ok(&s.token, csrf) {
+        return Some(refused(
+            s,
+            "This form has expired or did not come from the console.",
+            "Reload the page and try again.",
+        ));
+    }
+    if !s.admin() {
+        return Some(refused(
+            s,
+            "This token may only read.",
+            "Sign in with the admin token to change anything.",
+        ));
+    }
+    None
+}
+
+fn refused(s: &Session, message: &str, hint: &str) -> Response {
+    let body = page(
+        "Not allowed",
+        Some(s),
+        None,
+        html! { (error_box(message, Some(hint))) p { a href="/" { "Back to the endpoints" } } },
+    );
+    (StatusCode::FORBIDDEN, body).into_response()
+}
+
+/// An error of the SQL API (or the database) as a page with its status.
+fn failed(s: &Session, e: ApiError) -> Response {
+    let body = page(
+        "Error",
+        Some(s),
+        None,
+        html! {
+            h1 { "Something went wrong" }
+            (error_box(&e.body.message, e.body.hint.as_deref()))
+            p { a href="/" { "Back to the endpoints" } }
+        },
+    );
+    (e.status, body).into_response()
+}
+
+fn flash(jar: &CookieJar) -> (CookieJar, Option<String>) {
+    match jar.get(FLASH_COOKIE) {
+        Some(c) => {
+            let text = percent_encoding::percent_decode_str(c.value())
+                .decode_utf8_lossy()
+                .into_owned();
+            (
+                jar.clone().remove(Cookie::build(FLASH_COOKIE).path("/")),
+                Some(text),
+            )
+        }
+        None => (jar.clone(), None),
+    }
+}
+
+/// Redirect after a change, with a message for the next page.
+fn done(jar: CookieJar, to: &str, message: &str) -> Response {
+    let c = Cookie::build((FLASH_COOKIE, urlencode(message)))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .max_age(cookie_duration(60))
+        .build();
+    (jar.add(c), Redirect::to(to)).into_response()
+}
+
+fn cookie_duration(seconds: i64) -> cookie::time::Duration {
+    cookie::time::Duration::seconds(seconds)
+}
+
+// Layout.
+
+fn page(title: &str, s: Option<&Session>, flash: Option<&str>, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · pg_webhook" }
+                link rel="stylesheet" href="/assets/console.css";
+                script src="/assets/console.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/" { span.logo aria-hidden="true" { "⚡" } "pg_webhook" }
+                    @if let Some(s) = s {
+                        nav aria-label="Main" {
+                            a href="/" { "Endpoints" }
+                            a href="/deliveries" { "Deliveries" }
+                            a href="/events" { "Events" }
+                        }
+                        span.who title="The token you signed in with" { (s.role.name()) }
+                        form.inline method="post" action="/logout" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            button.link type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main id="main" {
+                    @if let Some(f) = flash {
+                        div.flash role="status" { (f) }
+                    }
+                    (content)
+                }
+            }
+        }
+    }
+}
+
+fn error_box(message: &str, hint: Option<&str>) -> Markup {
+    html! {
+        div.error role="alert" {
+            strong { (message) }
+            @if let Some(h) = hint { p.hint { (h) } }
+        }
+    }
+}
+
+fn time(ts: Option<&str>) -> Markup {
+    match ts {
+        Some(t) => {
+            html! { time datetime=(t) { (t.replace('T', " ").get(..19).unwrap_or(t)) " UTC" } }
+        }
+        None => html! { span.muted { "—" } },
+    }
+}
+
+/// How an endpoint is doing, at a glance.
+fn endpoint_state(e: &Endpoint) -> (&'static str, &'static str) {
+    let h = &e.health;
+    if !e.enabled {
+        return ("disabled", "Disabled");
+    }
+    let failing = match (&h.last_failure_at, &h.last_success_at) {
+        (Some(f), Some(s)) => f > s,
+        (Some(_), None) => true,
+        _ => false,
+    };
+    if failing {
+        ("failing", "Failing")
+    } else if h.last_success_at.is_some() {
+        ("healthy", "Healthy")
+    } else {
+        ("idle", "No attempts yet")
+    }
+}
+
+fn delivery_state(d: &Delivery) -> (&'static str, String) {
+    match d.status.as_str() {
+        "succeeded" => ("healthy", "Succeeded".into()),
+        "dead" => ("failing", "Dead".into()),
+        _ if d.in_flight => ("pending", "In flight".into()),
+        _ if d.attempts > 0 => ("retrying", "Retrying".into()),
+        _ => ("pending", "Pending".into()),
+    }
+}
+
+fn pill(class: &str, text: &str) -> Markup {
+    html! { span class={"pill " (class)} { (text) } }
+}
+
+fn http_status(code: Option<i32>) -> Markup {
+    match code {
+        Some(c) => {
+            let class = match c {
+                200..=299 => "healthy",
+                400..=499 => "retrying",
+                _ => "failing",
+            };
+            pill(class, &c.to_string())
+        }
+        None => html! { span.muted { "no answer" } },
+    }
+}
+
+/// Attempts (grey) and failures (red) per 5-minute bucket over the last
+/// hour, as an inline SVG.
+fn sparkline(a: &Activity, width: u32, height: u32) -> Markup {
+    let n = a.attempts.len().max(1) as u32;
+    let max = a.attempts.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let bar = width / n;
+    let total: i64 = a.attempts.iter().sum();
+    let failed: i64 = a.failures.iter().sum();
+    let label = format!("Last hour: {total} attempts, {failed} failed");
+    html! {
+        svg.spark width=(width) height=(height) viewBox={"0 0 " (width) " " (height)} role="img" aria-label=(label) {
+            title { (label) }
+            @for (i, (att, fail)) in a.attempts.iter().zip(&a.failures).enumerate() {
+                @let x = i as u32 * bar;
+                @let h = ((*att as f64 / max) * f64::from(height - 2)).round().max(if *att > 0 { 2.0 } else { 0.0 });
+                @let fh = if *att > 0 { h * (*fail as f64 / *att as f64) } else { 0.0 };
+                rect.ok x=(x) y=(f64::from(height) - h) width=(bar.saturating_sub(1)) height=(h - fh) {}
+                @if fh > 0.0 {
+                    rect.bad x=(x) y=(f64::from(height) - fh) width=(bar.saturating_sub(1)) height=(fh) {}
+                }
+            }
+            line x1="0" x2=(width) y1=(height - 1) y2=(height - 1) {}
+        }
+    }
+}
+
+fn csrf_field(s: &Session) -> Markup {
+    html! { input type="hidden" name="csrf" value=(s.csrf); }
+}
+
+/// A one-button form that posts an action (with a confirmation when
+/// `confirm` is given).
+fn action(s: &Session, to: &str, label: &str, class: &str, confirm: Option<&str>) -> Markup {
+    html! {
+        form.inline method="post" action=(to) data-confirm=[confirm] {
+            (csrf_field(s))
+            button type="submit" class=(class) { (label) }
+        }
+    }
+}
+
+// Sign-in.
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+fn login_page(next: &str, error: Option<&str>) -> Markup {
+    page(
+        "Sign in",
+        None,
+        None,
+        html! {
+            section.signin {
+                h1 { "Sign in" }
+                p.muted { "Use the console's admin token or its read-only token." }
+                @if let Some(e) = error { (error_box(e, Some("The tokens are set in WEBHOOKD_CONSOLE_ADMIN_TOKEN and WEBHOOKD_CONSOLE_READ_TOKEN."))) }
+                form method="post" action="/login" {
+                    input type="hidden" name="next" value=(next);
+                    label for="token" { "Token" }
+                    input #token type="password" name="token" autocomplete="current-password" required autofocus;
+                    button.primary type="submit" { "Sign in" }
+                }
+            }
+        },
+    )
+}
+
+async fn login_form(Query(q): Query<NextQuery>) -> Markup {
+    login_page(&safe_next(q.next.as_deref()), None)
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(f.next.as_deref());
+    match state.tokens.role(&f.token) {
+        Some(role) => {
+            tracing::info!(role = role.name(), "console: signed in");
+            let c = Cookie::build((SESSION_COOKIE, f.token))
+                .path("/")
+                .http_only(true)
+                .same_site(SameSite::Strict)
+                .secure(state.secure_cookie)
+                .max_age(cookie_duration(SESSION_SECONDS))
+                .build();
+            (jar.add(c), Redirect::to(&next)).into_response()
+        }
+        None => {
+            tracing::warn!("console: sign-in with a wrong token");
+            (
+                StatusCode::UNAUTHORIZED,
+                login_page(&next, Some("That token is not valid.")),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    s: Session,
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !state.tokens.csrf_ok(&s.token, &f.csrf) {
+        return refused(
+            &s,
+            "This form has expired.",
+            "Reload the page and try again.",
+        );
+    }
+    (
+        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+// Endpoints.
+
+async fn overview(s: Session, State(state): State<AppState>, jar: CookieJar) -> Response {
+    let (jar, msg) = flash(&jar);
+    let endpoints = match state.store.endpoints(None).await {
+        Ok(e) => e,
+        Err(e) => return failed(&s, e.into()),
+    };
+    let enabled = endpoints.iter().filter(|e| e.enabled).count();
+    let backlog: i64 = endpoints.iter().map(|e| e.health.backlog).sum();
+    let dead: i64 = endpoints.iter().map(|e| e.health.dead).sum();
+    let attempts: i64 = endpoints.iter().map(|e| e.health.attempts_last_hour).sum();
+    let failures: i64 = endpoints.iter().map(|e| e.health.failures_last_hour).sum();
+    let failing = endpoints
+        .iter()
+        .filter(|e| endpoint_state(e).0 == "failing")
+        .count();
+    let body = page(
+        "Endpoints",
+        Some(&s),
+        msg.as_deref(),
+        html! {
+            div.titlebar {
+                h1 { "Endpoints" }
+                @if s.admin() { a.button.primary href="/endpoints/new" { "New endpoint" } }
+            }
+            div.cards {
+                div.card { span.num { (enabled) " / " (endpoints.len()) } span.label { "enabled" } }
+                div.card.(if failing > 0 { "bad" } else { "" }) { span.num { (failing) } span.label { "failing" } }
+                div.card { span.num { (backlog) } span.label { "pending deliveries" } }
+                div.card.(if dead > 0 { "bad" } else { "" }) {
+                    a href="/deliveries?status=dead" { span.num { (dead) } span.label { "dead deliveries" } }
+                }
+                div.card {
+                    span.num { @if attempts > 0 { (format!("{:.1} %", 100.0 * (attempts - failures) as f64 / attempts as f64)) } @else { "—" } }
+                    span.label { "success, last hour" }
+                }
+            }
+            @if endpoints.is_empty() {
+                p.empty { "No endpoints yet." @if s.admin() { " " a href="/endpoints/new" { "Create the first one" } "." } }
+            } @else {
+                table.list {
+                    thead { tr {
+                        th { "State" } th { "Endpoint" } th { "Events" } th.num { "Pending" } th.num { "Dead" }
+                        th.num { "Success (1 h)" } th { "Last hour" } th { "Last success" } th { "Last failure" }
+                    } }
+                    tbody {
+                        @for e in &endpoints {
+                            @let (class, label) = endpoint_state(e);
+                            tr {
+                                td { (pill(class, label)) }
+                                td {
+                                    a.strong href={"/endpoints/" (e.id)} { (e.description.as_deref().unwrap_or("Endpoint")) " #" (e.id) }
+                                    div.url { (e.url) }
+                                }
+                                td { @for t in &e.event_types { span.chip { (t) } } }
+                                td.num { (e.health.backlog) }
+                                td.num { @if e.health.dead > 0 { a.bad href={"/deliveries?status=dead&endpoint_id=" (e.id)} { (e.health.dead) } } @else { "0" } }
+                                td.num { @match e.health.success_rate_last_hour { Some(r) => (format!("{:.1} %", r * 100.0)), None => span.muted { "—" } } }
+                                td { (sparkline(&e.health.activity, 96, 24)) }
+                                td { (time(e.health.last_success_at.as_deref())) }
+                                td { (time(e.health.last_failure_at.as_deref())) }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    (jar, body).into_response()
+}
+
+/// The endpoint form's fields, as typed (kept to show the form again
+/// with what was entered when the SQL API refuses it).
+#[derive(Debug, Default, Deserialize)]
+struct EndpointForm {
+    csrf: String,
+    url: String,
+    event_types: String,
+    description: String,
+    headers: String,
+    timeout_ms: String,
+    #[serde(default)]
+    ordered: Option<String>,
+    max_in_flight: String,
+    rate_limit: String,
+    #[serde(default)]
+    secret: String,
+}
+
+impl EndpointForm {
+    fn of(e: &Endpoint) -> Self {
+        EndpointForm {
+            csrf: String::new(),
+            url: e.url.clone(),
+            event_types: e.event_types.join(", "),
+            description: e.description.clone().unwrap_or_default(),
+            headers: if e.headers.as_object().is_some_and(|o| o.is_empty()) {
+                String::new()
+            } else {
+                serde_json::to_string_pretty(&e.headers).unwrap_or_default()
+            },
+            timeout_ms: e.timeout_ms.to_string(),
+            ordered: e.ordered.then(|| "on".to_string()),
+            max_in_flight: e.max_in_flight.to_string(),
+            rate_limit: e.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
+            secret: String::new(),
+        }
+    }
+
+    /// The change the form asks for. Empty numbers keep the SQL API's
+    /// defaults (create) or clear the value (update: no rate limit).
+    fn change(&self, update: bool) -> Result<EndpointChange, ApiError> {
+        let number = |name: &str, v: &str| -> Result<Option<i32>, ApiError> {
+            let v = v.trim();
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad_request(format!("{name} must be a whole number"), None))
+        };
+        let headers = match self.headers.trim() {
+            "" => update.then(|| serde_json::json!({})),
+            h => Some(serde_json::from_str(h).map_err(|e| {
+                ApiError::bad_request(
+                    format!("headers are not valid JSON: {e}"),
+                    Some(r#"Example: {"authorization": "Bearer abc"}"#),
+                )
+            })?),
+        };
+        let types: Vec<String> = self
+            .event_types
+            .split([',', '\n', ' '])
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect();
+        Ok(EndpointChange {
+            url: Some(self.url.trim().to_string()),
+            event_types: Some(types),
+            secret: Some(self.secret.trim().to_string()).filter(|s| !s.is_empty() && !update),
+            description: Some(Some(self.description.trim().to_string()).filter(|d| !d.is_empty())),
+            headers,
+            timeout_ms: number("timeout", &self.timeout_ms)?,
+            ordered: Some(self.ordered.is_some()),
+            max_in_flight: number("max in flight", &self.max_in_flight)?,
+            rate_limit: if update {
+                Some(number("rate limit", &self.rate_limit)?)
+            } else {
+                number("rate limit", &self.rate_limit)?.map(Some)
+            },
+        })
+    }
+}
+
+async fn known_types(state: &Console) -> Vec<String> {
+    state
+        .store
+        .event_types()
+        .await
+        .map(|t| t.into_iter().map(|t| t.event_type).collect())
+        .unwrap_or_default()
+}
+
+fn endpoint_form(
+    s: &Session,
+    to: &str,
+    f: &EndpointForm,
+    types: &[String],
+    creating: bool,
+    error: Option<&ApiError>,
+) -> Markup {
+    html! {
+        @if let Some(e) = error { (error_box(&e.body.message, e.body.hint.as_deref())) }
+        form.stack method="post" action=(to) {
+            (csrf_field(s))
+            label for="url" { "URL" }
+            input #url name="url" type="url" value=(f.url) required placeholder="https://example.com/webhooks";
+            label for="event_types" { "Event types" span.muted { " — patterns, comma separated: " code { "*" } ", " code { "orders.*" } ", " code { "orders.insert" } } }
+            input #event_types name="event_types" value=(f.event_types) list="known-types" placeholder="*";
+            datalist #known-types { @for t in types { option value=(t) {} } }
+            @if !types.is_empty() {
+                p.muted.small { "Seen: " @for t in types { button.chip.add type="button" data-add-type=(t) { (t) } } }
+            }
+            label for="description" { "Description" }
+            input #description name="description" value=(f.description);
+            label for="headers" { "Extra headers " span.muted { "(a JSON object)" } }
+            textarea #headers name="headers" rows="3" placeholder=r#"{"authorization": "Bearer …"}"# { (f.headers) }
+            div.row {
+                div { label for="timeout_ms" { "Timeout (ms)" } input #timeout_ms name="timeout_ms" inputmode="numeric" value=(f.timeout_ms) placeholder="15000"; }
+                div { label for="max_in_flight" { "Max in flight" } input #max_in_flight name="max_in_flight" inputmode="numeric" value=(f.max_in_flight) placeholder="16"; }
+                div { label for="rate_limit" { "Rate limit (per second)" } input #rate_limit name="rate_limit" inputmode="numeric" value=(f.rate_limit) placeholder="none"; }
+            }
+            label.check { input type="checkbox" name="ordered" checked[f.ordered.is_some()]; " Ordered: one delivery per ordering key at a time, in commit order" }
+            @if creating {
+                label for="secret" { "Signing secret " span.muted { "(optional: whsec_…; generated when empty)" } }
+                input #secret name="secret" value=(f.secret) autocomplete="off";
+            }
+            div.actions {
+                button.primary type="submit" { @if creating { "Create endpoint" } @else { "Save changes" } }
+                a.button href=(if creating { "/".to_string() } else { to.trim_end_matches("/edit").to_string() }) { "Cancel" }
+            }
+        }
+    }
+}
+
+async fn new_endpoint(s: Session, State(state): State<AppState>) -> Response {
+    if !s.admin() {
+        return refused(
+            &s,
+            "This token may only read.",
+            "Sign in with the admin token to create endpoints.",
+        );
+    }
+    let types = known_types(&state).await;
+    let f = EndpointForm {
+        event_types: "*".into(),
+        ..Default::default()
+    };
+    page(
+        "New endpoint",
+        Some(&s),
+        None,
+        html! { h1 { "New endpoint" } (endpoint_form(&s, "/endpoints", &f, &types, true, None)) },
+    )
+    .into_response()
+}
+
+fn secret_page(s: &Session, title: &str, endpoint_id: i64, intro: &str, secret: &str) -> Markup {
+    page(
+        title,
+        Some(s),
+        None,
+        html! {
+            h1 { (title) }
+            p { (intro) }
+            div.secret {
+                code #secret-value { (secret) }
+                button.copy type="button" data-copy="secret-value" { "Copy" }
+            }
+            p.muted { "Give it to the receiver to verify signatures (Standard Webhooks). This page is the only place it is shown; it is not stored in your browser." }
+            p { a.button.primary href={"/endpoints/" (endpoint_id)} { "Go to the endpoint" } }
+        },
+    )
+}
+
+async fn create_endpoint(
+    s: Session,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<EndpointForm>,
+) -> Response {
+    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+        return r;
+    }
+    let result = match f.change(false) {
+        Ok(change) => state
+            .store
+            .create_endpoint(change)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok((id, secret)) => {
+            tracing::info!(endpoint_id = id, "console: endpoint created");
+            secret_page(&s, "Endpoint created", id, "Its signing secret:", &secret).into_response()
+        }
+        Err(e) if e.status.is_client_error() => {
+            let types = known_types(&state).await;
+            let body = page(
+                "New endpoint",
+                Some(&s),
+                None,
+                html! { h1 { "New endpoint" } (endpoint_form(&s, "/endpoints", &f, &types, true, Some(&e))) },
+            );
+            (e.status, body).into_response()
+        }
+        Err(e) => failed(&s, e),
+    }
+}
+
+async fn endpoint_page(
+    s: Session,
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path(id): Path<i64>,
+) -> Response {
+    let (jar, msg) = flash(&jar);
+    let e = match state.store.endpoint(id).await {
+        Ok(e) => api::for_role(e, s.role),
+        Err(e) => return failed(&s, e.into()),
+    };
+    let recent = state
+        .store
+        .deliveries(
+            &DeliveryQuery {
+                endpoint_id: Some(id),
+                limit: Some(20),
+                ..Default::default()
+            }
+            .filter()
+            .unwrap_or_default(),
+        )
+        .await
+        .unwrap_or_default();
+    let (class, label) = endpoint_state(&e);
+    let base = format!("/endpoints/{id}");
+    let h = &e.health;
+    let body = page(
+        &format!("Endpoint #{id}"),
+        Some(&s),
+        msg.as_deref(),
+        html! {
+            div.titlebar {
+                div {
+                    h1 { (e.description.as_deref().unwrap_or("Endpoint")) " #" (e.id) " " (pill(class, label)) }
+                    div.url.big { (e.url) }
+                    @if let Some(r) = &e.disabled_reason { p.muted { "Disabled: " (r) } }
+                }
+            }
+            @if s.admin() {
+                div.toolbar {
+                    @if e.enabled {
+                        (action(&s, &format!("{base}/test"), "Send test event", "", None))
+                        (action(&s, &format!("{base}/disable"), "Disable", "", Some("Disable this endpoint? Its events wait as pending deliveries until it is enabled again.")))
+                    } @else {
+                        (action(&s, &format!("{base}/enable"), "Enable", "primary", None))
+                    }
+                    a.button href={(base) "/edit"} { "Edit" }
+                    (action(&s, &format!("{base}/rotate-secret"), "Rotate secret", "", Some("Rotate the signing secret? The old secret keeps signing beside the new one for 24 hours.")))
+                    (action(&s, &format!("{base}/reveal-secret"), "Reveal secret", "", Some("Show the signing secret? Revealing it is logged.")))
+                    (action(&s, &format!("{base}/delete"), "Delete", "danger", Some("Delete this endpoint with its deliveries and attempts? This cannot be undone.")))
+                }
+            }
+            div.grid {
+                section.panel {
+                    h2 { "Health" }
+                    (sparkline(&h.activity, 240, 48))
+                    dl {
+                        dt { "Pending" } dd { (h.backlog) @if h.backlog > 0 { " (oldest " (time(h.oldest_pending_at.as_deref())) ")" } }
+                        dt { "Dead" } dd { @if h.dead > 0 { a.bad href={"/deliveries?status=dead&endpoint_id=" (id)} { (h.dead) } } @else { "0" } }
+                        dt { "Success, last hour" } dd { @match h.success_rate_last_hour { Some(r) => (format!("{:.1} % of {}", r * 100.0, h.attempts_last_hour)), None => "no attempts" } }
+                        dt { "Last success" } dd { (time(h.last_success_at.as_deref())) }
+                        dt { "Last failure" } dd { (time(h.last_failure_at.as_deref())) }
+                        dt { "Last status" } dd { (http_status(h.last_status)) }
+                    }
+                    @if s.admin() && h.dead > 0 {
+                        form.inline method="post" action={(base) "/replay"} data-confirm="Replay the dead deliveries? They are sent again from the start of the retry schedule." {
+                            (csrf_field(&s))
+                            label for="window" { "Replay dead deliveries of the last " }
+                            select #window name="window" {
+                                option value="3600" { "hour" }
+                                option value="86400" selected { "24 hours" }
+                                option value="604800" { "7 days" }
+                                option value="all" { "retention period (all)" }
+                            }
+                            " "
+                            button.primary type="submit" { "Replay dead" }
+                        }
+                    }
+                }
+                section.panel {
+                    h2 { "Configuration" }
+                    dl {
+                        dt { "Event types" } dd { @for t in &e.event_types { span.chip { (t) } } }
+                        dt { "Timeout" } dd { (e.timeout_ms) " ms" }
+                        dt { "Max in flight" } dd { (e.max_in_flight) }
+                        dt { "Rate limit" } dd { @match e.rate_limit { Some(r) => { (r) " per second" }, None => "none" } }
+                        dt { "Ordered" } dd { (if e.ordered { "yes" } else { "no" }) }
+                        dt { "Headers" } dd {
+                            @if let Some(o) = e.headers.as_object() {
+                                @if o.is_empty() { span.muted { "none" } }
+                                @for (k, v) in o { div { code { (k) ": " (v.as_str().unwrap_or_default()) } } }
+                            }
+                        }
+                        dt { "Created" } dd { (time(Some(&e.created_at))) }
+                        dt { "Changed" } dd { (time(Some(&e.updated_at))) }
+                    }
+                }
+            }
+            section {
+                div.titlebar { h2 { "Recent deliveries" } a href={"/deliveries?endpoint_id=" (id)} { "All deliveries →" } }
+                (deliveries_table(&recent, false))
+            }
+        },
+    );
+    (jar, body).into_response()
+}
+
+async fn edit_endpoint_form(
+    s: Session,
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Response {
+    if !s.admin() {
+        return refused(
+            &s,
+            "This token may only read.",
+            "Sign in with the admin token to change endpoints.",
+        );
+    }
+    let e = match state.store.endpoint(id).await {
+        Ok(e) => e,
+        Err(e) => return failed(&s, e.into()),
+    };
+    let types = known_types(&state).await;
+    page(
+        &format!("Edit endpoint #{id}"),
+        Some(&s),
+        None,
+        html! { h1 { "Edit endpoint #" (id) } (endpoint_form(&s, &format!("/endpoints/{id}/edit"), &EndpointForm::of(&e), &types, false, None)) },
+    )
+    .into_response()
+}
+
+async fn edit_endpoint(
+    s: Session,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path(id): Path<i64>,
+    Form(f): Form<EndpointForm>,
+) -> Response {
+    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+        return r;
+    }
+    let result = match f.change(true) {
+        Ok(change) => state
+            .store
+            .alter_endpoint(id, change)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!(endpoint_id = id, "console: endpoint changed");
+            done(jar, &format!("/endpoints/{id}"), "Saved.")
+        }
+        Err(e) if e.status.is_client_error() && e.status != StatusCode::NOT_FOUND => {
+            let types = known_types(&state).await;
+            let body = page(
+                &format!("Edit endpoint #{id}"),
+                Some(&s),
+                None,
+                html! { h1 { "Edit endpoint #" (id) } (endpoint_form(&s, &format!("/endpoints/{id}/edit"), &f, &types, false, Some(&e))) },
+            );
+            (e.status, body).into_response()
+        }
+        Err(e) => failed(&s, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    csrf: String,
+    window: Option<String>,
+}
+
+/// The endpoint actions: test, enable, disable, delete, rotate-secret,
+/// reveal-secret, replay.
+async fn endpoint_action(
+    s: Session,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path((id, what)): Path<(i64, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+        return r;
+    }
+    let back = format!("/endpoints/{id}");
+    let result: Result<Response, StoreError> = async {
+        Ok(match what.as_str() {
+            "test" => {
+                let event = state.store.send_test(id).await?;
+                done(jar, &back, &format!("Test event {event} sent."))
+            }
+            "enable" => {
+                state.store.enable_endpoint(id, true).await?;
+                tracing::info!(endpoint_id = id, "console: endpoint enabled");
+                done(jar, &back, "Enabled: its pending deliveries go out now.")
+            }
+            "disable" => {
+                state.store.enable_endpoint(id, false).await?;
+                tracing::info!(endpoint_id = id, "console: endpoint disabled");
+                done(jar, &back, "Disabled: its events wait as pending deliveries.")
+            }
+            "delete" => {
+                state.store.delete_endpoint(id).await?;
+                tracing::info!(endpoint_id = id, "console: endpoint deleted");
+                done(jar, "/", &format!("Endpoint {id} deleted."))
+            }
+            "rotate-secret" => {
+                let secret = state.store.rotate_secret(id, None).await?;
+                tracing::warn!(endpoint_id = id, "console: endpoint secret rotated (the new secret was shown)");
+                secret_page(
+                    &s,
+                    "Secret rotated",
+                    id,
+                    "The new signing secret signs from now on; the old one keeps signing beside it for 24 hours:",
+                    &secret,
+                )
+                .into_response()
+            }
+            "reveal-secret" => {
+                let secret = state.store.endpoint_secret(id).await?;
+                tracing::warn!(endpoint_id = id, "console: endpoint secret revealed");
+                secret_page(&s, "Signing secret", id, "The endpoint's current signing secret:", &secret).into_response()
+            }
+            "replay" => {
+                let since = match f.window.as_deref() {
+                    Some("all") | None => "-infinity".to_string(),
+                    Some(w) => match w.parse::<u64>() {
+                        Ok(secs) => humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(secs)).to_string(),
+                        Err(_) => "-infinity".to_string(),
+                    },
+                };
+                let n = state.store.replay(id, &since).await?;
+                tracing::info!(endpoint_id = id, requeued = n, "console: dead deliveries replayed");
+                done(jar, &back, &format!("{n} dead deliveries requeued."))
+            }
+            _ => return Err(StoreError::NotFound(format!("no action {what:?}"))),
+        })
+    }
+    .await;
+    result.unwrap_or_else(|e| failed(&s, e.into()))
+}
+
+// Deliveries.
+
+fn deliveries_table(list: &[Delivery], with_endpoint: bool) -> Markup {
+    html! {
+        @if list.is_empty() {
+            p.empty { "No deliveries." }
+        } @else {
+            table.list {
+                thead { tr {
+                    th { "State" } th { "Event" } th { "Type" }
+                    @if with_endpoint { th { "Endpoint" } }
+                    th.num { "Attempts" } th { "Last status" } th { "Last error" } th { "Created" } th { "Next attempt" }
+                } }
+                tbody {
+                    @for d in list {
+                        @let (class, label) = delivery_state(d);
+                        tr {
+                            td { a href={"/deliveries/" (d.event_id) "/" (d.endpoint_id)} { (pill(class, &label)) } }
+                            td { a href={"/deliveries/" (d.event_id) "/" (d.endpoint_id)} { "#" (d.event_id) } }
+                            td { code { (d.event_type) } }
+                            @if with_endpoint { td { a href={"/endpoints/" (d.endpoint_id)} { "#" (d.endpoint_id) } } }
+                            td.num { (d.attempts) }
+                            td { @if d.attempts > 0 { (http_status(d.last_http_status)) } @else { span.muted { "—" } } }
+                            td.error-cell { @if let Some(e) = &d.last_error { span title=(e) { (e.chars().take(80).collect::<String>()) } } }
+                            td { (time(Some(&d.created_at))) }
+                            td { @if d.status == "pending" { (time(d.next_attempt_at.as_deref())) } @else { span.muted { "—" } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DeliveriesForm {
+    endpoint_id: Option<String>,
+    status: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn deliveries(
+    s: Session,
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<DeliveriesForm>,
+) -> Response {
+    let (jar, msg) = flash(&jar);
+    let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
+    let endpoint_id = match nonempty(&q.endpoint_id)
+        .map(|v| v.trim().parse::<i64>())
+        .transpose()
+    {
+        Ok(v) => v,
+        Err(_) => return failed(&s, ApiError::bad_request("endpoint must be an id", None)),
+    };
+    let status = match nonempty(&q.status).as_deref() {
+        None => None,
+        Some("pending") => Some(api::Status::Pending),
+        Some("succeeded") => Some(api::Status::Succeeded),
+        Some("dead") => Some(api::Status::Dead),
+        Some(other) => {
+            return failed(
+                &s,
+                ApiError::bad_request(
+                    format!("unknown status {other:?}"),
+                    Some("pending, succeeded or dead"),
+                ),
+            )
+        }
+    };
+    let query = DeliveryQuery {
+        endpoint_id,
+        status,
+        event_type: nonempty(&q.event_type),
+        since: nonempty(&q.since),
+        until: nonempty(&q.until),
+        cursor: nonempty(&q.cursor),
+        limit: Some(api::DEFAULT_LIMIT),
+    };
+    let result = match query.filter() {
+        Ok(f) => state.store.deliveries(&f).await.map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let list = match result {
+        Ok(l) => l,
+        Err(e) => return failed(&s, e),
+    };
+    let endpoints = state.store.endpoints(None).await.unwrap_or_default();
+    let types = known_types(&state).await;
+    let next = (list.len() as i64 == api::DEFAULT_LIMIT)
+        .then(|| {
+            list.last()
+                .map(|d| format!("{}.{}", d.event_id, d.endpoint_id))
+        })
+        .flatten()
+        .map(|c| {
+            let mut params: Vec<(String, String)> = Vec::new();
+            for (k, v) in [
+                ("endpoint_id", &q.endpoint_id),
+                ("status", &q.status),
+                ("event_type", &q.event_type),
+                ("since", &q.since),
+                ("until", &q.until),
+            ] {
+                if let Some(v) = nonempty(v) {
+                    params.push((k.into(), v));
+                }
+            }
+            params.push(("cursor".into(), c));
+            let qs: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect();
+            format!("/deliveries?{}", qs.join("&"))
+        });
+    let selected = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
+    let body = page(
+        "Deliveries",
+        Some(&s),
+        msg.as_deref(),
+        html! {
+            h1 { "Deliveries" }
+            form.filters method="get" action="/deliveries" {
+                div { label for="f-endpoint" { "Endpoint" }
+                    select #f-endpoint name="endpoint_id" {
+                        option value="" { "All" }
+                        @for e in &endpoints {
+                            option value=(e.id) selected[endpoint_id == Some(e.id)] { "#" (e.id) " " (e.description.as_deref().unwrap_or(&e.url)) }
+                        }
+                    }
+                }
+                div { label for="f-status" { "Status" }
+                    select #f-status name="status" {
+                        option value="" { "All" }
+                        option value="pending" selected[selected(&q.status, "pending")] { "Pending" }
+                        option value="succeeded" selected[selected(&q.status, "succeeded")] { "Succeeded" }
+                        option value="dead" selected[selected(&q.status, "dead")] { "Dead" }
+                    }
+                }
+                div { label for="f-type" { "Event type" }
+                    input #f-type name="event_type" list="known-types" value=(q.event_type.clone().unwrap_or_default());
+                    datalist #known-types { @for t in &types { option value=(t) {} } }
+                }
+                div { label for="f-since" { "Since" } input #f-since name="since" value=(q.since.clone().unwrap_or_default()) placeholder="2026-12-01 08:00+01"; }
+                div { label for="f-until" { "Until" } input #f-until name="until" value=(q.until.clone().unwrap_or_default()) placeholder="now"; }
+                div.actions { button.primary type="submit" { "Filter" } a.button href="/deliveries" { "Clear" } }
+            }
+            (deliveries_table(&list, true))
+            @if let Some(n) = next { p.pager { a.button href=(n) { "Older →" } } }
+        },
+    );
+    (jar, body).into_response()
+}
+
+async fn delivery_page(
+    s: Session,
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Path((event_id, endpoint_id)): Path<(i64, i64)>,
+) -> Response {
+    let (jar, msg) = flash(&jar);
+    let d = match api::delivery_detail(&state, event_id, endpoint_id).await {
+        Ok(d) => d,
+        Err(e) => return failed(&s, e),
+    };
+    let (class, label) = delivery_state(&d.delivery);
+    let payload = serde_json::to_string_pretty(&d.event.payload).unwrap_or_default();
+    let body = page(
+        &format!("Delivery of event #{event_id}"),
+        Some(&s),
+        msg.as_deref(),
+        html! {
+            div.titlebar {
+                h1 { "Event #" (event_id) " → endpoint #" (endpoint_id) " " (pill(class, &label)) }
+                @if s.admin() {
+                    (action(&s, &format!("/deliveries/{event_id}/{endpoint_id}/redeliver"), "Redeliver", "primary",
+                            Some("Send this event to this endpoint again, from the start of the retry schedule?")))
+                }
+            }
+            div.grid {
+                section.panel {
+                    h2 { "Delivery" }
+                    dl {
+                        dt { "Event type" } dd { code { (d.delivery.event_type) } }
+                        dt { "Endpoint" } dd { a href={"/endpoints/" (endpoint_id)} { "#" (endpoint_id) } " " span.url { (d.request.url) } }
+                        dt { "Attempts" } dd { (d.delivery.attempts) }
+                        dt { "Created" } dd { (time(Some(&d.delivery.created_at))) }
+                        @if d.delivery.status == "pending" { dt { "Next attempt" } dd { (time(d.delivery.next_attempt_at.as_deref())) } }
+                        dt { "Completed" } dd { (time(d.delivery.completed_at.as_deref())) }
+                        @if let Some(k) = &d.event.ordering_key { dt { "Ordering key" } dd { code { (k) } } }
+                    }
+                }
+                section.panel {
+                    h2 { "Request" }
+                    p { code { (d.request.method) " " (d.request.url) } }
+                    table.kv {
+                        @for h in &d.request.headers {
+                            tr { th { (h.name) } td { code { @if s.admin() || is_standard(&h.name) { (h.value) } @else { "(hidden)" } } } }
+                        }
+                    }
+                    p.muted.small { "webhook-timestamp and webhook-signature are made for each attempt and not stored; extra headers are the endpoint's current ones." }
+                }
+            }
+            section.panel {
+                div.titlebar { h2 { "Payload" } button.copy type="button" data-copy="payload" { "Copy" } }
+                pre #payload.json { (payload) }
+            }
+            section {
+                h2 { "Attempts" }
+                @if d.attempts.is_empty() {
+                    p.empty { "No attempt yet." }
+                } @else {
+                    table.list {
+                        thead { tr { th.num { "#" } th { "When" } th { "Status" } th.num { "Duration" } th { "Error" } th { "Response" } th { "By" } } }
+                        tbody {
+                            @for a in &d.attempts {
+                                tr {
+                                    td.num { (a.attempt) }
+                                    td { (time(Some(&a.attempted_at))) }
+                                    td { (http_status(a.http_status)) }
+                                    td.num { @if let Some(ms) = a.duration_ms { (format!("{ms:.0} ms")) } }
+                                    td.error-cell { @if let Some(e) = &a.error { (e) } }
+                                    td { @if let Some(r) = &a.response_excerpt { pre.excerpt { (r) } } }
+                                    td.muted.small { (a.worker.as_deref().unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    );
+    (jar, body).into_response()
+}
+
+fn is_standard(name: &str) -> bool {
+    matches!(name, "content-type" | "user-agent") || name.starts_with("webhook-")
+}
+
+async fn redeliver(
+    s: Session,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Path((event_id, endpoint_id)): Path<(i64, i64)>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+        return r;
+    }
+    match state.store.redeliver(event_id, Some(endpoint_id)).await {
+        Ok(_) => {
+            tracing::info!(event_id, endpoint_id, "console: redelivered");
+            done(
+                jar,
+                &format!("/deliveries/{event_id}/{endpoint_id}"),
+                "Requeued: it goes out again now.",
+            )
+        }
+        Err(e) => failed(&s, e.into()),
+    }
+}
+
+// Events.
+
+#[derive(Debug, Default, Deserialize)]
+struct EventsForm {
+    event_type: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn events(
+    s: Session,
+    State(state): State<AppState>,
+    Query(q): Query<EventsForm>,
+) -> Response {
+    let after = match api::event_cursor(q.cursor.as_deref().filter(|c| !c.is_empty())) {
+        Ok(a) => a,
+        Err(e) => return failed(&s, e),
+    };
+    let f = EventFilter {
+        event_type: q.event_type.clone().filter(|t| !t.trim().is_empty()),
+        after,
+        limit: api::DEFAULT_LIMIT,
+        ..Default::default()
+    };
+    let list = match state.store.events(&f).await {
+        Ok(l) => l,
+        Err(e) => return failed(&s, e.into()),
+    };
+    let types = state.store.event_types().await.unwrap_or_default();
+    let next = (list.len() as i64 == api::DEFAULT_LIMIT)
+        .then(|| list.last().map(|e| e.id))
+        .flatten()
+        .map(|id| match &f.event_type {
+            Some(t) => format!("/events?event_type={}&cursor={id}", urlencode(t)),
+            None => format!("/events?cursor={id}"),
+        });
+    page(
+        "Events",
+        Some(&s),
+        None,
+        html! {
+            h1 { "Events" }
+            form.filters method="get" action="/events" {
+                div { label for="e-type" { "Event type" }
+                    select #e-type name="event_type" {
+                        option value="" { "All" }
+                        @for t in &types {
+                            option value=(t.event_type) selected[f.event_type.as_deref() == Some(t.event_type.as_str())] {
+                                (t.event_type) @if t.tracked { " (tracked)" }
+                            }
+                        }
+                    }
+                }
+                div.actions { button.primary type="submit" { "Filter" } }
+            }
+            @if list.is_empty() { p.empty { "No events." } } @else {
+                table.list {
+                    thead { tr { th.num { "Event" } th { "Type" } th { "Created" } th { "Ordering key" } th.num { "Size" } } }
+                    tbody { @for e in &list { tr {
+                        td.num { a href={"/events/" (e.id)} { "#" (e.id) } }
+                        td { code { (e.event_type) } }
+                        td { (time(Some(&e.created_at))) }
+                        td { @if let Some(k) = &e.ordering_key { code { (k) } } }
+                        td.num { (e.size) " B" }
+                    } } }
+                }
+            }
+            @if let Some(n) = next { p.pager { a.button href=(n) { "Older →" } } }
+        },
+    )
+    .into_response()
+}
+
+async fn event_page(s: Session, State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    let (event, deliveries) = match (
+        state.store.event(id).await,
+        state.store.deliveries_of_event(id).await,
+    ) {
+        (Ok(e), Ok(d)) => (e, d),
+        (Err(e), _) | (_, Err(e)) => return failed(&s, e.into()),
+    };
+    let payload = serde_json::to_string_pretty(&event.payload).unwrap_or_default();
+    page(
+        &format!("Event #{id}"),
+        Some(&s),
+        None,
+        html! {
+            h1 { "Event #" (id) " " code { (event.event_type) } }
+            p.muted { "Created " (time(Some(&event.created_at))) }
+            section.panel {
+                div.titlebar { h2 { "Payload" } button.copy type="button" data-copy="payload" { "Copy" } }
+                pre #payload.json { (payload) }
+            }
+            section { h2 { "Deliveries" } (deliveries_table(&deliveries, true)) }
+        },
+    )
+    .into_response()
+}
+
+// Assets.
+
+async fn css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        CSS,
+    )
+}
+
+async fn js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        JS,
+    )
+}
+
+async fn not_found(s: Session) -> Response {
+    let body = page(
+        "Not found",
+        Some(&s),
+        None,
+        html! { h1 { "Not found" } p { a href="/" { "Back to the endpoints" } } },
+    );
+    (StatusCode::NOT_FOUND, body).into_response()
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(overview))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/endpoints", post(create_endpoint))
+        .route("/endpoints/new", get(new_endpoint))
+        .route("/endpoints/{id}", get(endpoint_page))
+        .route(
+            "/endpoints/{id}/edit",
+            get(edit_endpoint_form).post(edit_endpoint),
+        )
+        .route("/endpoints/{id}/{action}", post(endpoint_action))
+        .route("/deliveries", get(deliveries))
+        .route("/deliveries/{event_id}/{endpoint_id}", get(delivery_page))
+        .route(
+            "/deliveries/{event_id}/{endpoint_id}/redeliver",
+            post(redeliver),
+        )
+        .route("/events", get(events))
+        .route("/events/{id}", get(event_page))
+        .route("/assets/console.css", get(css))
+        .route("/assets/console.js", get(js))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .fallback(not_found)
+}
