@@ -749,7 +749,7 @@ async fn endpoint_page(
                 div.toolbar {
                     @if e.enabled {
                         (action(&s, &format!("{base}/test"), "Send test event", "", None))
-                        (action(&s, &format!("{base}/disable"), "Disable", "", Some("Disable this endpoint? Its events wait as pending deliveries until it is enabled again.")))
+                        (action(&s, &format!("{base}/disable"), "Disable", "", Some("Disable this endpoint? Events committed while it is disabled are not sent to it; deliveries already pending wait until it is enabled.")))
                     } @else {
                         (action(&s, &format!("{base}/enable"), "Enable", "primary", None))
                     }
@@ -912,7 +912,7 @@ async fn endpoint_action(
             "disable" => {
                 state.store.enable_endpoint(id, false).await?;
                 tracing::info!(endpoint_id = id, "console: endpoint disabled");
-                done(jar, &back, "Disabled: its events wait as pending deliveries.")
+                done(jar, &back, "Disabled: new events are not sent to it; pending deliveries wait.")
             }
             "delete" => {
                 state.store.delete_endpoint(id).await?;
