@@ -15,6 +15,7 @@ import tomllib
 import uuid
 from collections import Counter
 
+import httpx
 import psycopg
 import pytest
 
@@ -36,11 +37,12 @@ def compose_command():
 @pytest.fixture
 def stack(images):
     project = f"pgwh-shop-{uuid.uuid4().hex[:8]}"
-    port = free_port()
+    port, console_port = free_port(), free_port()
     # compose.yaml's own defaults, but for the images' tag, the port and the pace.
     env = {k: v for k, v in os.environ.items()
            if k not in set(re.findall(r"\$\{(\w+):-", (ROOT / "compose.yaml").read_text()))}
-    env.update(PG_WEBHOOK_VERSION=IMAGE_VERSION, SHOP_PG_PORT=str(port), SHOP_PACE="0")
+    env.update(PG_WEBHOOK_VERSION=IMAGE_VERSION, SHOP_PG_PORT=str(port), SHOP_CONSOLE_PORT=str(console_port),
+               SHOP_PACE="0")
     cmd = [*compose_command(), "-p", project, "-f", str(ROOT / "compose.yaml")]
 
     def compose(*args, check=True, timeout=300):
@@ -53,7 +55,7 @@ def stack(images):
         pass
 
     s = Stack()
-    s.compose, s.project, s.port = compose, project, port
+    s.compose, s.project, s.port, s.console_port = compose, project, port, console_port
     try:
         yield s
     finally:
@@ -110,6 +112,16 @@ def test_the_compose_stack_delivers_the_shop_demo_end_to_end(stack):
             delivered[(m.group(1), m.group(3))] += 1
     assert delivered == EXPECTED, text
     assert failed_first == 2, text
+
+    # The console, as the README says: its API with the demo's admin token.
+    console = container_of(stack, "console")
+    wait_for(lambda: inspect(console, "{{.State.Health.Status}}") == "healthy", 60, 0.5, what="the console healthy")
+    token = re.search(r"CONSOLE_ADMIN_TOKEN:-([^}]*)\}", (ROOT / "compose.yaml").read_text()).group(1)
+    r = httpx.get(f"http://127.0.0.1:{stack.console_port}/api/v1/endpoints",
+                  headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert [e["description"] for e in r.json()] == ["warehouse", "CRM", "support alerts"]
+    assert all(e["health"]["backlog"] == 0 for e in r.json())
 
     # The scenario again, as the README says: new orders arrive too.
     stack.compose("run", "--rm", "shop", timeout=120)

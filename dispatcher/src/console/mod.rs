@@ -109,6 +109,12 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
     let pool = database.pool("webhookd console", args.pool)?;
     let store = Store::new(pool);
     match store.ping().await {
+        // The console calls the SQL API of its own release.
+        Ok(v) if v != env!("CARGO_PKG_VERSION") => tracing::warn!(
+            extension_version = %v,
+            console_version = env!("CARGO_PKG_VERSION"),
+            "console: the database has another version of pg_webhook; run ALTER EXTENSION pg_webhook UPDATE"
+        ),
         Ok(v) => tracing::info!(extension_version = %v, "console: database reachable"),
         // Served anyway: the console says so on each page until it is.
         Err(e) => tracing::warn!(error = %e, "console: the database is not reachable yet"),
