@@ -102,6 +102,10 @@ build=()
 if [ ${#build[@]} -gt 0 ] && [ "${NO_BUILD:-0}" != 1 ]; then
   cargo build --release -q "${build[@]}"
 fi
+# A missing program would otherwise show as a benchmark that delivered nothing.
+for exe in "$BENCH" "$WEBHOOKD"; do
+  [ -x "$exe" ] || { echo "bench: $exe is missing (NO_BUILD=1 does not build it)" >&2; exit 1; }
+done
 scripts/cluster.sh start "$DIR" "$PORT" "max_wal_size = 4GB" "checkpoint_timeout = 30min" \
   "max_connections = 200" "shared_buffers = 512MB" >/dev/null
 
