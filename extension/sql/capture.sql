@@ -157,6 +157,11 @@ BEGIN
   ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
 
   prefix := coalesce(event_prefix, rel.relname);
+  IF prefix = 'webhook' OR prefix LIKE 'webhook.%' THEN
+    RAISE EXCEPTION 'event prefix % is reserved', quote_literal(prefix)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); pass another event_prefix.';
+  END IF;
   IF NOT webhook._event_type_ok(prefix || '.insert') OR length(prefix) > 40 THEN
     RAISE EXCEPTION 'invalid event prefix %', quote_literal(prefix)
       USING ERRCODE = 'invalid_parameter_value',
@@ -239,6 +244,11 @@ BEGIN
     RAISE EXCEPTION 'invalid event type %', coalesce(quote_literal(event_type), 'NULL')
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types are dot-separated parts of letters, digits, _ and - (loyalty.points_earned), at most 200 characters.';
+  END IF;
+  IF event_type LIKE 'webhook.%' THEN
+    RAISE EXCEPTION 'event type % is reserved', quote_literal(event_type)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); choose another prefix.';
   END IF;
   IF payload IS NULL THEN
     RAISE EXCEPTION 'payload must not be NULL'

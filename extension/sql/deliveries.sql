@@ -80,7 +80,8 @@ SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
        p.oldest_pending_at,
        coalesce(dd.dead, 0) AS dead,
        la.last_success_at, la.last_failure_at,
-       la.last_status
+       la.last_status,
+       ep.failing_since
   FROM webhook.endpoint ep
   LEFT JOIN LATERAL (SELECT count(*) AS backlog, min(d.created_at) AS oldest_pending_at
                        FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'pending') p ON true

@@ -13,7 +13,13 @@ CREATE TABLE webhook.endpoint (
     enabled         boolean NOT NULL DEFAULT true,
     disabled_reason text,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    updated_at      timestamptz NOT NULL DEFAULT now()
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- Since when every attempt has failed (NULL: the last attempt succeeded,
+    -- or none was made): set by record() at the first failure after a
+    -- success, cleared by the next success. It decides the
+    -- webhook.endpoint.failing / .recovered events and auto-disable
+    -- (operations.sql), in the database, so every webhookd agrees.
+    failing_since   timestamptz
 );
 
 -- Routing asks "which endpoints want this event type" once per type with
@@ -269,19 +275,33 @@ $$;
 
 CREATE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint;
 BEGIN
   PERFORM webhook._endpoint(id);
   UPDATE webhook.endpoint e SET enabled = false, disabled_reason = 'disabled by ' || current_user, updated_at = now()
-   WHERE e.id = disable_endpoint.id;
+   WHERE e.id = disable_endpoint.id AND e.enabled
+  RETURNING e.* INTO ep;
+  IF FOUND THEN
+    PERFORM webhook._operational('webhook.endpoint.disabled', ep.id,
+                                 jsonb_build_object('url', ep.url, 'reason', 'manual', 'detail', ep.disabled_reason));
+  END IF;
 END
 $$;
 
+-- Enabled again, an endpoint starts with a clean record (auto-disable
+-- counts from its next failure) and its pending deliveries go out.
 CREATE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
 LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint;
 BEGIN
   PERFORM webhook._endpoint(id);
-  UPDATE webhook.endpoint e SET enabled = true, disabled_reason = NULL, updated_at = now()
-   WHERE e.id = enable_endpoint.id;
+  UPDATE webhook.endpoint e SET enabled = true, disabled_reason = NULL, failing_since = NULL, updated_at = now()
+   WHERE e.id = enable_endpoint.id AND NOT e.enabled
+  RETURNING e.* INTO ep;
+  IF FOUND THEN
+    PERFORM webhook._operational('webhook.endpoint.enabled', ep.id,
+                                 jsonb_build_object('url', ep.url, 'by', current_user));
+  END IF;
 END
 $$;
 

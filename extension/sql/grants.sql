@@ -10,7 +10,9 @@ REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text
   webhook._rooms(timestamptz, timestamptz, bigint[], bigint[], int[], text),
   webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
   webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint),
-  webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval)
+  webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval),
+  webhook._health(bigint[], bigint[], int[], text[]), webhook._dead(bigint[]), webhook._auto_disable(interval),
+  webhook.set_auto_disable(interval)
   FROM PUBLIC;
 
 -- The dispatcher's privileges: claim, record, release, route, maintain

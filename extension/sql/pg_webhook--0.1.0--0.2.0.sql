@@ -260,6 +260,9 @@ BEGIN
     SELECT ev.id AS event_id, typ.endpoint_id, CASE WHEN typ.ordered THEN ev.ordering_key END AS ordering_key
       FROM ev JOIN typ ON typ.event_type = ev.event_type
      WHERE ev.endpoint_id IS NULL
+       -- pg_webhook's own events never go to the endpoint they are about
+       -- (named by their ordering key, operations.sql): no loops.
+       AND NOT (ev.event_type LIKE 'webhook.%' AND ev.ordering_key = 'webhook:endpoint:' || typ.endpoint_id)
     UNION ALL
     -- send_test(): one endpoint, named by the event.
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
@@ -718,7 +721,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
 SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE n int;
+DECLARE n int; dead bigint[]; ok_eps bigint[]; failed_eps bigint[]; failed_status int[]; failed_error text[];
+        changed boolean; r record;
 BEGIN
   WITH o AS (
     SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
@@ -743,18 +747,46 @@ BEGIN
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
      WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
-    RETURNING d.id
+    RETURNING d.id, d.endpoint_id, d.status, d.last_http_status, d.last_error,
+              coalesce(o.http_status BETWEEN 200 AND 299, false) AS ok
   )
-  SELECT count(*) INTO n FROM upd;
+  -- changed: an outcome that may change its endpoint's health (a success
+  -- while failing, a failure while not), read from the endpoint's row in
+  -- this statement, so that a batch that changes nothing pays no call of
+  -- _health() (about 95 µs).
+  SELECT count(*),
+         coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}'),
+         coalesce(array_agg(DISTINCT u.endpoint_id) FILTER (WHERE u.ok), '{}'),
+         coalesce(array_agg(u.endpoint_id ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
+         coalesce(array_agg(u.last_http_status ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
+         coalesce(array_agg(u.last_error ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
+         coalesce(bool_or(u.ok = (ep.failing_since IS NOT NULL)), false)
+    INTO n, dead, ok_eps, failed_eps, failed_status, failed_error, changed
+    FROM upd u
+    LEFT JOIN LATERAL (SELECT x.failing_since FROM webhook.endpoint x WHERE x.id = u.endpoint_id LIMIT 1) ep ON true;
+  -- Operational events (operations.sql): an endpoint's change of health,
+  -- deliveries that gave up.
+  IF changed THEN
+    PERFORM webhook._health(ok_eps, failed_eps, failed_status, failed_error);
+  END IF;
+  IF cardinality(dead) > 0 THEN
+    PERFORM webhook._dead(dead);
+  END IF;
   -- 410 Gone: the receiver asks us to stop. A statement of its own, run
   -- only then: as a part of the one above, its plan was set up per batch.
   IF 410 = ANY (http_statuses) THEN
-    UPDATE webhook.endpoint ep
-       SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
-     WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
-                                      FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
-                                      JOIN webhook.delivery d ON d.id = o.delivery_id
-                                     WHERE o.http_status = 410);
+    FOR r IN
+      UPDATE webhook.endpoint ep
+         SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
+       WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
+                                        FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
+                                        JOIN webhook.delivery d ON d.id = o.delivery_id
+                                       WHERE o.http_status = 410)
+      RETURNING ep.id, ep.url, ep.disabled_reason
+    LOOP
+      PERFORM webhook._operational('webhook.endpoint.disabled', r.id,
+                                   jsonb_build_object('url', r.url, 'reason', 'gone', 'detail', r.disabled_reason));
+    END LOOP;
   END IF;
   RETURN n;
 END
@@ -854,6 +886,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO cfg FROM webhook.settings;
+  PERFORM webhook._auto_disable(cfg.auto_disable_after);
   SELECT * INTO cur FROM webhook.generation x WHERE x.started_at IS NOT NULL ORDER BY x.k DESC LIMIT 1;
   generation := cur.k;
 
@@ -1110,3 +1143,321 @@ BEGIN
    ORDER BY 1;
 END
 $$;
+
+-- Operations (operations.sql): pg_webhook's own events (webhook.endpoint.*,
+-- webhook.delivery.dead) and auto-disable. An endpoint's health state and
+-- the auto-disable setting; endpoint_health shows the state; the webhook.*
+-- event types are reserved for these events (emit, track).
+ALTER TABLE webhook.endpoint ADD COLUMN failing_since timestamptz;
+ALTER TABLE webhook.settings ADD COLUMN auto_disable_after interval DEFAULT '5 days';
+CREATE OR REPLACE VIEW webhook.endpoint_health AS
+SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
+       coalesce(p.backlog, 0) AS backlog,
+       p.oldest_pending_at,
+       coalesce(dd.dead, 0) AS dead,
+       la.last_success_at, la.last_failure_at,
+       la.last_status,
+       ep.failing_since
+  FROM webhook.endpoint ep
+  LEFT JOIN LATERAL (SELECT count(*) AS backlog, min(d.created_at) AS oldest_pending_at
+                       FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'pending') p ON true
+  LEFT JOIN LATERAL (SELECT count(*) AS dead
+                       FROM webhook.delivery d WHERE d.endpoint_id = ep.id AND d.status = 'dead') dd ON true
+  LEFT JOIN LATERAL (SELECT max(a.created_at) FILTER (WHERE a.http_status BETWEEN 200 AND 299) AS last_success_at,
+                            max(a.created_at) FILTER (WHERE a.http_status IS NULL OR a.http_status NOT BETWEEN 200 AND 299) AS last_failure_at,
+                            (array_agg(a.http_status ORDER BY a.id DESC))[1] AS last_status
+                       FROM (SELECT * FROM webhook.attempt_log a WHERE a.endpoint_id = ep.id
+                              ORDER BY a.created_at DESC LIMIT 1000) a) la ON true;
+
+CREATE FUNCTION webhook._operational(event_type text, about bigint, data jsonb) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
+BEGIN
+  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+          || '","data":' || (jsonb_build_object('endpoint_id', about) || coalesce(data, '{}'))::text || '}';
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+  VALUES (event_type, body, 'webhook:endpoint:' || about, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  -- NOTIFY payloads are limited to 8000 bytes: the body is bounded by what
+  -- goes into it (a URL of at most 2048 characters, an error cut to 500).
+  PERFORM pg_notify('webhook_operational', body);
+  RETURN id;
+END
+$$;
+
+CREATE FUNCTION webhook._health(succeeded bigint[], failed bigint[], failed_status int[], failed_error text[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    UPDATE webhook.endpoint ep
+       SET failing_since = CASE WHEN ep.id = ANY (succeeded) THEN NULL ELSE now() END
+      FROM (SELECT x.id, x.failing_since AS was FROM webhook.endpoint x
+             WHERE (x.id = ANY (succeeded) AND x.failing_since IS NOT NULL)
+                OR (x.id = ANY (failed) AND x.id <> ALL (succeeded) AND x.failing_since IS NULL)) old
+     WHERE ep.id = old.id
+    RETURNING ep.id, ep.url, old.was
+  LOOP
+    IF r.was IS NOT NULL THEN
+      PERFORM webhook._operational('webhook.endpoint.recovered', r.id,
+                                   jsonb_build_object('url', r.url, 'failing_since', r.was));
+    ELSE
+      PERFORM webhook._operational('webhook.endpoint.failing', r.id,
+        (SELECT jsonb_build_object('url', r.url, 'last_status', f.status, 'last_error', left(f.error, 500))
+           FROM unnest(failed, failed_status, failed_error) WITH ORDINALITY AS f(id, status, error, n)
+          WHERE f.id = r.id ORDER BY f.n DESC LIMIT 1));
+    END IF;
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhook._dead(delivery_ids bigint[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    SELECT d.id, d.event_id, d.endpoint_id, e.event_type, d.attempts, d.last_http_status, d.last_error
+      FROM unnest(delivery_ids) AS k(id)
+     CROSS JOIN LATERAL (SELECT x.* FROM webhook.delivery x WHERE x.id = k.id LIMIT 1) d
+     CROSS JOIN LATERAL (SELECT y.event_type FROM webhook.event_log y WHERE y.id = d.event_id LIMIT 1) e
+     WHERE e.event_type NOT LIKE 'webhook.%'
+     ORDER BY d.id
+  LOOP
+    PERFORM webhook._operational('webhook.delivery.dead', r.endpoint_id,
+      jsonb_build_object('event_id', r.event_id, 'event_type', r.event_type, 'attempts', r.attempts,
+                         'last_status', r.last_http_status, 'last_error', left(r.last_error, 500)));
+  END LOOP;
+END
+$$;
+
+CREATE FUNCTION webhook._auto_disable(after interval) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record; n int := 0;
+BEGIN
+  IF after IS NULL THEN
+    RETURN 0;
+  END IF;
+  FOR r IN
+    UPDATE webhook.endpoint ep
+       SET enabled = false, updated_at = now(),
+           disabled_reason = 'auto-disabled: every attempt failed since ' || webhook._rfc3339(ep.failing_since)
+     WHERE ep.enabled AND ep.failing_since <= now() - after
+    RETURNING ep.id, ep.url, ep.failing_since, ep.disabled_reason
+  LOOP
+    PERFORM webhook._operational('webhook.endpoint.disabled', r.id,
+      jsonb_build_object('url', r.url, 'reason', 'auto-disable', 'failing_since', r.failing_since,
+                         'detail', r.disabled_reason));
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$$;
+
+CREATE FUNCTION webhook.set_auto_disable(after interval) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF after IS NOT NULL AND after <= interval '0' THEN
+    RAISE EXCEPTION 'auto-disable period must be positive, or NULL for never'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 5 days: SELECT webhook.set_auto_disable(''5 days'');';
+  END IF;
+  UPDATE webhook.settings s SET auto_disable_after = after;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint;
+BEGIN
+  PERFORM webhook._endpoint(id);
+  UPDATE webhook.endpoint e SET enabled = false, disabled_reason = 'disabled by ' || current_user, updated_at = now()
+   WHERE e.id = disable_endpoint.id AND e.enabled
+  RETURNING e.* INTO ep;
+  IF FOUND THEN
+    PERFORM webhook._operational('webhook.endpoint.disabled', ep.id,
+                                 jsonb_build_object('url', ep.url, 'reason', 'manual', 'detail', ep.disabled_reason));
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint;
+BEGIN
+  PERFORM webhook._endpoint(id);
+  UPDATE webhook.endpoint e SET enabled = true, disabled_reason = NULL, failing_since = NULL, updated_at = now()
+   WHERE e.id = enable_endpoint.id AND NOT e.enabled
+  RETURNING e.* INTO ep;
+  IF FOUND THEN
+    PERFORM webhook._operational('webhook.endpoint.enabled', ep.id,
+                                 jsonb_build_object('url', ep.url, 'by', current_user));
+  END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.emit(event_type text, payload jsonb, ordering_key text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
+BEGIN
+  IF NOT webhook._event_type_ok(event_type) THEN
+    RAISE EXCEPTION 'invalid event type %', coalesce(quote_literal(event_type), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types are dot-separated parts of letters, digits, _ and - (loyalty.points_earned), at most 200 characters.';
+  END IF;
+  IF event_type LIKE 'webhook.%' THEN
+    RAISE EXCEPTION 'event type % is reserved', quote_literal(event_type)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); choose another prefix.';
+  END IF;
+  IF payload IS NULL THEN
+    RAISE EXCEPTION 'payload must not be NULL'
+      USING ERRCODE = 'null_value_not_allowed', HINT = 'Pass ''{}''::jsonb for an event without data.';
+  END IF;
+  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+          || '","data":' || payload::text || '}';
+  PERFORM webhook._check_event_size(event_type, octet_length(body));
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+  VALUES (event_type, body, ordering_key, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  RETURN id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.track(
+    relation     regclass,
+    events       text[] DEFAULT '{insert,update,delete}',
+    event_prefix text DEFAULT NULL,
+    condition    text DEFAULT NULL,
+    columns      text[] DEFAULT NULL
+) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+  rel       record;
+  op        text;
+  ops       text[];
+  prefix    text;
+  keys      text;
+  cols      text;
+  col       text;
+  att       record;
+  changed   text;
+  when_sql  text;
+  msg       text;
+  state     text;
+BEGIN
+  IF relation IS NULL THEN
+    RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  SELECT c.relkind, c.relname, n.nspname INTO rel
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = relation;
+  IF rel.relkind NOT IN ('r', 'p') THEN
+    RAISE EXCEPTION '% is not a table', relation
+      USING ERRCODE = 'wrong_object_type',
+            HINT = 'Only tables can be tracked; for a view, track the table(s) it reads from.';
+  END IF;
+  IF rel.nspname IN ('pg_catalog', 'information_schema', 'pg_toast') THEN
+    RAISE EXCEPTION 'system catalog % cannot be tracked', relation USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF rel.nspname = 'webhook' THEN
+    RAISE EXCEPTION 'pg_webhook''s own tables cannot be tracked' USING ERRCODE = 'wrong_object_type';
+  END IF;
+  IF NOT has_function_privilege('webhook._capture_row()', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role % may not track tables', current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('A superuser grants it: SELECT webhook.grant_tracker(%L);', current_user);
+  END IF;
+
+  IF events IS NULL OR cardinality(events) = 0 THEN
+    RAISE EXCEPTION 'events must list at least one of insert, update, delete'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'To stop capturing, call webhook.untrack(table).';
+  END IF;
+  FOREACH op IN ARRAY events LOOP
+    IF op IS NULL OR lower(op) NOT IN ('insert', 'update', 'delete') THEN
+      RAISE EXCEPTION 'unknown event %', coalesce(quote_literal(op), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value', HINT = 'events is a subset of {insert,update,delete}.';
+    END IF;
+  END LOOP;
+  ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
+
+  prefix := coalesce(event_prefix, rel.relname);
+  IF prefix = 'webhook' OR prefix LIKE 'webhook.%' THEN
+    RAISE EXCEPTION 'event prefix % is reserved', quote_literal(prefix)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); pass another event_prefix.';
+  END IF;
+  IF NOT webhook._event_type_ok(prefix || '.insert') OR length(prefix) > 40 THEN
+    RAISE EXCEPTION 'invalid event prefix %', quote_literal(prefix)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Event prefixes use letters, digits, _ and -, in dot-separated parts (shop.orders), at most 40 characters; pass event_prefix for tables with other characters in their names.';
+  END IF;
+
+  -- The ordering key is the primary key (NULL without one: such events
+  -- carry no ordering key and are delivered unordered).
+  SELECT string_agg(a::text, ',' ORDER BY k.ord) INTO keys
+    FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(a, ord)
+   WHERE i.indrelid = relation AND i.indisprimary;
+  IF keys IS NULL THEN
+    RAISE NOTICE 'table % has no primary key: its events carry no ordering key', relation
+      USING HINT = 'Ordered endpoints deliver them without per-row ordering. Add a primary key to order them.';
+  END IF;
+
+  cols := '';
+  changed := NULL;
+  IF columns IS NOT NULL THEN
+    IF cardinality(columns) = 0 THEN
+      RAISE EXCEPTION 'columns must be NULL (all columns) or list at least one column'
+        USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH col IN ARRAY columns LOOP
+      SELECT a.attnum, a.atttypid INTO att FROM pg_attribute a
+       WHERE a.attrelid = relation AND a.attname = col AND a.attnum > 0 AND NOT a.attisdropped;
+      IF NOT FOUND THEN
+        RAISE EXCEPTION 'column % of % does not exist', coalesce(quote_ident(col), 'NULL'), relation
+          USING ERRCODE = 'undefined_column',
+                HINT = 'Columns: ' || (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum)
+                                         FROM pg_attribute WHERE attrelid = relation AND attnum > 0 AND NOT attisdropped);
+      END IF;
+      cols := cols || CASE WHEN cols = '' THEN '' ELSE ',' END || att.attnum;
+      -- Types without a default btree opclass (json, point, ...) have no
+      -- equality: compare their text forms.
+      IF EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+                  WHERE am.amname = 'btree' AND oc.opcdefault
+                    AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))) THEN
+        changed := concat_ws(' OR ', changed, format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', col));
+      ELSE
+        changed := concat_ws(' OR ', changed, format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', col));
+      END IF;
+    END LOOP;
+  END IF;
+
+  PERFORM webhook.untrack(relation, prefix);
+  FOREACH op IN ARRAY ops LOOP
+    when_sql := NULL;
+    IF condition IS NOT NULL THEN
+      when_sql := '(' || condition || ')';
+    END IF;
+    IF op = 'update' AND changed IS NOT NULL THEN
+      when_sql := concat_ws(' AND ', when_sql, '(' || changed || ')');
+    END IF;
+    BEGIN
+      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
+                     'webhook_capture_' || op || ':' || prefix, upper(op), relation,
+                     CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
+                     prefix || '.' || op, coalesce(keys, ''), cols);
+    EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
+                   OR invalid_object_definition OR feature_not_supported OR undefined_table
+                   OR ambiguous_column OR invalid_text_representation OR grouping_error THEN
+      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+      RAISE EXCEPTION 'invalid condition for % events on %: %', op, relation, msg
+        USING ERRCODE = state,
+              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
+    END;
+  END LOOP;
+END
+$$;
+
+REVOKE EXECUTE ON FUNCTION webhook._health(bigint[], bigint[], int[], text[]), webhook._dead(bigint[]),
+  webhook._auto_disable(interval), webhook.set_auto_disable(interval)
+  FROM PUBLIC;

@@ -21,7 +21,8 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
 SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE n int;
+DECLARE n int; dead bigint[]; ok_eps bigint[]; failed_eps bigint[]; failed_status int[]; failed_error text[];
+        changed boolean; r record;
 BEGIN
   WITH o AS (
     SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
@@ -46,18 +47,46 @@ BEGIN
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
      WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
-    RETURNING d.id
+    RETURNING d.id, d.endpoint_id, d.status, d.last_http_status, d.last_error,
+              coalesce(o.http_status BETWEEN 200 AND 299, false) AS ok
   )
-  SELECT count(*) INTO n FROM upd;
+  -- changed: an outcome that may change its endpoint's health (a success
+  -- while failing, a failure while not), read from the endpoint's row in
+  -- this statement, so that a batch that changes nothing pays no call of
+  -- _health() (about 95 µs).
+  SELECT count(*),
+         coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}'),
+         coalesce(array_agg(DISTINCT u.endpoint_id) FILTER (WHERE u.ok), '{}'),
+         coalesce(array_agg(u.endpoint_id ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
+         coalesce(array_agg(u.last_http_status ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
+         coalesce(array_agg(u.last_error ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
+         coalesce(bool_or(u.ok = (ep.failing_since IS NOT NULL)), false)
+    INTO n, dead, ok_eps, failed_eps, failed_status, failed_error, changed
+    FROM upd u
+    LEFT JOIN LATERAL (SELECT x.failing_since FROM webhook.endpoint x WHERE x.id = u.endpoint_id LIMIT 1) ep ON true;
+  -- Operational events (operations.sql): an endpoint's change of health,
+  -- deliveries that gave up.
+  IF changed THEN
+    PERFORM webhook._health(ok_eps, failed_eps, failed_status, failed_error);
+  END IF;
+  IF cardinality(dead) > 0 THEN
+    PERFORM webhook._dead(dead);
+  END IF;
   -- 410 Gone: the receiver asks us to stop. A statement of its own, run
   -- only then: as a part of the one above, its plan was set up per batch.
   IF 410 = ANY (http_statuses) THEN
-    UPDATE webhook.endpoint ep
-       SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
-     WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
-                                      FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
-                                      JOIN webhook.delivery d ON d.id = o.delivery_id
-                                     WHERE o.http_status = 410);
+    FOR r IN
+      UPDATE webhook.endpoint ep
+         SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
+       WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
+                                        FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
+                                        JOIN webhook.delivery d ON d.id = o.delivery_id
+                                       WHERE o.http_status = 410)
+      RETURNING ep.id, ep.url, ep.disabled_reason
+    LOOP
+      PERFORM webhook._operational('webhook.endpoint.disabled', r.id,
+                                   jsonb_build_object('url', r.url, 'reason', 'gone', 'detail', r.disabled_reason));
+    END LOOP;
   END IF;
   RETURN n;
 END

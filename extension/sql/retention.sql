@@ -29,7 +29,10 @@ $$;
 CREATE TABLE webhook.settings (
     singleton           boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     retention           interval NOT NULL DEFAULT '7 days',
-    generation_interval interval NOT NULL DEFAULT '1 day'
+    generation_interval interval NOT NULL DEFAULT '1 day',
+    -- An endpoint whose every attempt has failed this long is disabled
+    -- (operations.sql); NULL: never (webhook.set_auto_disable).
+    auto_disable_after  interval DEFAULT '5 days'
 );
 INSERT INTO webhook.settings DEFAULT VALUES;
 
@@ -91,8 +94,9 @@ BEGIN
 END
 $$;
 
--- Retention, run by webhookd about once a minute (any role granted it may
--- run it; concurrent calls skip): start a new generation when the current
+-- Retention and auto-disable (operations.sql), run by webhookd about once
+-- a minute (any role granted it may run it; concurrent calls skip): start a
+-- new generation when the current
 -- one is older than generation_interval, and drop whole generations that
 -- ended longer than `retention` ago: their events, deliveries and attempts
 -- at once, without DELETE or VACUUM.
@@ -118,6 +122,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO cfg FROM webhook.settings;
+  PERFORM webhook._auto_disable(cfg.auto_disable_after);
   SELECT * INTO cur FROM webhook.generation x WHERE x.started_at IS NOT NULL ORDER BY x.k DESC LIMIT 1;
   generation := cur.k;
 

@@ -121,6 +121,9 @@ BEGIN
     SELECT ev.id AS event_id, typ.endpoint_id, CASE WHEN typ.ordered THEN ev.ordering_key END AS ordering_key
       FROM ev JOIN typ ON typ.event_type = ev.event_type
      WHERE ev.endpoint_id IS NULL
+       -- pg_webhook's own events never go to the endpoint they are about
+       -- (named by their ordering key, operations.sql): no loops.
+       AND NOT (ev.event_type LIKE 'webhook.%' AND ev.ordering_key = 'webhook:endpoint:' || typ.endpoint_id)
     UNION ALL
     -- send_test(): one endpoint, named by the event.
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END

@@ -54,6 +54,11 @@ extension_sql_file!(
     name = "retention",
     requires = ["repair", outbox::generation_start_sql]
 );
+extension_sql_file!(
+    "../sql/operations.sql",
+    name = "operations",
+    requires = ["retention"]
+);
 extension_sql_file!("../sql/grants.sql", name = "grants", finalize);
 
 #[pg_guard]

@@ -5,11 +5,22 @@
 
 use pgrx::prelude::*;
 
-/// Does `event_type` match one of the endpoint's patterns: `*` (all), an
-/// exact type (`orders.insert`) or a prefix (`orders.*`)?
+/// pg_webhook's own events (`webhook.endpoint.failing`, ...: operations.sql)
+/// go only to endpoints that name them (`webhook.*` or more precisely):
+/// `*` means every application event, so a customer's endpoint subscribed
+/// to everything never learns about other endpoints.
+pub const OPERATIONAL_PREFIX: &str = "webhook.";
+
+fn operational(event_type: &str) -> bool {
+    event_type.starts_with(OPERATIONAL_PREFIX)
+}
+
+/// Does `event_type` match one of the endpoint's patterns: `*` (every
+/// application event), an exact type (`orders.insert`) or a prefix
+/// (`orders.*`)?
 pub fn matches<'a>(patterns: impl IntoIterator<Item = &'a str>, event_type: &str) -> bool {
     patterns.into_iter().any(|p| {
-        p == "*"
+        (p == "*" && !operational(event_type))
             || p == event_type
             || p.strip_suffix('*')
                 .is_some_and(|prefix| prefix.ends_with('.') && event_type.starts_with(prefix))
@@ -28,7 +39,10 @@ fn matches_sql(patterns: Array<'_, &str>, event_type: &str) -> bool {
 /// the endpoints that want the type, not at every endpoint. Exactly the
 /// patterns `matches` accepts (tested below).
 pub fn patterns_for(event_type: &str) -> Vec<String> {
-    let mut out = vec!["*".to_string()];
+    let mut out = Vec::new();
+    if !operational(event_type) {
+        out.push("*".to_string());
+    }
     for (i, _) in event_type.match_indices('.') {
         out.push(format!("{}.*", &event_type[..i]));
     }
@@ -57,6 +71,13 @@ mod tests {
         assert!(!matches(["reviews.*", "orders.delete"], "orders.insert"));
         assert!(matches(["reviews.*", "orders.insert"], "orders.insert"));
         assert!(!matches([], "orders.insert"));
+        // pg_webhook's own events only where named.
+        assert!(!matches(["*"], "webhook.endpoint.failing"));
+        assert!(matches(["webhook.*"], "webhook.endpoint.failing"));
+        assert!(matches(
+            ["*", "webhook.endpoint.*"],
+            "webhook.endpoint.failing"
+        ));
     }
 
     #[test]
@@ -67,12 +88,21 @@ mod tests {
             ["*", "orders.*", "orders.line.*", "orders.line.insert"]
         );
         assert_eq!(patterns_for("ping"), ["*", "ping"]);
+        assert_eq!(
+            patterns_for("webhook.endpoint.failing"),
+            [
+                "webhook.*",
+                "webhook.endpoint.*",
+                "webhook.endpoint.failing"
+            ]
+        );
         let types = [
             "orders.insert",
             "orders.line.insert",
             "orders_archive.insert",
             "a.b.c.d",
             "x",
+            "webhook.delivery.dead",
         ];
         let candidates = [
             "*",
@@ -89,6 +119,8 @@ mod tests {
             "a.b.c.d.*",
             "x",
             "x.*",
+            "webhook.*",
+            "webhook.delivery.dead",
         ];
         for t in types {
             for p in candidates {

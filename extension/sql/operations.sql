@@ -1,0 +1,131 @@
+-- Operations: pg_webhook's own events about its endpoints and deliveries,
+-- and auto-disable. The events are ordinary events in the outbox, of types
+--   webhook.endpoint.disabled   (data.reason: gone, auto-disable or manual)
+--   webhook.endpoint.enabled
+--   webhook.endpoint.failing    (the first failure after a success)
+--   webhook.endpoint.recovered  (the first success after failing)
+--   webhook.delivery.dead       (an application event's delivery gave up)
+-- so an operator's endpoint subscribed to webhook.* (a Slack relay, a
+-- pager bridge) gets them signed, retried and logged like any other. They
+-- are also sent with NOTIFY on the channel webhook_operational (the body as
+-- the payload) for listeners inside the database.
+--
+-- Bounded and loop-free: failing and recovered are written on a change of
+-- an endpoint's state, not per attempt; `*` does not match webhook.* types
+-- (route.rs), and an event about an endpoint is never routed to it
+-- (route.sql, by the ordering key 'webhook:endpoint:<id>', which also keeps
+-- an ordered operator endpoint's events about one endpoint in order); a
+-- dead delivery of one of these events makes no event of its own.
+
+-- Write one operational event about `about` (an endpoint id) in the
+-- caller's transaction. The caller's privileges apply (SECURITY INVOKER):
+-- only a role that may write the outbox can use it.
+CREATE FUNCTION webhook._operational(event_type text, about bigint, data jsonb) RETURNS bigint
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
+BEGIN
+  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+          || '","data":' || (jsonb_build_object('endpoint_id', about) || coalesce(data, '{}'))::text || '}';
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+  VALUES (event_type, body, 'webhook:endpoint:' || about, ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  -- NOTIFY payloads are limited to 8000 bytes: the body is bounded by what
+  -- goes into it (a URL of at most 2048 characters, an error cut to 500).
+  PERFORM pg_notify('webhook_operational', body);
+  RETURN id;
+END
+$$;
+
+-- After record(): the endpoints of a batch that had a success are
+-- answering (recovered, if they were failing); those with only failures
+-- are failing from now (if they were not already). Writes only on a
+-- change: usually it reads the batch's endpoints by key and nothing else.
+-- failed_*: one entry per failed attempt, in order (the last one of an
+-- endpoint goes into its event).
+CREATE FUNCTION webhook._health(succeeded bigint[], failed bigint[], failed_status int[], failed_error text[])
+RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    UPDATE webhook.endpoint ep
+       SET failing_since = CASE WHEN ep.id = ANY (succeeded) THEN NULL ELSE now() END
+      FROM (SELECT x.id, x.failing_since AS was FROM webhook.endpoint x
+             WHERE (x.id = ANY (succeeded) AND x.failing_since IS NOT NULL)
+                OR (x.id = ANY (failed) AND x.id <> ALL (succeeded) AND x.failing_since IS NULL)) old
+     WHERE ep.id = old.id
+    RETURNING ep.id, ep.url, old.was
+  LOOP
+    IF r.was IS NOT NULL THEN
+      PERFORM webhook._operational('webhook.endpoint.recovered', r.id,
+                                   jsonb_build_object('url', r.url, 'failing_since', r.was));
+    ELSE
+      PERFORM webhook._operational('webhook.endpoint.failing', r.id,
+        (SELECT jsonb_build_object('url', r.url, 'last_status', f.status, 'last_error', left(f.error, 500))
+           FROM unnest(failed, failed_status, failed_error) WITH ORDINALITY AS f(id, status, error, n)
+          WHERE f.id = r.id ORDER BY f.n DESC LIMIT 1));
+    END IF;
+  END LOOP;
+END
+$$;
+
+-- After record(): a webhook.delivery.dead event for each delivery that
+-- gave up, unless it was one of these events itself.
+CREATE FUNCTION webhook._dead(delivery_ids bigint[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record;
+BEGIN
+  FOR r IN
+    SELECT d.id, d.event_id, d.endpoint_id, e.event_type, d.attempts, d.last_http_status, d.last_error
+      FROM unnest(delivery_ids) AS k(id)
+     CROSS JOIN LATERAL (SELECT x.* FROM webhook.delivery x WHERE x.id = k.id LIMIT 1) d
+     CROSS JOIN LATERAL (SELECT y.event_type FROM webhook.event_log y WHERE y.id = d.event_id LIMIT 1) e
+     WHERE e.event_type NOT LIKE 'webhook.%'
+     ORDER BY d.id
+  LOOP
+    PERFORM webhook._operational('webhook.delivery.dead', r.endpoint_id,
+      jsonb_build_object('event_id', r.event_id, 'event_type', r.event_type, 'attempts', r.attempts,
+                         'last_status', r.last_http_status, 'last_error', left(r.last_error, 500)));
+  END LOOP;
+END
+$$;
+
+-- From maintain(): disable the endpoints whose every attempt has failed
+-- for `after` (NULL: never), with the reason recorded and an event.
+-- Enabling one again (enable_endpoint) resumes its pending deliveries.
+CREATE FUNCTION webhook._auto_disable(after interval) RETURNS int
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record; n int := 0;
+BEGIN
+  IF after IS NULL THEN
+    RETURN 0;
+  END IF;
+  FOR r IN
+    UPDATE webhook.endpoint ep
+       SET enabled = false, updated_at = now(),
+           disabled_reason = 'auto-disabled: every attempt failed since ' || webhook._rfc3339(ep.failing_since)
+     WHERE ep.enabled AND ep.failing_since <= now() - after
+    RETURNING ep.id, ep.url, ep.failing_since, ep.disabled_reason
+  LOOP
+    PERFORM webhook._operational('webhook.endpoint.disabled', r.id,
+      jsonb_build_object('url', r.url, 'reason', 'auto-disable', 'failing_since', r.failing_since,
+                         'detail', r.disabled_reason));
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$$;
+
+-- How long every attempt of an endpoint must have failed before it is
+-- disabled (default 5 days, as Svix); NULL: never.
+CREATE FUNCTION webhook.set_auto_disable(after interval) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF after IS NOT NULL AND after <= interval '0' THEN
+    RAISE EXCEPTION 'auto-disable period must be positive, or NULL for never'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'The default is 5 days: SELECT webhook.set_auto_disable(''5 days'');';
+  END IF;
+  UPDATE webhook.settings s SET auto_disable_after = after;
+END
+$$;
