@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -80,6 +80,11 @@ pub struct Claimed {
     pub max_in_flight: i32,
     /// Requests per second at most, if the endpoint has a limit.
     pub rate_limit: Option<i32>,
+    /// The endpoint's own retry schedule, if it has one (else webhookd's).
+    pub retry_schedule: Option<Vec<Duration>>,
+    /// When the delivery reaches the endpoint's maximum age, if it has one:
+    /// no retry is scheduled past it.
+    pub retry_deadline: Option<Instant>,
 }
 
 pub struct Claimer {
@@ -118,7 +123,8 @@ impl Claimer {
     pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         let stmt = client
             .prepare(
-                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit \
+                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit, \
+                        retry_schedule_ms, retry_budget_ms \
                    FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[], $8::bigint)",
             )
             .await?;
@@ -152,6 +158,8 @@ impl Claimer {
             &max_body_bytes,
         ];
         let rows = client.query_raw(&self.stmt, params).await?;
+        // The budget is counted from here (the database's "now").
+        let claimed_at = Instant::now();
         let mut rows = std::pin::pin!(rows);
         let mut bodies: HashMap<i64, Bytes> = HashMap::new();
         let mut claim = Claim::default();
@@ -185,6 +193,16 @@ impl Claimer {
                 timeout_ms: r.try_get(10)?,
                 max_in_flight: r.try_get(11)?,
                 rate_limit: r.try_get(12)?,
+                retry_schedule: r.try_get::<_, Option<Vec<i64>>>(13)?.map(|ms| {
+                    ms.into_iter()
+                        .map(|m| Duration::from_millis(m.max(0) as u64))
+                        .collect()
+                }),
+                retry_deadline: r.try_get::<_, Option<i64>>(14)?.map(|left| {
+                    claimed_at
+                        .checked_add(Duration::from_millis(left.max(0) as u64))
+                        .unwrap_or(claimed_at)
+                }),
             });
         }
         Ok(claim)

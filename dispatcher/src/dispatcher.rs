@@ -198,11 +198,15 @@ fn outcome_of(
 ) -> Outcome {
     let verdict = retry::verdict(attempt.ending());
     let delay = retry::next_delay(
-        policy,
+        &policy.for_endpoint(claimed.retry_schedule.as_deref()),
         claimed.attempt.max(1) as u32,
         verdict,
         rand::random::<f64>(),
     );
+    let left = claimed
+        .retry_deadline
+        .map(|d| d.saturating_duration_since(Instant::now()));
+    let delay = retry::within_age(delay, left);
     match (verdict, delay) {
         (retry::Verdict::Delivered, _) => metrics.delivered.fetch_add(1, Ordering::Relaxed),
         (_, Some(_)) => metrics.retried.fetch_add(1, Ordering::Relaxed),

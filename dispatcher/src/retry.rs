@@ -95,6 +95,28 @@ pub fn next_delay(policy: &Policy, attempt: u32, verdict: Verdict, unit: f64) ->
     })
 }
 
+impl Policy {
+    /// An endpoint's policy: its own schedule (from webhook.endpoint, by
+    /// claim()) if it has one, else this one's; jitter and the
+    /// `Retry-After` cap are webhookd's.
+    pub fn for_endpoint(&self, schedule: Option<&[Duration]>) -> Policy {
+        Policy {
+            schedule: schedule.map_or_else(|| self.schedule.clone(), <[Duration]>::to_vec),
+            ..self.clone()
+        }
+    }
+}
+
+/// A retry `delay` from now, unless it would come after the delivery's
+/// maximum age (`left`: the time until then): then none, the delivery is
+/// dead.
+pub fn within_age(delay: Option<Duration>, left: Option<Duration>) -> Option<Duration> {
+    match (delay, left) {
+        (Some(d), Some(l)) if d > l => None,
+        (d, _) => d,
+    }
+}
+
 /// Parse a `Retry-After` header: delay-seconds or an HTTP date.
 pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
     let value = value.trim();
@@ -162,6 +184,30 @@ mod tests {
         // 11 retries: attempt 12 is the last, then dead.
         assert_eq!(delays.len(), 11);
         assert_eq!(next_delay(&p, 12, failed, 0.5), None);
+    }
+
+    #[test]
+    fn an_endpoint_s_own_schedule_and_maximum_age_are_honoured() {
+        let webhookd = no_jitter();
+        let own = [Duration::from_millis(200), Duration::from_secs(1)];
+        let p = webhookd.for_endpoint(Some(&own));
+        let failed = Verdict::Failed { retry_after: None };
+        assert_eq!(next_delay(&p, 1, failed, 0.5), Some(own[0]));
+        assert_eq!(next_delay(&p, 2, failed, 0.5), Some(own[1]));
+        assert_eq!(next_delay(&p, 3, failed, 0.5), None);
+        // No schedule of its own: webhookd's.
+        assert_eq!(webhookd.for_endpoint(None).schedule, webhookd.schedule);
+        // An empty schedule: no retries.
+        assert_eq!(
+            next_delay(&webhookd.for_endpoint(Some(&[])), 1, failed, 0.5),
+            None
+        );
+        // A retry past the maximum age is none: dead.
+        let d = Some(Duration::from_secs(5));
+        assert_eq!(within_age(d, None), d);
+        assert_eq!(within_age(d, Some(Duration::from_secs(6))), d);
+        assert_eq!(within_age(d, Some(Duration::from_secs(4))), None);
+        assert_eq!(within_age(None, Some(Duration::from_secs(4))), None);
     }
 
     #[test]

@@ -163,7 +163,13 @@ CREATE FUNCTION webhook.claim(
     max_body_bytes    bigint DEFAULT 16777216
 ) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
                  attempt int, url text, headers jsonb, signature text, signed_at bigint, body text,
-                 timeout_ms int, max_in_flight int, rate_limit int)
+                 timeout_ms int, max_in_flight int, rate_limit int,
+                 -- The endpoint's retry policy, if it has one (else
+                 -- webhookd's): the delays before attempts 2, 3, ... in
+                 -- milliseconds, and how many milliseconds are left until
+                 -- the delivery's maximum age (counted by the database's
+                 -- clock, so webhookd's may differ).
+                 retry_schedule_ms bigint[], retry_budget_ms bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit and plan cache: as for route(). Every join here is a handful of rows
 -- looked up by key; stale statistics must not turn one into a merge join
@@ -308,7 +314,7 @@ BEGIN
   WITH c AS MATERIALIZED (
     SELECT d.*
       FROM unnest(claimed) AS k(id)
-     CROSS JOIN LATERAL (SELECT x.id, x.claim_token, x.event_id, x.endpoint_id, x.attempts
+     CROSS JOIN LATERAL (SELECT x.id, x.claim_token, x.event_id, x.endpoint_id, x.attempts, x.created_at
                            FROM webhook.delivery x WHERE x.id = k.id LIMIT 1) d
   ), sec AS (
     -- Each endpoint's signing secrets once per claim, newest first.
@@ -321,10 +327,14 @@ BEGIN
   SELECT c.id, c.claim_token, c.event_id, c.endpoint_id, c.attempts + 1, ep.url, ep.headers,
          webhook._sign_all(sec.secrets, c.event_id::text, ts, ev.body), ts,
          CASE WHEN row_number() OVER (PARTITION BY c.event_id ORDER BY c.id) = 1 THEN ev.body END,
-         ep.timeout_ms, ep.max_in_flight, ep.rate_limit
+         ep.timeout_ms, ep.max_in_flight, ep.rate_limit,
+         CASE WHEN ep.retry_schedule IS NOT NULL
+              THEN ARRAY(SELECT (extract(epoch FROM s) * 1000)::bigint FROM unnest(ep.retry_schedule) s) END,
+         (extract(epoch FROM c.created_at + ep.retry_max_age - t_now) * 1000)::bigint
     FROM c
    CROSS JOIN LATERAL (SELECT e.body FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
-   CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit
+   CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit, x.retry_schedule,
+                              x.retry_max_age
                          FROM webhook.endpoint x WHERE x.id = c.endpoint_id LIMIT 1) ep
     LEFT JOIN sec ON sec.endpoint_id = c.endpoint_id
    ORDER BY c.id;

@@ -19,7 +19,12 @@ CREATE TABLE webhook.endpoint (
     -- success, cleared by the next success. It decides the
     -- webhook.endpoint.failing / .recovered events and auto-disable
     -- (operations.sql), in the database, so every webhookd agrees.
-    failing_since   timestamptz
+    failing_since   timestamptz,
+    -- This endpoint's retry policy (NULL: webhookd's, --retry-schedule): the
+    -- delays before attempts 2, 3, ..., and how long after its delivery was
+    -- made an attempt may still be scheduled (then dead).
+    retry_schedule  interval[],
+    retry_max_age   interval
 );
 
 -- Routing asks "which endpoints want this event type" once per type with
@@ -152,6 +157,24 @@ BEGIN
 END
 $$;
 
+-- A retry policy's parts, or an error saying what is allowed.
+CREATE FUNCTION webhook._check_retry(retry_schedule interval[], retry_max_age interval) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF retry_schedule IS NOT NULL AND (cardinality(retry_schedule) > 100
+     OR EXISTS (SELECT 1 FROM unnest(retry_schedule) d WHERE d IS NULL OR d < interval '10 milliseconds' OR d > interval '30 days')) THEN
+    RAISE EXCEPTION 'retry_schedule must list at most 100 delays of 10 milliseconds to 30 days'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The delays before attempts 2, 3, ...: ''{5s,5min,30min,2h}''; an empty list means no retries.';
+  END IF;
+  IF retry_max_age IS NOT NULL AND (retry_max_age <= interval '0' OR retry_max_age > interval '90 days') THEN
+    RAISE EXCEPTION 'retry_max_age must be positive and at most 90 days'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'No attempt is scheduled later than this after the delivery was made; NULL: no limit but the schedule.';
+  END IF;
+END
+$$;
+
 CREATE FUNCTION webhook._endpoint(endpoint_id bigint) RETURNS webhook.endpoint
 LANGUAGE plpgsql STABLE AS $$
 DECLARE ep webhook.endpoint;
@@ -174,11 +197,15 @@ CREATE FUNCTION webhook.create_endpoint(
     timeout       interval DEFAULT '15 seconds',
     ordered       boolean DEFAULT false,
     max_in_flight int DEFAULT 16,
-    rate_limit    int DEFAULT NULL
+    rate_limit    int DEFAULT NULL,
+    -- This endpoint's retries (NULL: webhookd's schedule; '{}': none).
+    retry_schedule interval[] DEFAULT NULL,
+    retry_max_age  interval DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE id bigint; ms int;
 BEGIN
+  PERFORM webhook._check_retry(retry_schedule, retry_max_age);
   ms := webhook._check_timeout(timeout);
   PERFORM webhook._check_max_in_flight(max_in_flight);
   IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
@@ -188,9 +215,11 @@ BEGIN
   IF secret IS NOT NULL THEN
     PERFORM webhook._check_secret(secret);
   END IF;
-  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit)
+  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit,
+                                retry_schedule, retry_max_age)
   VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
-          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit)
+          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit,
+          retry_schedule, retry_max_age)
   RETURNING endpoint.id INTO id;
   INSERT INTO webhook.endpoint_secret (endpoint_id, secret)
   VALUES (id, coalesce(secret, webhook._generate_secret()));
@@ -199,8 +228,9 @@ END
 $$;
 
 -- Change an endpoint's settings: each argument left NULL keeps its value.
--- rate_limit 0 removes the limit and description '' clears it (NULL means
--- "unchanged" here). Deliveries already routed keep going to the endpoint;
+-- rate_limit 0 removes the limit, description '' clears it,
+-- default_retry_schedule => true goes back to webhookd's schedule and
+-- retry_max_age '0' removes the age limit (NULL means "unchanged" here). Deliveries already routed keep going to the endpoint;
 -- new event_types apply to events routed from now on.
 CREATE FUNCTION webhook.alter_endpoint(
     id            bigint,
@@ -211,12 +241,21 @@ CREATE FUNCTION webhook.alter_endpoint(
     timeout       interval DEFAULT NULL,
     ordered       boolean DEFAULT NULL,
     max_in_flight int DEFAULT NULL,
-    rate_limit    int DEFAULT NULL
+    rate_limit    int DEFAULT NULL,
+    retry_schedule interval[] DEFAULT NULL,
+    retry_max_age  interval DEFAULT NULL,
+    -- true: back to webhookd's schedule (retry_schedule must be NULL).
+    default_retry_schedule boolean DEFAULT false
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   ep := webhook._endpoint(id);
+  IF default_retry_schedule AND retry_schedule IS NOT NULL THEN
+    RAISE EXCEPTION 'pass retry_schedule or default_retry_schedule, not both'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'default_retry_schedule => true goes back to webhookd''s schedule.';
+  END IF;
+  PERFORM webhook._check_retry(retry_schedule, nullif(retry_max_age, interval '0'));
   IF rate_limit IS NOT NULL AND rate_limit < 0 THEN
     RAISE EXCEPTION 'rate_limit must be positive (requests per second), or 0 to remove the limit'
       USING ERRCODE = 'invalid_parameter_value', HINT = 'NULL leaves the current limit as it is.';
@@ -236,6 +275,10 @@ BEGIN
                               ELSE webhook._check_max_in_flight(alter_endpoint.max_in_flight) END,
          rate_limit = CASE WHEN alter_endpoint.rate_limit IS NULL THEN e.rate_limit
                            ELSE nullif(alter_endpoint.rate_limit, 0) END,
+         retry_schedule = CASE WHEN default_retry_schedule THEN NULL
+                               ELSE coalesce(alter_endpoint.retry_schedule, e.retry_schedule) END,
+         retry_max_age = CASE WHEN alter_endpoint.retry_max_age IS NULL THEN e.retry_max_age
+                              ELSE nullif(alter_endpoint.retry_max_age, interval '0') END,
          updated_at = now()
    WHERE e.id = alter_endpoint.id;
 END

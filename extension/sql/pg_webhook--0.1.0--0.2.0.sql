@@ -500,7 +500,11 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION webhook.claim(
+-- claim() also returns each endpoint's retry policy: a new row type, so
+-- the function is made anew (the old one renamed, its EXECUTE grants
+-- copied, then dropped, below).
+ALTER FUNCTION webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint) RENAME TO _claim_0_1_0;
+CREATE FUNCTION webhook.claim(
     max_deliveries    int DEFAULT 100,
     lease             interval DEFAULT '60 seconds',
     worker            text DEFAULT NULL,
@@ -516,7 +520,13 @@ CREATE OR REPLACE FUNCTION webhook.claim(
     max_body_bytes    bigint DEFAULT 16777216
 ) RETURNS TABLE (delivery_id bigint, claim_token int, event_id bigint, endpoint_id bigint,
                  attempt int, url text, headers jsonb, signature text, signed_at bigint, body text,
-                 timeout_ms int, max_in_flight int, rate_limit int)
+                 timeout_ms int, max_in_flight int, rate_limit int,
+                 -- The endpoint's retry policy, if it has one (else
+                 -- webhookd's): the delays before attempts 2, 3, ... in
+                 -- milliseconds, and how many milliseconds are left until
+                 -- the delivery's maximum age (counted by the database's
+                 -- clock, so webhookd's may differ).
+                 retry_schedule_ms bigint[], retry_budget_ms bigint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit and plan cache: as for route(). Every join here is a handful of rows
 -- looked up by key; stale statistics must not turn one into a merge join
@@ -661,7 +671,7 @@ BEGIN
   WITH c AS MATERIALIZED (
     SELECT d.*
       FROM unnest(claimed) AS k(id)
-     CROSS JOIN LATERAL (SELECT x.id, x.claim_token, x.event_id, x.endpoint_id, x.attempts
+     CROSS JOIN LATERAL (SELECT x.id, x.claim_token, x.event_id, x.endpoint_id, x.attempts, x.created_at
                            FROM webhook.delivery x WHERE x.id = k.id LIMIT 1) d
   ), sec AS (
     -- Each endpoint's signing secrets once per claim, newest first.
@@ -674,10 +684,14 @@ BEGIN
   SELECT c.id, c.claim_token, c.event_id, c.endpoint_id, c.attempts + 1, ep.url, ep.headers,
          webhook._sign_all(sec.secrets, c.event_id::text, ts, ev.body), ts,
          CASE WHEN row_number() OVER (PARTITION BY c.event_id ORDER BY c.id) = 1 THEN ev.body END,
-         ep.timeout_ms, ep.max_in_flight, ep.rate_limit
+         ep.timeout_ms, ep.max_in_flight, ep.rate_limit,
+         CASE WHEN ep.retry_schedule IS NOT NULL
+              THEN ARRAY(SELECT (extract(epoch FROM s) * 1000)::bigint FROM unnest(ep.retry_schedule) s) END,
+         (extract(epoch FROM c.created_at + ep.retry_max_age - t_now) * 1000)::bigint
     FROM c
    CROSS JOIN LATERAL (SELECT e.body FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
-   CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit
+   CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit, x.retry_schedule,
+                              x.retry_max_age
                          FROM webhook.endpoint x WHERE x.id = c.endpoint_id LIMIT 1) ep
     LEFT JOIN sec ON sec.endpoint_id = c.endpoint_id
    ORDER BY c.id;
@@ -686,6 +700,19 @@ BEGIN
   END IF;
 END
 $$;
+
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT a.grantee FROM pg_proc p, LATERAL aclexplode(p.proacl) a
+            WHERE p.oid = 'webhook._claim_0_1_0(int, interval, text, bigint[], int, bigint[], int[], bigint)'::regprocedure
+              AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint) TO %s', r.grantee::regrole);
+  END LOOP;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint) FROM PUBLIC;
+DROP FUNCTION webhook._claim_0_1_0(int, interval, text, bigint[], int, bigint[], int[], bigint);
 
 -- Queue functions never run parallel plans (partitioned tables made them look cheap).
 CREATE OR REPLACE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
@@ -1026,7 +1053,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION webhook.create_endpoint(
+-- create_endpoint() takes a retry policy: new parameters, a new function.
+DROP FUNCTION webhook.create_endpoint(text, text[], text, text, jsonb, interval, boolean, int, int);
+CREATE FUNCTION webhook.create_endpoint(
     url           text,
     event_types   text[] DEFAULT '{*}',
     secret        text DEFAULT NULL,
@@ -1035,11 +1064,15 @@ CREATE OR REPLACE FUNCTION webhook.create_endpoint(
     timeout       interval DEFAULT '15 seconds',
     ordered       boolean DEFAULT false,
     max_in_flight int DEFAULT 16,
-    rate_limit    int DEFAULT NULL
+    rate_limit    int DEFAULT NULL,
+    -- This endpoint's retries (NULL: webhookd's schedule; '{}': none).
+    retry_schedule interval[] DEFAULT NULL,
+    retry_max_age  interval DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE id bigint; ms int;
 BEGIN
+  PERFORM webhook._check_retry(retry_schedule, retry_max_age);
   ms := webhook._check_timeout(timeout);
   PERFORM webhook._check_max_in_flight(max_in_flight);
   IF rate_limit IS NOT NULL AND rate_limit <= 0 THEN
@@ -1049,9 +1082,11 @@ BEGIN
   IF secret IS NOT NULL THEN
     PERFORM webhook._check_secret(secret);
   END IF;
-  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit)
+  INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit,
+                                retry_schedule, retry_max_age)
   VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
-          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit)
+          webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit,
+          retry_schedule, retry_max_age)
   RETURNING endpoint.id INTO id;
   INSERT INTO webhook.endpoint_secret (endpoint_id, secret)
   VALUES (id, coalesce(secret, webhook._generate_secret()));
@@ -1068,12 +1103,21 @@ CREATE FUNCTION webhook.alter_endpoint(
     timeout       interval DEFAULT NULL,
     ordered       boolean DEFAULT NULL,
     max_in_flight int DEFAULT NULL,
-    rate_limit    int DEFAULT NULL
+    rate_limit    int DEFAULT NULL,
+    retry_schedule interval[] DEFAULT NULL,
+    retry_max_age  interval DEFAULT NULL,
+    -- true: back to webhookd's schedule (retry_schedule must be NULL).
+    default_retry_schedule boolean DEFAULT false
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   ep := webhook._endpoint(id);
+  IF default_retry_schedule AND retry_schedule IS NOT NULL THEN
+    RAISE EXCEPTION 'pass retry_schedule or default_retry_schedule, not both'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'default_retry_schedule => true goes back to webhookd''s schedule.';
+  END IF;
+  PERFORM webhook._check_retry(retry_schedule, nullif(retry_max_age, interval '0'));
   IF rate_limit IS NOT NULL AND rate_limit < 0 THEN
     RAISE EXCEPTION 'rate_limit must be positive (requests per second), or 0 to remove the limit'
       USING ERRCODE = 'invalid_parameter_value', HINT = 'NULL leaves the current limit as it is.';
@@ -1093,6 +1137,10 @@ BEGIN
                               ELSE webhook._check_max_in_flight(alter_endpoint.max_in_flight) END,
          rate_limit = CASE WHEN alter_endpoint.rate_limit IS NULL THEN e.rate_limit
                            ELSE nullif(alter_endpoint.rate_limit, 0) END,
+         retry_schedule = CASE WHEN default_retry_schedule THEN NULL
+                               ELSE coalesce(alter_endpoint.retry_schedule, e.retry_schedule) END,
+         retry_max_age = CASE WHEN alter_endpoint.retry_max_age IS NULL THEN e.retry_max_age
+                              ELSE nullif(alter_endpoint.retry_max_age, interval '0') END,
          updated_at = now()
    WHERE e.id = alter_endpoint.id;
 END
@@ -1461,3 +1509,22 @@ $$;
 REVOKE EXECUTE ON FUNCTION webhook._health(bigint[], bigint[], int[], text[]), webhook._dead(bigint[]),
   webhook._auto_disable(interval), webhook.set_auto_disable(interval)
   FROM PUBLIC;
+
+-- Per-endpoint retry policy: a schedule and a maximum age beside webhookd's.
+ALTER TABLE webhook.endpoint ADD COLUMN retry_schedule interval[], ADD COLUMN retry_max_age interval;
+CREATE FUNCTION webhook._check_retry(retry_schedule interval[], retry_max_age interval) RETURNS void
+LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+  IF retry_schedule IS NOT NULL AND (cardinality(retry_schedule) > 100
+     OR EXISTS (SELECT 1 FROM unnest(retry_schedule) d WHERE d IS NULL OR d < interval '10 milliseconds' OR d > interval '30 days')) THEN
+    RAISE EXCEPTION 'retry_schedule must list at most 100 delays of 10 milliseconds to 30 days'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'The delays before attempts 2, 3, ...: ''{5s,5min,30min,2h}''; an empty list means no retries.';
+  END IF;
+  IF retry_max_age IS NOT NULL AND (retry_max_age <= interval '0' OR retry_max_age > interval '90 days') THEN
+    RAISE EXCEPTION 'retry_max_age must be positive and at most 90 days'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'No attempt is scheduled later than this after the delivery was made; NULL: no limit but the schedule.';
+  END IF;
+END
+$$;
