@@ -41,19 +41,25 @@ def operator(db, receiver):
 
 def test_failing_then_recovered_once_each_signed_and_only_to_the_operator(db, receiver, webhookd):
     ops, oid = operator(db, receiver)
-    flaky = receiver(lambda n, req: (503, {}, b"busy", 0) if n < 4 else (204, {}, b"", 0))
+    state = {"up": False}
+    flaky = receiver(lambda n, req: (204, {}, b"", 0) if state["up"] else (503, {}, b"busy", 0))
     everything = receiver()
     fid = q1(db, "SELECT webhook.create_endpoint(%s, '{orders.*}', %s)", flaky.url, SECRET)
     q1(db, "SELECT webhook.create_endpoint(%s, '{*}', %s)", everything.url, SECRET)
-    webhookd("--retry-schedule", "200ms,200ms,200ms,200ms,200ms,200ms", *FAST)
+    webhookd("--retry-schedule", ",".join(["200ms"] * 30), "--maintain-interval", "300ms", *FAST)
     for i in range(2):
         db.execute("SELECT webhook.emit('orders.insert', jsonb_build_object('n', %s::int))", (i,))
+    # Failing for a while: several attempts, several looks of maintain().
+    wait_for(lambda: "webhook.endpoint.failing" in types_of(ops_events(ops)), 20, what="the failing event")
+    wait_for(lambda: q1(db, "SELECT sum(attempts) FROM webhook.deliveries WHERE endpoint_id = %s", fid) >= 8, 20,
+             what="more failed attempts")
+    state["up"] = True
     wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.deliveries WHERE endpoint_id = %s AND status = 'succeeded'",
                         fid) == 2, 30, what="the flaky endpoint's deliveries")
     wait_for(lambda: "webhook.endpoint.recovered" in types_of(ops_events(ops)), 20, what="the recovered event")
     time.sleep(0.5)
     events = ops_events(ops)
-    # Four failed attempts, one failing event; then one recovered.
+    # Many failed attempts, one failing event; then one recovered.
     assert types_of(events, fid) == ["webhook.endpoint.failing", "webhook.endpoint.recovered"], events
     failing, recovered = events
     assert failing["data"] == {"endpoint_id": fid, "url": flaky.url, "last_status": 503, "last_error": failing["data"]["last_error"]}
@@ -72,7 +78,7 @@ def test_dead_deliveries_gone_receivers_and_manual_changes_make_events(db, recei
     gone = receiver(lambda n, req: (410, {}, b"", 0))
     bid = q1(db, "SELECT webhook.create_endpoint(%s, '{a.*}', %s)", broken.url, SECRET)
     gid = q1(db, "SELECT webhook.create_endpoint(%s, '{b.*}', %s)", gone.url, SECRET)
-    webhookd("--retry-schedule", "100ms", *FAST)
+    webhookd("--retry-schedule", "100ms", "--maintain-interval", "300ms", *FAST)
     dead_event = q1(db, "SELECT webhook.emit('a.x', '{}')")
     db.execute("SELECT webhook.emit('b.x', '{}')")
     wait_for(lambda: "webhook.delivery.dead" in types_of(ops_events(ops), bid)

@@ -85,6 +85,9 @@ pub struct Claimed {
     /// When the delivery reaches the endpoint's maximum age, if it has one:
     /// no retry is scheduled past it.
     pub retry_deadline: Option<Instant>,
+    /// The W3C traceparent of the transaction that wrote the event, sent
+    /// as the `traceparent` header.
+    pub traceparent: Option<String>,
 }
 
 pub struct Claimer {
@@ -124,7 +127,7 @@ impl Claimer {
         let stmt = client
             .prepare(
                 "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit, \
-                        retry_schedule_ms, retry_budget_ms \
+                        retry_schedule_ms, retry_budget_ms, traceparent \
                    FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[], $8::bigint)",
             )
             .await?;
@@ -203,6 +206,7 @@ impl Claimer {
                         .checked_add(Duration::from_millis(left.max(0) as u64))
                         .unwrap_or(claimed_at)
                 }),
+                traceparent: r.try_get(15)?,
             });
         }
         Ok(claim)

@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::dispatcher::Config;
-use crate::{breaker, db, egress, retry, ssrf};
+use crate::{breaker, db, egress, metrics, retry, ssrf};
 
 /// How to reach PostgreSQL; shared by every command that connects.
 #[derive(Args, Debug)]
@@ -70,6 +70,10 @@ pub struct RunArgs {
     /// Serve Prometheus /metrics and /healthz here.
     #[arg(long, env = "WEBHOOKD_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Endpoints with series of their own in /metrics (the first seen);
+    /// later ones share endpoint="other".
+    #[arg(long, env = "WEBHOOKD_METRICS_MAX_ENDPOINTS", default_value_t = metrics::DEFAULT_MAX_ENDPOINTS)]
+    pub metrics_max_endpoints: usize,
     /// Allow loopback, private and link-local targets (development and tests only).
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
@@ -161,6 +165,7 @@ impl Config {
             lease: a.lease,
             poll_interval: a.poll_interval,
             maintain_interval: a.maintain_interval,
+            metrics_max_endpoints: a.metrics_max_endpoints,
             linger: a.linger,
             listen: !a.no_listen,
             http: egress::Options {

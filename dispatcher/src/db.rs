@@ -200,6 +200,25 @@ impl Backoff {
     }
 }
 
+/// Whether each of this process's connections (by name: claim, record,
+/// listen, maintain, metrics) is up: false from the moment one is being
+/// made again until it is. Read by /metrics (webhookd_database_connected).
+static CONNECTIONS: std::sync::Mutex<std::collections::BTreeMap<&'static str, bool>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+fn set_connected(what: &'static str, up: bool) {
+    if let Ok(mut c) = CONNECTIONS.lock() {
+        c.insert(what, up);
+    }
+}
+
+pub fn connection_states() -> Vec<(&'static str, bool)> {
+    CONNECTIONS
+        .lock()
+        .map(|c| c.iter().map(|(k, v)| (*k, *v)).collect())
+        .unwrap_or_default()
+}
+
 /// Open a connection with `open` (connect, then prepare what it needs),
 /// again and again with `backoff` between tries, each failure logged in
 /// the server's words, until it succeeds (the backoff is reset) or
@@ -216,10 +235,12 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
 {
+    set_connected(what, false);
     while !shutdown.is_cancelled() {
         match open().await {
             Ok(conn) => {
                 backoff.reset();
+                set_connected(what, true);
                 return Some(conn);
             }
             Err(e) => {

@@ -21,6 +21,7 @@ pub const READ_CAP: usize = 64 * 1024;
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
 const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The HTTP client, and which endpoints' dropped headers were already
 /// logged (once per endpoint and header set, not once per delivery).
@@ -224,6 +225,13 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
             HeaderValue::from_str(value),
         ) {
             headers.append(n, v);
+        }
+    }
+    // The producing transaction's trace context (checked by the extension
+    // when it was written); it replaces an endpoint header of that name.
+    if let Some(tp) = claimed.traceparent.as_deref() {
+        if let Ok(v) = HeaderValue::from_str(tp) {
+            headers.insert(TRACEPARENT, v);
         }
     }
     let timeout = Duration::from_millis(claimed.timeout_ms.max(1) as u64);

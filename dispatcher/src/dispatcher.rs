@@ -3,7 +3,6 @@
 //! retry or dead (the schedule in retry.rs).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +15,7 @@ use crate::claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
 use crate::deliver::{self, Deliverer};
 use crate::egress;
 use crate::endpoints::{Admission, Endpoints};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 use crate::record::{self, Outcome, Report};
 use crate::retry::{self, Policy};
 use crate::{db, http};
@@ -38,6 +37,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// How often webhook.maintain() runs (Duration::ZERO: never).
     pub maintain_interval: Duration,
+    /// Endpoints with /metrics series of their own.
+    pub metrics_max_endpoints: usize,
     pub linger: Duration,
     pub listen: bool,
     pub http: egress::Options,
@@ -137,9 +138,9 @@ async fn deliver_one(
                     tokio::time::sleep_until(at).await;
                 }
                 let m = &shared.metrics;
-                m.in_flight.fetch_add(1, Ordering::Relaxed);
+                m.in_flight(1);
                 let attempt = deliver::send(&shared.client, &c).await;
-                m.in_flight.fetch_sub(1, Ordering::Relaxed);
+                m.in_flight(-1);
                 Some(attempt)
             }
             Admission::Hold => None,
@@ -156,10 +157,7 @@ async fn deliver_one(
                 )
             });
             if let Some(pause) = opened {
-                shared
-                    .metrics
-                    .circuits_opened
-                    .fetch_add(1, Ordering::Relaxed);
+                shared.metrics.circuit_opened();
                 tracing::warn!(
                     endpoint = c.endpoint_id,
                     ?pause,
@@ -169,7 +167,7 @@ async fn deliver_one(
             Report::Attempted(outcome_of(&shared.retry, &c, &attempt, &shared.metrics))
         }
         None => {
-            shared.metrics.held_back.fetch_add(1, Ordering::Relaxed);
+            shared.metrics.held_back();
             Report::Released {
                 delivery_id: c.delivery_id,
                 claim_token: c.claim_token,
@@ -207,12 +205,17 @@ fn outcome_of(
         .retry_deadline
         .map(|d| d.saturating_duration_since(Instant::now()));
     let delay = retry::within_age(delay, left);
-    match (verdict, delay) {
-        (retry::Verdict::Delivered, _) => metrics.delivered.fetch_add(1, Ordering::Relaxed),
-        (_, Some(_)) => metrics.retried.fetch_add(1, Ordering::Relaxed),
-        (_, None) => metrics.dead.fetch_add(1, Ordering::Relaxed),
+    let outcome = match (verdict, delay) {
+        (retry::Verdict::Delivered, _) => metrics::Outcome::Succeeded,
+        (_, Some(_)) => metrics::Outcome::Retry,
+        (_, None) => metrics::Outcome::Dead,
     };
-    metrics.observe_attempt(attempt.duration);
+    metrics.attempt(
+        claimed.endpoint_id,
+        attempt.status(),
+        attempt.duration,
+        outcome,
+    );
     let error = attempt.error();
     match (&attempt.status(), &error) {
         (Some(s), _) if (200..300).contains(s) => {
@@ -253,7 +256,7 @@ pub async fn run(
     metrics_listener: Option<tokio::net::TcpListener>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Metrics::new();
+    let metrics = Metrics::new(cfg.metrics_max_endpoints);
     // Stops the metrics server, the backlog poll and LISTEN at the end.
     let background = CancellationToken::new();
     let client = deliver::client(&cfg.http)?;
@@ -281,6 +284,7 @@ pub async fn run(
     let mut recorder = tokio::spawn(record::run(
         cfg.database.clone(),
         cfg.worker.clone(),
+        metrics.clone(),
         to_record,
         give_up.clone(),
     ));
@@ -330,7 +334,14 @@ fn serve_metrics(
             let m = m.clone();
             async move {
                 match req.uri().path() {
-                    "/metrics" => http::reply(200, m.render()),
+                    "/metrics" => {
+                        let mut r = http::reply(200, m.render());
+                        r.headers_mut().insert(
+                            hyper::header::CONTENT_TYPE,
+                            hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                        );
+                        r
+                    }
                     "/healthz" => http::reply(200, "ok\n"),
                     _ => http::reply(404, "not found\n"),
                 }
@@ -415,6 +426,8 @@ async fn claim_loop(
             max_body_bytes: budget.min(i64::MAX as usize) as i64,
             held: &held_bytes,
         };
+        shared.metrics.circuits(&limits.paused);
+        let claim_started = Instant::now();
         // What a claim that never answers had leased stays leased until its
         // lease expires, then is claimed again (at least once).
         let claim =
@@ -446,7 +459,7 @@ async fn claim_loop(
             let (ids, tokens): (Vec<i64>, Vec<i32>) = claim.without_body.into_iter().unzip();
             give_back(pg, &ids, &tokens).await;
         }
-        shared.metrics.claims.fetch_add(1, Ordering::Relaxed);
+        shared.metrics.claim(claim_started.elapsed());
         let got = claim.deliveries.len();
         tracing::debug!(asked = free, got, limits = ?limits, "claimed");
         for mut c in claim.deliveries {

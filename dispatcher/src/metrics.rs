@@ -1,130 +1,343 @@
-//! Prometheus metrics, rendered by hand in the text exposition format (a
-//! handful of counters and one histogram do not justify a registry crate).
+//! Prometheus metrics, through prometheus-client (the registry, the types
+//! and the text exposition format are the crate's).
+//!
+//! Per-endpoint series carry the endpoint's id as their only label
+//! (`endpoint="12"`). Cardinality is bounded: the first `max_endpoints`
+//! endpoints seen get series of their own, any later one is counted under
+//! `endpoint="other"` (`--metrics-max-endpoints`).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const BUCKETS: [f64; 12] = [
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Seconds: from a fast loopback answer to a timeout.
+const ATTEMPT_BUCKETS: [f64; 12] = [
     0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
+/// Seconds: a database round trip of the claim or the recorder.
+const ROUND_TRIP_BUCKETS: [f64; 12] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0,
+];
+/// What render() writes: OpenMetrics text (Prometheus scrapes it).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// `--metrics-max-endpoints`' default.
+pub const DEFAULT_MAX_ENDPOINTS: usize = 200;
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabel {
+    endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    endpoint: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    endpoint: String,
+    /// `2xx` ... `5xx`, `1xx`, or `none` (no answer: DNS, connect, TLS,
+    /// timeout; or refused before sending).
+    class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionLabel {
+    connection: &'static str,
+}
+
+/// What an attempt's outcome was for the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    Retry,
+    Dead,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Retry => "retry",
+            Outcome::Dead => "dead",
+        }
+    }
+}
+
+fn class_of(status: Option<u16>) -> &'static str {
+    match status {
+        Some(100..=199) => "1xx",
+        Some(200..=299) => "2xx",
+        Some(300..=399) => "3xx",
+        Some(400..=499) => "4xx",
+        Some(500..=599) => "5xx",
+        _ => "none",
+    }
+}
+
+type HistogramFamily = Family<EndpointLabel, Histogram, fn() -> Histogram>;
+
+fn attempt_histogram() -> Histogram {
+    Histogram::new(ATTEMPT_BUCKETS.iter().copied())
+}
+
 pub struct Metrics {
-    pub delivered: AtomicU64,
-    pub retried: AtomicU64,
-    pub dead: AtomicU64,
-    pub claims: AtomicU64,
-    /// Times an endpoint's circuit opened (it got paused).
-    pub circuits_opened: AtomicU64,
-    /// Claimed deliveries given back unattempted because their endpoint was paused.
-    pub held_back: AtomicU64,
-    pub in_flight: AtomicI64,
-    pub backlog: AtomicI64,
-    /// Milliseconds; -1 when nothing is pending.
-    pub oldest_pending_ms: AtomicI64,
-    buckets: [AtomicU64; BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    registry: Registry,
+    /// endpoint id -> its label (its id, or "other" past the cap).
+    labels: Mutex<HashMap<i64, String>>,
+    max_endpoints: usize,
+    deliveries: Family<OutcomeLabels, Counter>,
+    responses: Family<ClassLabels, Counter>,
+    attempt_duration: HistogramFamily,
+    endpoint_backlog: Family<EndpointLabel, Gauge>,
+    endpoint_oldest: Family<EndpointLabel, Gauge<f64, AtomicU64>>,
+    circuit_open: Family<EndpointLabel, Gauge>,
+    /// Endpoints whose circuit was ever reported open (shown as 0 when closed).
+    circuit_seen: Mutex<std::collections::HashSet<String>>,
+    connected: Family<ConnectionLabel, Gauge>,
+    claim_duration: Histogram,
+    record_duration: Histogram,
+    claims: Counter,
+    circuits_opened: Counter,
+    held_back: Counter,
+    in_flight: Gauge,
+    backlog: Gauge,
+    oldest_pending: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
-    pub fn new() -> Arc<Self> {
+    pub fn new(max_endpoints: usize) -> Arc<Self> {
+        let mut registry = Registry::with_prefix("webhookd");
+        let deliveries = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Delivery attempts by endpoint and what became of the delivery (succeeded, retry, dead)",
+            deliveries.clone(),
+        );
+        let responses = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "http_responses",
+            "Attempts by endpoint and HTTP status class (none: no answer)",
+            responses.clone(),
+        );
+        let attempt_duration: HistogramFamily = Family::new_with_constructor(attempt_histogram);
+        registry.register(
+            "attempt_duration_seconds",
+            "HTTP attempt duration by endpoint",
+            attempt_duration.clone(),
+        );
+        let endpoint_backlog = Family::<EndpointLabel, Gauge>::default();
+        registry.register(
+            "endpoint_backlog",
+            "Pending deliveries by endpoint (from the database)",
+            endpoint_backlog.clone(),
+        );
+        let endpoint_oldest = Family::<EndpointLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "endpoint_oldest_pending_seconds",
+            "Age of the endpoint's oldest pending delivery (from the database)",
+            endpoint_oldest.clone(),
+        );
+        let circuit_open = Family::<EndpointLabel, Gauge>::default();
+        registry.register(
+            "circuit_open",
+            "1 while this webhookd holds the endpoint's deliveries back (its circuit breaker is open)",
+            circuit_open.clone(),
+        );
+        let connected = Family::<ConnectionLabel, Gauge>::default();
+        registry.register(
+            "database_connected",
+            "1 while the connection (claim, record, listen, metrics) is up",
+            connected.clone(),
+        );
+        let claim_duration = Histogram::new(ROUND_TRIP_BUCKETS.iter().copied());
+        registry.register(
+            "claim_duration_seconds",
+            "webhook.claim() round trips",
+            claim_duration.clone(),
+        );
+        let record_duration = Histogram::new(ROUND_TRIP_BUCKETS.iter().copied());
+        registry.register(
+            "record_duration_seconds",
+            "webhook.record() round trips (a batch of outcomes)",
+            record_duration.clone(),
+        );
+        let claims = Counter::default();
+        registry.register("claims", "Claim round trips", claims.clone());
+        let circuits_opened = Counter::default();
+        registry.register(
+            "circuit_opened",
+            "Times a failing endpoint was paused",
+            circuits_opened.clone(),
+        );
+        let held_back = Counter::default();
+        registry.register(
+            "held_back",
+            "Claimed deliveries released unattempted because their endpoint was paused",
+            held_back.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("in_flight", "Requests in flight", in_flight.clone());
+        let backlog = Gauge::default();
+        registry.register(
+            "backlog",
+            "Pending deliveries in the database",
+            backlog.clone(),
+        );
+        let oldest_pending = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "oldest_pending_seconds",
+            "Age of the oldest pending delivery",
+            oldest_pending.clone(),
+        );
         Arc::new(Metrics {
-            oldest_pending_ms: AtomicI64::new(-1),
-            ..Default::default()
+            registry,
+            labels: Mutex::new(HashMap::new()),
+            max_endpoints,
+            deliveries,
+            responses,
+            attempt_duration,
+            endpoint_backlog,
+            endpoint_oldest,
+            circuit_open,
+            circuit_seen: Mutex::new(std::collections::HashSet::new()),
+            connected,
+            claim_duration,
+            record_duration,
+            claims,
+            circuits_opened,
+            held_back,
+            in_flight,
+            backlog,
+            oldest_pending,
         })
     }
 
-    pub fn observe_attempt(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+    /// The endpoint's label: its id while under the cap, else "other".
+    fn label(&self, endpoint: i64) -> String {
+        let Ok(mut labels) = self.labels.lock() else {
+            return "other".into();
+        };
+        if let Some(l) = labels.get(&endpoint) {
+            return l.clone();
         }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        let l = if labels.len() < self.max_endpoints {
+            endpoint.to_string()
+        } else {
+            "other".to_string()
+        };
+        labels.insert(endpoint, l.clone());
+        l
+    }
+
+    /// One HTTP attempt (or one refused before sending) and what it made of
+    /// the delivery.
+    pub fn attempt(&self, endpoint: i64, status: Option<u16>, took: Duration, outcome: Outcome) {
+        let endpoint = self.label(endpoint);
+        self.deliveries
+            .get_or_create(&OutcomeLabels {
+                endpoint: endpoint.clone(),
+                outcome: outcome.label(),
+            })
+            .inc();
+        self.responses
+            .get_or_create(&ClassLabels {
+                endpoint: endpoint.clone(),
+                class: class_of(status),
+            })
+            .inc();
+        // Every endpoint attempted shows its circuit, closed until opened.
+        let _ = self.circuit_open.get_or_create(&EndpointLabel {
+            endpoint: endpoint.clone(),
+        });
+        self.attempt_duration
+            .get_or_create(&EndpointLabel { endpoint })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn claim(&self, took: Duration) {
+        self.claims.inc();
+        self.claim_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn record(&self, took: Duration) {
+        self.record_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn circuit_opened(&self) {
+        self.circuits_opened.inc();
+    }
+
+    /// The endpoints whose circuit is open now (the others are closed).
+    pub fn circuits(&self, open: &[i64]) {
+        let open: std::collections::HashSet<String> =
+            open.iter().map(|id| self.label(*id)).collect();
+        let Ok(mut seen) = self.circuit_seen.lock() else {
+            return;
+        };
+        seen.extend(open.iter().cloned());
+        for endpoint in seen.iter() {
+            let up = open.contains(endpoint);
+            self.circuit_open
+                .get_or_create(&EndpointLabel {
+                    endpoint: endpoint.clone(),
+                })
+                .set(i64::from(up));
+        }
+    }
+
+    pub fn held_back(&self) {
+        self.held_back.inc();
+    }
+
+    pub fn in_flight(&self, delta: i64) {
+        self.in_flight.inc_by(delta);
+    }
+
+    /// The backlog from the database: the total and per endpoint
+    /// (endpoint id, pending, age of the oldest in seconds).
+    pub fn backlog(
+        &self,
+        total: i64,
+        oldest: Option<f64>,
+        per_endpoint: &[(i64, i64, Option<f64>)],
+    ) {
+        self.backlog.set(total);
+        self.oldest_pending.set(oldest.unwrap_or(0.0));
+        let mut by_label: HashMap<String, (i64, f64)> = HashMap::new();
+        for (id, n, age) in per_endpoint {
+            let e = by_label.entry(self.label(*id)).or_default();
+            e.0 += n;
+            e.1 = e.1.max(age.unwrap_or(0.0));
+        }
+        self.endpoint_backlog.clear();
+        self.endpoint_oldest.clear();
+        for (endpoint, (n, age)) in by_label {
+            let l = EndpointLabel { endpoint };
+            self.endpoint_backlog.get_or_create(&l).set(n);
+            self.endpoint_oldest.get_or_create(&l).set(age);
+        }
     }
 
     pub fn render(&self) -> String {
-        let mut s = String::new();
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        s.push_str("# HELP webhookd_deliveries_total Delivery attempts by outcome.\n");
-        s.push_str("# TYPE webhookd_deliveries_total counter\n");
-        let _ = writeln!(
-            s,
-            "webhookd_deliveries_total{{outcome=\"succeeded\"}} {}",
-            g(&self.delivered)
-        );
-        let _ = writeln!(
-            s,
-            "webhookd_deliveries_total{{outcome=\"retry\"}} {}",
-            g(&self.retried)
-        );
-        let _ = writeln!(
-            s,
-            "webhookd_deliveries_total{{outcome=\"dead\"}} {}",
-            g(&self.dead)
-        );
-        s.push_str("# HELP webhookd_claims_total Claim round trips.\n# TYPE webhookd_claims_total counter\n");
-        let _ = writeln!(s, "webhookd_claims_total {}", g(&self.claims));
-        s.push_str("# HELP webhookd_circuit_opened_total Times a failing endpoint was paused.\n# TYPE webhookd_circuit_opened_total counter\n");
-        let _ = writeln!(
-            s,
-            "webhookd_circuit_opened_total {}",
-            g(&self.circuits_opened)
-        );
-        s.push_str("# HELP webhookd_held_back_total Claimed deliveries released unattempted because their endpoint was paused.\n# TYPE webhookd_held_back_total counter\n");
-        let _ = writeln!(s, "webhookd_held_back_total {}", g(&self.held_back));
-        s.push_str(
-            "# HELP webhookd_in_flight Requests in flight.\n# TYPE webhookd_in_flight gauge\n",
-        );
-        let _ = writeln!(
-            s,
-            "webhookd_in_flight {}",
-            self.in_flight.load(Ordering::Relaxed)
-        );
-        s.push_str("# HELP webhookd_backlog Pending deliveries in the database.\n# TYPE webhookd_backlog gauge\n");
-        let _ = writeln!(
-            s,
-            "webhookd_backlog {}",
-            self.backlog.load(Ordering::Relaxed)
-        );
-        s.push_str("# HELP webhookd_oldest_pending_seconds Age of the oldest pending delivery.\n");
-        s.push_str("# TYPE webhookd_oldest_pending_seconds gauge\n");
-        let oldest = self.oldest_pending_ms.load(Ordering::Relaxed);
-        let _ = writeln!(
-            s,
-            "webhookd_oldest_pending_seconds {}",
-            if oldest < 0 {
-                0.0
-            } else {
-                oldest as f64 / 1000.0
-            }
-        );
-        s.push_str("# HELP webhookd_attempt_duration_seconds HTTP attempt latency.\n");
-        s.push_str("# TYPE webhookd_attempt_duration_seconds histogram\n");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "webhookd_attempt_duration_seconds_bucket{{le=\"{b}\"}} {}",
-                g(&self.buckets[i])
-            );
+        for (connection, up) in crate::db::connection_states() {
+            self.connected
+                .get_or_create(&ConnectionLabel { connection })
+                .set(i64::from(up));
         }
-        let count = g(&self.latency_count);
-        let _ = writeln!(
-            s,
-            "webhookd_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            s,
-            "webhookd_attempt_duration_seconds_sum {}",
-            g(&self.latency_sum_us) as f64 / 1e6
-        );
-        let _ = writeln!(s, "webhookd_attempt_duration_seconds_count {count}");
+        let mut s = String::new();
+        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            s.clear();
+        }
         s
     }
 }
@@ -150,18 +363,21 @@ pub async fn poll_backlog(
         }
         if let Some(c) = client.as_ref() {
             let r = c
-                .query_one(
-                    "SELECT count(*)::bigint, coalesce((extract(epoch FROM now() - min(created_at)) * 1000)::bigint, -1) \
-                       FROM webhook.deliveries WHERE status = 'pending'",
+                .query(
+                    "SELECT endpoint_id, count(*)::bigint, extract(epoch FROM now() - min(created_at))::float8 \
+                       FROM webhook.deliveries WHERE status = 'pending' GROUP BY endpoint_id",
                     &[],
                 )
                 .await;
             match r {
-                Ok(row) => {
-                    metrics.backlog.store(row.get(0), Ordering::Relaxed);
-                    metrics
-                        .oldest_pending_ms
-                        .store(row.get(1), Ordering::Relaxed);
+                Ok(rows) => {
+                    let per: Vec<(i64, i64, Option<f64>)> = rows
+                        .iter()
+                        .map(|r| (r.get(0), r.get(1), r.get(2)))
+                        .collect();
+                    let total = per.iter().map(|p| p.1).sum();
+                    let oldest = per.iter().filter_map(|p| p.2).reduce(f64::max);
+                    metrics.backlog(total, oldest, &per);
                 }
                 Err(e) => {
                     tracing::debug!(error = %crate::db::Report(&e), "backlog query failed");

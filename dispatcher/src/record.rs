@@ -394,12 +394,13 @@ pub async fn release(
 pub async fn run(
     database: db::Database,
     worker: String,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
     mut rx: mpsc::Receiver<Report>,
     give_up: CancellationToken,
 ) {
     let mut pending: Vec<Report> = Vec::new();
     let gave_up = tokio::select! {
-        _ = drain(&database, &worker, &mut rx, &mut pending) => false,
+        _ = drain(&database, &worker, &metrics, &mut rx, &mut pending) => false,
         _ = give_up.cancelled() => true,
     };
     if gave_up {
@@ -421,6 +422,7 @@ pub async fn run(
 async fn drain(
     database: &db::Database,
     worker: &str,
+    metrics: &crate::metrics::Metrics,
     rx: &mut mpsc::Receiver<Report>,
     pending: &mut Vec<Report>,
 ) {
@@ -460,7 +462,10 @@ async fn drain(
         // Written from a copy, so that `pending` keeps the batch until it
         // is written (a give-up meanwhile counts it).
         let batch: Vec<Report> = pending[..n].to_vec();
-        match write(c, batch).await {
+        let started = std::time::Instant::now();
+        let written = write(c, batch).await;
+        metrics.record(started.elapsed());
+        match written {
             Ok(w) => {
                 pending.drain(..n);
                 if w.degraded + w.dropped > 0 {

@@ -257,8 +257,8 @@ BEGIN
   body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
           || '","data":' || payload::text || '}';
   PERFORM webhook._check_event_size(event_type, octet_length(body));
-  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
-  VALUES (event_type, body, ordering_key, ts)
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
+  VALUES (event_type, body, ordering_key, ts, webhook._traceparent())
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;

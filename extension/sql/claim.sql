@@ -169,7 +169,10 @@ CREATE FUNCTION webhook.claim(
                  -- milliseconds, and how many milliseconds are left until
                  -- the delivery's maximum age (counted by the database's
                  -- clock, so webhookd's may differ).
-                 retry_schedule_ms bigint[], retry_budget_ms bigint)
+                 retry_schedule_ms bigint[], retry_budget_ms bigint,
+                 -- The W3C traceparent of the transaction that wrote the
+                 -- event, if it set one (sent as the traceparent header).
+                 traceparent text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit and plan cache: as for route(). Every join here is a handful of rows
 -- looked up by key; stale statistics must not turn one into a merge join
@@ -330,9 +333,10 @@ BEGIN
          ep.timeout_ms, ep.max_in_flight, ep.rate_limit,
          CASE WHEN ep.retry_schedule IS NOT NULL
               THEN ARRAY(SELECT (extract(epoch FROM s) * 1000)::bigint FROM unnest(ep.retry_schedule) s) END,
-         (extract(epoch FROM c.created_at + ep.retry_max_age - t_now) * 1000)::bigint
+         (extract(epoch FROM c.created_at + ep.retry_max_age - t_now) * 1000)::bigint,
+         ev.traceparent
     FROM c
-   CROSS JOIN LATERAL (SELECT e.body FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
+   CROSS JOIN LATERAL (SELECT e.body, e.traceparent FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
    CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit, x.retry_schedule,
                               x.retry_max_age
                          FROM webhook.endpoint x WHERE x.id = c.endpoint_id LIMIT 1) ep

@@ -14,11 +14,11 @@ CREATE TABLE webhook.endpoint (
     disabled_reason text,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
-    -- Since when every attempt has failed (NULL: the last attempt succeeded,
-    -- or none was made): set by record() at the first failure after a
-    -- success, cleared by the next success. It decides the
-    -- webhook.endpoint.failing / .recovered events and auto-disable
-    -- (operations.sql), in the database, so every webhookd agrees.
+    -- Since when every attempt has failed (NULL: healthy, or no attempts
+    -- yet): set and cleared by maintain()'s look at the attempts
+    -- (operations.sql, _health_check), which also writes the
+    -- webhook.endpoint.failing / .recovered events; auto-disable counts
+    -- from it. In the database, so every webhookd agrees.
     failing_since   timestamptz,
     -- This endpoint's retry policy (NULL: webhookd's, --retry-schedule): the
     -- delays before attempts 2, 3, ..., and how long after its delivery was
@@ -367,11 +367,11 @@ BEGIN
     RAISE EXCEPTION 'endpoint % is disabled', endpoint_id
       USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'SELECT webhook.enable_endpoint(' || endpoint_id || ') first.';
   END IF;
-  INSERT INTO webhook.event_log (event_type, body, endpoint_id, created_at)
+  INSERT INTO webhook.event_log (event_type, body, endpoint_id, created_at, traceparent)
   VALUES ('webhook.test',
           '{"type":"webhook.test","timestamp":"' || webhook._rfc3339(ts) || '","data":{"endpoint_id":' || endpoint_id
             || ',"message":"This is a test event from pg_webhook."}}',
-          endpoint_id, ts)
+          endpoint_id, ts, webhook._traceparent())
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;

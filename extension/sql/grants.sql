@@ -11,7 +11,7 @@ REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text
   webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text),
   webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint),
   webhook.maintain(), webhook._create_generation(bigint), webhook.set_retention(interval, interval),
-  webhook._health(bigint[], bigint[], int[], text[]), webhook._dead(bigint[]), webhook._auto_disable(interval),
+  webhook._health_check(), webhook._dead(bigint[]), webhook._auto_disable(interval),
   webhook.set_auto_disable(interval)
   FROM PUBLIC;
 

@@ -11,7 +11,8 @@
 -- the payload) for listeners inside the database.
 --
 -- Bounded and loop-free: failing and recovered are written on a change of
--- an endpoint's state, not per attempt; `*` does not match webhook.* types
+-- an endpoint's state, at most once per endpoint and maintain() call, not
+-- per attempt; `*` does not match webhook.* types
 -- (route.rs), and an event about an endpoint is never routed to it
 -- (route.sql, by the ordering key 'webhook:endpoint:<id>', which also keeps
 -- an ordered operator endpoint's events about one endpoint in order); a
@@ -37,36 +38,47 @@ BEGIN
 END
 $$;
 
--- After record(): the endpoints of a batch that had a success are
--- answering (recovered, if they were failing); those with only failures
--- are failing from now (if they were not already). Writes only on a
--- change: usually it reads the batch's endpoints by key and nothing else.
--- failed_*: one entry per failed attempt, in order (the last one of an
--- endpoint goes into its event).
-CREATE FUNCTION webhook._health(succeeded bigint[], failed bigint[], failed_status int[], failed_error text[])
-RETURNS void
+-- From maintain() (about once a minute, one webhookd at a time): each
+-- enabled endpoint's attempts since the last look decide its health. Only
+-- failures (at least one attempt, no success) make a healthy endpoint
+-- failing, from its first failure in the window; any success makes a
+-- failing one recovered. An endpoint with successes and failures mixed
+-- (a receiver rejecting some requests) stays as it was, so a flapping
+-- receiver makes no stream of events: at most one change per endpoint a
+-- look. Nothing on the delivery path: each look is two probes of
+-- attempt_log's (endpoint_id, created_at) index per enabled endpoint.
+CREATE FUNCTION webhook._health_check() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE r record;
+DECLARE since timestamptz; upto timestamptz := now(); r record;
 BEGIN
+  SELECT coalesce(s.health_checked_at, upto - interval '1 minute') INTO since FROM webhook.settings s;
   FOR r IN
-    UPDATE webhook.endpoint ep
-       SET failing_since = CASE WHEN ep.id = ANY (succeeded) THEN NULL ELSE now() END
-      FROM (SELECT x.id, x.failing_since AS was FROM webhook.endpoint x
-             WHERE (x.id = ANY (succeeded) AND x.failing_since IS NOT NULL)
-                OR (x.id = ANY (failed) AND x.id <> ALL (succeeded) AND x.failing_since IS NULL)) old
-     WHERE ep.id = old.id
-    RETURNING ep.id, ep.url, old.was
+    SELECT ep.id, ep.url, ep.failing_since, ok.at AS ok_at, bad.at AS failed_at, bad.status, bad.error
+      FROM webhook.endpoint ep
+      LEFT JOIN LATERAL (SELECT a.created_at AS at FROM webhook.attempt_log a
+                          WHERE a.endpoint_id = ep.id AND a.created_at > since AND a.created_at <= upto
+                            AND a.http_status BETWEEN 200 AND 299
+                          LIMIT 1) ok ON true
+      -- Looked for only without a success (then the window holds only
+      -- failures, or nothing): a busy healthy endpoint's window is not read.
+      LEFT JOIN LATERAL (SELECT a.created_at AS at, a.http_status AS status, a.error FROM webhook.attempt_log a
+                          WHERE ok.at IS NULL AND a.endpoint_id = ep.id AND a.created_at > since AND a.created_at <= upto
+                          ORDER BY a.created_at LIMIT 1) bad ON true
+     WHERE ep.enabled
+       AND ((ok.at IS NULL AND bad.at IS NOT NULL AND ep.failing_since IS NULL)
+            OR (ok.at IS NOT NULL AND ep.failing_since IS NOT NULL))
   LOOP
-    IF r.was IS NOT NULL THEN
+    IF r.ok_at IS NOT NULL THEN
+      UPDATE webhook.endpoint ep SET failing_since = NULL WHERE ep.id = r.id;
       PERFORM webhook._operational('webhook.endpoint.recovered', r.id,
-                                   jsonb_build_object('url', r.url, 'failing_since', r.was));
+                                   jsonb_build_object('url', r.url, 'failing_since', r.failing_since));
     ELSE
+      UPDATE webhook.endpoint ep SET failing_since = r.failed_at WHERE ep.id = r.id;
       PERFORM webhook._operational('webhook.endpoint.failing', r.id,
-        (SELECT jsonb_build_object('url', r.url, 'last_status', f.status, 'last_error', left(f.error, 500))
-           FROM unnest(failed, failed_status, failed_error) WITH ORDINALITY AS f(id, status, error, n)
-          WHERE f.id = r.id ORDER BY f.n DESC LIMIT 1));
+        jsonb_build_object('url', r.url, 'last_status', r.status, 'last_error', left(r.error, 500)));
     END IF;
   END LOOP;
+  UPDATE webhook.settings s SET health_checked_at = upto;
 END
 $$;
 

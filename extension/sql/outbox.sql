@@ -20,7 +20,10 @@ CREATE TABLE webhook.event_log (
     ordering_key text,
     -- set by send_test(): deliver to this endpoint only
     endpoint_id  bigint,
-    created_at   timestamptz NOT NULL DEFAULT clock_timestamp()
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    -- the W3C traceparent of the writing session (webhook.traceparent,
+    -- guc.rs), sent as the traceparent header of its deliveries
+    traceparent  text
 ) PARTITION BY RANGE (id);
 ALTER SEQUENCE webhook.event_id_seq OWNED BY webhook.event_log.id;
 -- Routing finds new events by transaction id. A btree, not BRIN: BRIN was

@@ -526,7 +526,10 @@ CREATE FUNCTION webhook.claim(
                  -- milliseconds, and how many milliseconds are left until
                  -- the delivery's maximum age (counted by the database's
                  -- clock, so webhookd's may differ).
-                 retry_schedule_ms bigint[], retry_budget_ms bigint)
+                 retry_schedule_ms bigint[], retry_budget_ms bigint,
+                 -- The W3C traceparent of the transaction that wrote the
+                 -- event, if it set one (sent as the traceparent header).
+                 traceparent text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- jit and plan cache: as for route(). Every join here is a handful of rows
 -- looked up by key; stale statistics must not turn one into a merge join
@@ -687,9 +690,10 @@ BEGIN
          ep.timeout_ms, ep.max_in_flight, ep.rate_limit,
          CASE WHEN ep.retry_schedule IS NOT NULL
               THEN ARRAY(SELECT (extract(epoch FROM s) * 1000)::bigint FROM unnest(ep.retry_schedule) s) END,
-         (extract(epoch FROM c.created_at + ep.retry_max_age - t_now) * 1000)::bigint
+         (extract(epoch FROM c.created_at + ep.retry_max_age - t_now) * 1000)::bigint,
+         ev.traceparent
     FROM c
-   CROSS JOIN LATERAL (SELECT e.body FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
+   CROSS JOIN LATERAL (SELECT e.body, e.traceparent FROM webhook.event_log e WHERE e.id = c.event_id LIMIT 1) ev
    CROSS JOIN LATERAL (SELECT x.url, x.headers, x.timeout_ms, x.max_in_flight, x.rate_limit, x.retry_schedule,
                               x.retry_max_age
                          FROM webhook.endpoint x WHERE x.id = c.endpoint_id LIMIT 1) ep
@@ -748,8 +752,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
 SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE n int; dead bigint[]; ok_eps bigint[]; failed_eps bigint[]; failed_status int[]; failed_error text[];
-        changed boolean; r record;
+DECLARE n int; dead bigint[]; r record;
 BEGIN
   WITH o AS (
     SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
@@ -774,28 +777,13 @@ BEGIN
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
      WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
-    RETURNING d.id, d.endpoint_id, d.status, d.last_http_status, d.last_error,
-              coalesce(o.http_status BETWEEN 200 AND 299, false) AS ok
+    RETURNING d.id, d.status
   )
-  -- changed: an outcome that may change its endpoint's health (a success
-  -- while failing, a failure while not), read from the endpoint's row in
-  -- this statement, so that a batch that changes nothing pays no call of
-  -- _health() (about 95 µs).
-  SELECT count(*),
-         coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}'),
-         coalesce(array_agg(DISTINCT u.endpoint_id) FILTER (WHERE u.ok), '{}'),
-         coalesce(array_agg(u.endpoint_id ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
-         coalesce(array_agg(u.last_http_status ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
-         coalesce(array_agg(u.last_error ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
-         coalesce(bool_or(u.ok = (ep.failing_since IS NOT NULL)), false)
-    INTO n, dead, ok_eps, failed_eps, failed_status, failed_error, changed
-    FROM upd u
-    LEFT JOIN LATERAL (SELECT x.failing_since FROM webhook.endpoint x WHERE x.id = u.endpoint_id LIMIT 1) ep ON true;
-  -- Operational events (operations.sql): an endpoint's change of health,
-  -- deliveries that gave up.
-  IF changed THEN
-    PERFORM webhook._health(ok_eps, failed_eps, failed_status, failed_error);
-  END IF;
+  SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}')
+    INTO n, dead
+    FROM upd u;
+  -- Deliveries that gave up: webhook.delivery.dead (operations.sql). An
+  -- endpoint's change of health is maintain()'s, not every batch's.
   IF cardinality(dead) > 0 THEN
     PERFORM webhook._dead(dead);
   END IF;
@@ -913,6 +901,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO cfg FROM webhook.settings;
+  PERFORM webhook._health_check();
   PERFORM webhook._auto_disable(cfg.auto_disable_after);
   SELECT * INTO cur FROM webhook.generation x WHERE x.started_at IS NOT NULL ORDER BY x.k DESC LIMIT 1;
   generation := cur.k;
@@ -1197,7 +1186,8 @@ $$;
 -- the auto-disable setting; endpoint_health shows the state; the webhook.*
 -- event types are reserved for these events (emit, track).
 ALTER TABLE webhook.endpoint ADD COLUMN failing_since timestamptz;
-ALTER TABLE webhook.settings ADD COLUMN auto_disable_after interval DEFAULT '5 days';
+ALTER TABLE webhook.settings ADD COLUMN auto_disable_after interval DEFAULT '5 days',
+  ADD COLUMN health_checked_at timestamptz;
 CREATE OR REPLACE VIEW webhook.endpoint_health AS
 SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
        coalesce(p.backlog, 0) AS backlog,
@@ -1234,30 +1224,38 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION webhook._health(succeeded bigint[], failed bigint[], failed_status int[], failed_error text[])
-RETURNS void
+CREATE FUNCTION webhook._health_check() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE r record;
+DECLARE since timestamptz; upto timestamptz := now(); r record;
 BEGIN
+  SELECT coalesce(s.health_checked_at, upto - interval '1 minute') INTO since FROM webhook.settings s;
   FOR r IN
-    UPDATE webhook.endpoint ep
-       SET failing_since = CASE WHEN ep.id = ANY (succeeded) THEN NULL ELSE now() END
-      FROM (SELECT x.id, x.failing_since AS was FROM webhook.endpoint x
-             WHERE (x.id = ANY (succeeded) AND x.failing_since IS NOT NULL)
-                OR (x.id = ANY (failed) AND x.id <> ALL (succeeded) AND x.failing_since IS NULL)) old
-     WHERE ep.id = old.id
-    RETURNING ep.id, ep.url, old.was
+    SELECT ep.id, ep.url, ep.failing_since, ok.at AS ok_at, bad.at AS failed_at, bad.status, bad.error
+      FROM webhook.endpoint ep
+      LEFT JOIN LATERAL (SELECT a.created_at AS at FROM webhook.attempt_log a
+                          WHERE a.endpoint_id = ep.id AND a.created_at > since AND a.created_at <= upto
+                            AND a.http_status BETWEEN 200 AND 299
+                          LIMIT 1) ok ON true
+      -- Looked for only without a success (then the window holds only
+      -- failures, or nothing): a busy healthy endpoint's window is not read.
+      LEFT JOIN LATERAL (SELECT a.created_at AS at, a.http_status AS status, a.error FROM webhook.attempt_log a
+                          WHERE ok.at IS NULL AND a.endpoint_id = ep.id AND a.created_at > since AND a.created_at <= upto
+                          ORDER BY a.created_at LIMIT 1) bad ON true
+     WHERE ep.enabled
+       AND ((ok.at IS NULL AND bad.at IS NOT NULL AND ep.failing_since IS NULL)
+            OR (ok.at IS NOT NULL AND ep.failing_since IS NOT NULL))
   LOOP
-    IF r.was IS NOT NULL THEN
+    IF r.ok_at IS NOT NULL THEN
+      UPDATE webhook.endpoint ep SET failing_since = NULL WHERE ep.id = r.id;
       PERFORM webhook._operational('webhook.endpoint.recovered', r.id,
-                                   jsonb_build_object('url', r.url, 'failing_since', r.was));
+                                   jsonb_build_object('url', r.url, 'failing_since', r.failing_since));
     ELSE
+      UPDATE webhook.endpoint ep SET failing_since = r.failed_at WHERE ep.id = r.id;
       PERFORM webhook._operational('webhook.endpoint.failing', r.id,
-        (SELECT jsonb_build_object('url', r.url, 'last_status', f.status, 'last_error', left(f.error, 500))
-           FROM unnest(failed, failed_status, failed_error) WITH ORDINALITY AS f(id, status, error, n)
-          WHERE f.id = r.id ORDER BY f.n DESC LIMIT 1));
+        jsonb_build_object('url', r.url, 'last_status', r.status, 'last_error', left(r.error, 500)));
     END IF;
   END LOOP;
+  UPDATE webhook.settings s SET health_checked_at = upto;
 END
 $$;
 
@@ -1365,8 +1363,8 @@ BEGIN
   body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
           || '","data":' || payload::text || '}';
   PERFORM webhook._check_event_size(event_type, octet_length(body));
-  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
-  VALUES (event_type, body, ordering_key, ts)
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
+  VALUES (event_type, body, ordering_key, ts, webhook._traceparent())
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;
@@ -1506,7 +1504,7 @@ BEGIN
 END
 $$;
 
-REVOKE EXECUTE ON FUNCTION webhook._health(bigint[], bigint[], int[], text[]), webhook._dead(bigint[]),
+REVOKE EXECUTE ON FUNCTION webhook._health_check(), webhook._dead(bigint[]),
   webhook._auto_disable(interval), webhook.set_auto_disable(interval)
   FROM PUBLIC;
 
@@ -1526,5 +1524,31 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'No attempt is scheduled later than this after the delivery was made; NULL: no limit but the schedule.';
   END IF;
+END
+$$;
+
+-- Trace context: events carry the writing session's webhook.traceparent.
+ALTER TABLE webhook.event_log ADD COLUMN traceparent text;
+CREATE FUNCTION webhook."_traceparent"() RETURNS TEXT
+STABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'traceparent_sql_wrapper';
+CREATE OR REPLACE FUNCTION webhook.send_test(endpoint_id bigint) RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE ep webhook.endpoint; id bigint; ts timestamptz := clock_timestamp();
+BEGIN
+  ep := webhook._endpoint(endpoint_id);
+  IF NOT ep.enabled THEN
+    RAISE EXCEPTION 'endpoint % is disabled', endpoint_id
+      USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'SELECT webhook.enable_endpoint(' || endpoint_id || ') first.';
+  END IF;
+  INSERT INTO webhook.event_log (event_type, body, endpoint_id, created_at, traceparent)
+  VALUES ('webhook.test',
+          '{"type":"webhook.test","timestamp":"' || webhook._rfc3339(ts) || '","data":{"endpoint_id":' || endpoint_id
+            || ',"message":"This is a test event from pg_webhook."}}',
+          endpoint_id, ts, webhook._traceparent())
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  RETURN id;
 END
 $$;

@@ -21,8 +21,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
 SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE n int; dead bigint[]; ok_eps bigint[]; failed_eps bigint[]; failed_status int[]; failed_error text[];
-        changed boolean; r record;
+DECLARE n int; dead bigint[]; r record;
 BEGIN
   WITH o AS (
     SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
@@ -47,28 +46,13 @@ BEGIN
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
      WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
-    RETURNING d.id, d.endpoint_id, d.status, d.last_http_status, d.last_error,
-              coalesce(o.http_status BETWEEN 200 AND 299, false) AS ok
+    RETURNING d.id, d.status
   )
-  -- changed: an outcome that may change its endpoint's health (a success
-  -- while failing, a failure while not), read from the endpoint's row in
-  -- this statement, so that a batch that changes nothing pays no call of
-  -- _health() (about 95 µs).
-  SELECT count(*),
-         coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}'),
-         coalesce(array_agg(DISTINCT u.endpoint_id) FILTER (WHERE u.ok), '{}'),
-         coalesce(array_agg(u.endpoint_id ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
-         coalesce(array_agg(u.last_http_status ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
-         coalesce(array_agg(u.last_error ORDER BY u.id) FILTER (WHERE NOT u.ok), '{}'),
-         coalesce(bool_or(u.ok = (ep.failing_since IS NOT NULL)), false)
-    INTO n, dead, ok_eps, failed_eps, failed_status, failed_error, changed
-    FROM upd u
-    LEFT JOIN LATERAL (SELECT x.failing_since FROM webhook.endpoint x WHERE x.id = u.endpoint_id LIMIT 1) ep ON true;
-  -- Operational events (operations.sql): an endpoint's change of health,
-  -- deliveries that gave up.
-  IF changed THEN
-    PERFORM webhook._health(ok_eps, failed_eps, failed_status, failed_error);
-  END IF;
+  SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}')
+    INTO n, dead
+    FROM upd u;
+  -- Deliveries that gave up: webhook.delivery.dead (operations.sql). An
+  -- endpoint's change of health is maintain()'s, not every batch's.
   IF cardinality(dead) > 0 THEN
     PERFORM webhook._dead(dead);
   END IF;

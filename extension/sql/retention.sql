@@ -32,7 +32,10 @@ CREATE TABLE webhook.settings (
     generation_interval interval NOT NULL DEFAULT '1 day',
     -- An endpoint whose every attempt has failed this long is disabled
     -- (operations.sql); NULL: never (webhook.set_auto_disable).
-    auto_disable_after  interval DEFAULT '5 days'
+    auto_disable_after  interval DEFAULT '5 days',
+    -- Where maintain()'s last look at the endpoints' attempts ended
+    -- (operations.sql, _health_check): the next looks from here.
+    health_checked_at   timestamptz
 );
 INSERT INTO webhook.settings DEFAULT VALUES;
 
@@ -122,6 +125,7 @@ BEGIN
     RETURN;
   END IF;
   SELECT * INTO cfg FROM webhook.settings;
+  PERFORM webhook._health_check();
   PERFORM webhook._auto_disable(cfg.auto_disable_after);
   SELECT * INTO cur FROM webhook.generation x WHERE x.started_at IS NOT NULL ORDER BY x.k DESC LIMIT 1;
   generation := cur.k;

@@ -25,6 +25,8 @@ pub struct Event {
     pub body: String,
     pub ordering_key: Option<String>,
     pub created_at: i64,
+    /// The session's `webhook.traceparent`, if valid (guc.rs).
+    pub traceparent: Option<String>,
 }
 
 thread_local! {
@@ -338,6 +340,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
         body,
         ordering_key,
         created_at,
+        traceparent: crate::guc::traceparent(),
     });
     mark_written();
     pg_sys::Datum::from(0usize)

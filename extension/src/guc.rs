@@ -11,6 +11,8 @@ use pgrx::prelude::*;
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 static NOTIFY: GucSetting<bool> = GucSetting::<bool>::new(true);
+static TRACEPARENT: GucSetting<Option<std::ffi::CString>> =
+    GucSetting::<Option<std::ffi::CString>>::new(None);
 static ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
 
 /// Default of `webhook.max_event_size`: 1 MiB, as most receivers' request
@@ -27,6 +29,41 @@ pub fn max_event_size() -> usize {
     MAX_EVENT_SIZE.get().max(0) as usize
 }
 
+/// `webhook.traceparent`, when it is a W3C trace context `traceparent`
+/// (`00-<32 hex>-<16 hex>-<2 hex>`, lowercase, ids not all zeros): the
+/// application's tracing middleware sets it (`SET LOCAL`), events written
+/// meanwhile carry it and webhookd sends it as the `traceparent` header.
+/// Anything else is not carried (a bad value must not fail the
+/// application's transaction).
+pub fn traceparent() -> Option<String> {
+    let v = TRACEPARENT.get()?;
+    let v = v.to_str().ok()?;
+    valid_traceparent(v).then(|| v.to_string())
+}
+
+pub fn valid_traceparent(v: &str) -> bool {
+    let parts: Vec<&str> = v.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2)
+}
+
+/// The session's trace context for events written by SQL (emit()).
+#[pg_extern(stable, parallel_safe, name = "_traceparent")]
+fn traceparent_sql() -> Option<String> {
+    traceparent()
+}
+
 /// May endpoint URLs use plain http:// (superuser-only setting)?
 #[pg_extern(stable, parallel_safe, name = "_allow_http")]
 fn allow_http() -> bool {
@@ -34,6 +71,14 @@ fn allow_http() -> bool {
 }
 
 pub fn init() {
+    GucRegistry::define_string_guc(
+        c"webhook.traceparent",
+        c"W3C trace context of the events this session writes.",
+        c"Set by the application's tracing middleware (SET LOCAL webhook.traceparent = '00-...'); webhookd sends it as the traceparent header of their deliveries.",
+        &TRACEPARENT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
     GucRegistry::define_bool_guc(
         c"webhook.notify",
         c"Wake an idle dispatcher with NOTIFY when a transaction writes events.",
@@ -61,4 +106,31 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::UNIT_BYTE,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_traceparent;
+
+    #[test]
+    fn only_w3c_traceparents_are_carried() {
+        assert!(valid_traceparent(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ));
+        assert!(valid_traceparent(
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        ));
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nx: y",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(!valid_traceparent(bad), "{bad:?}");
+        }
+    }
 }

@@ -41,7 +41,8 @@ const SCHEMA: &CStr = c"webhook";
 const TABLE: &CStr = c"event_log";
 const SEQUENCE: &CStr = c"event_id_seq";
 /// Columns of webhook.event_log, in order (checked when the table is opened).
-const COLUMNS: [&str; 7] = [
+/// A database not yet updated from 0.1.0 has all but the last.
+const COLUMNS: [&str; 8] = [
     "id",
     "txid",
     "event_type",
@@ -49,7 +50,10 @@ const COLUMNS: [&str; 7] = [
     "ordering_key",
     "endpoint_id",
     "created_at",
+    "traceparent",
 ];
+/// Columns of 0.1.0's outbox (no traceparent).
+const COLUMNS_0_1_0: usize = 7;
 
 thread_local! {
     /// (event_log, event_id_seq) OIDs, looked up once per backend and again
@@ -224,10 +228,11 @@ unsafe fn is_partitioned(rel: pg_sys::Relation) -> Option<bool> {
 /// `rel` must be an open relation.
 unsafe fn has_outbox_columns(rel: pg_sys::Relation) -> bool {
     let desc = (*rel).rd_att;
-    if (*desc).natts as usize != COLUMNS.len() {
+    let n = (*desc).natts as usize;
+    if n != COLUMNS.len() && n != COLUMNS_0_1_0 {
         return false;
     }
-    let attrs = (*desc).attrs.as_slice(COLUMNS.len());
+    let attrs = (*desc).attrs.as_slice(n);
     attrs.iter().zip(COLUMNS).all(|(a, c)| {
         !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == c.as_bytes()
     })
@@ -250,7 +255,10 @@ unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64)
     {
         return false;
     }
-    let n = COLUMNS.len();
+    let n = (*(*parent).rd_att).natts as usize;
+    if (*(*leaf).rd_att).natts as usize != n {
+        return false;
+    }
     let ours = (*(*parent).rd_att).attrs.as_slice(n);
     let theirs = (*(*leaf).rd_att).attrs.as_slice(n);
     ours.iter()
@@ -354,6 +362,11 @@ pub fn insert(event: &Event) {
                 .unwrap_or(pg_sys::Datum::from(0usize)),
             pg_sys::Datum::from(0usize),
             pg_sys::Datum::from(event.created_at),
+            event
+                .traceparent
+                .as_deref()
+                .map(|t| text_datum(t))
+                .unwrap_or(pg_sys::Datum::from(0usize)),
         ];
         let mut nulls = [
             false,
@@ -363,7 +376,10 @@ pub fn insert(event: &Event) {
             event.ordering_key.is_none(),
             true,
             false,
+            event.traceparent.is_none(),
         ];
+        // heap_form_tuple reads as many as the relation has: 0.1.0's
+        // outbox has no traceparent.
         let tuple =
             pg_sys::heap_form_tuple((*leaf).rd_att, values.as_mut_ptr(), nulls.as_mut_ptr());
         // The catalog-style insert maintains plain indexes only; one with an
