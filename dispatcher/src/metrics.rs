@@ -103,6 +103,8 @@ pub struct Metrics {
     circuit_open: Family<EndpointLabel, Gauge>,
     /// Endpoints whose circuit was ever reported open (shown as 0 when closed).
     circuit_seen: Mutex<std::collections::HashSet<String>>,
+    /// Endpoints that ever had a backlog (shown as 0 when it is empty).
+    backlog_seen: Mutex<std::collections::HashSet<String>>,
     connected: Family<ConnectionLabel, Gauge>,
     claim_duration: Histogram,
     record_duration: Histogram,
@@ -210,6 +212,7 @@ impl Metrics {
             endpoint_oldest,
             circuit_open,
             circuit_seen: Mutex::new(std::collections::HashSet::new()),
+            backlog_seen: Mutex::new(std::collections::HashSet::new()),
             connected,
             claim_duration,
             record_duration,
@@ -319,10 +322,16 @@ impl Metrics {
             e.0 += n;
             e.1 = e.1.max(age.unwrap_or(0.0));
         }
-        self.endpoint_backlog.clear();
-        self.endpoint_oldest.clear();
-        for (endpoint, (n, age)) in by_label {
-            let l = EndpointLabel { endpoint };
+        // An endpoint whose backlog emptied shows 0 rather than vanishing.
+        let Ok(mut seen) = self.backlog_seen.lock() else {
+            return;
+        };
+        seen.extend(by_label.keys().cloned());
+        for endpoint in seen.iter() {
+            let (n, age) = by_label.get(endpoint).copied().unwrap_or((0, 0.0));
+            let l = EndpointLabel {
+                endpoint: endpoint.clone(),
+            };
             self.endpoint_backlog.get_or_create(&l).set(n);
             self.endpoint_oldest.get_or_create(&l).set(age);
         }
