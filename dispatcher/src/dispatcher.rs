@@ -195,8 +195,17 @@ fn outcome_of(
     metrics: &Metrics,
 ) -> Outcome {
     let verdict = retry::verdict(attempt.ending());
+    // The endpoint's own schedule, if it has one (copied only then).
+    let own;
+    let policy = match claimed.retry_schedule.as_deref() {
+        Some(s) => {
+            own = policy.for_endpoint(Some(s));
+            &own
+        }
+        None => policy,
+    };
     let delay = retry::next_delay(
-        &policy.for_endpoint(claimed.retry_schedule.as_deref()),
+        policy,
         claimed.attempt.max(1) as u32,
         verdict,
         rand::random::<f64>(),

@@ -282,11 +282,15 @@ impl Metrics {
 
     /// The endpoints whose circuit is open now (the others are closed).
     pub fn circuits(&self, open: &[i64]) {
-        let open: std::collections::HashSet<String> =
-            open.iter().map(|id| self.label(*id)).collect();
         let Ok(mut seen) = self.circuit_seen.lock() else {
             return;
         };
+        // Called before every claim: nothing to do while no circuit ever opened.
+        if open.is_empty() && seen.is_empty() {
+            return;
+        }
+        let open: std::collections::HashSet<String> =
+            open.iter().map(|id| self.label(*id)).collect();
         seen.extend(open.iter().cloned());
         for endpoint in seen.iter() {
             let up = open.contains(endpoint);
