@@ -49,7 +49,11 @@ $$;
 -- attempt_log's (endpoint_id, created_at) index per enabled endpoint.
 CREATE FUNCTION webhook._health_check() RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE since timestamptz; upto timestamptz := now(); r record;
+-- The window ends a little before now: an attempt is stamped with the
+-- time its record() transaction began, which may commit after this look
+-- began; two seconds leave room for such a transaction to commit, so
+-- no attempt falls between two looks.
+DECLARE since timestamptz; upto timestamptz := now() - interval '2 seconds'; r record;
 BEGIN
   SELECT coalesce(s.health_checked_at, upto - interval '1 minute') INTO since FROM webhook.settings s;
   FOR r IN
