@@ -230,8 +230,9 @@ $$;
 -- Change an endpoint's settings: each argument left NULL keeps its value.
 -- rate_limit 0 removes the limit, description '' clears it,
 -- default_retry_schedule => true goes back to webhookd's schedule and
--- retry_max_age '0' removes the age limit (NULL means "unchanged" here). Deliveries already routed keep going to the endpoint;
--- new event_types apply to events routed from now on.
+-- retry_max_age '0' removes the age limit (NULL means "unchanged" here).
+-- Deliveries already routed keep going to the endpoint; new event_types
+-- apply to events routed from now on.
 CREATE FUNCTION webhook.alter_endpoint(
     id            bigint,
     url           text DEFAULT NULL,
