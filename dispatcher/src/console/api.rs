@@ -497,7 +497,19 @@ fn bad_cursor() -> ApiError {
     )
 }
 
-/// A deliveries cursor: `<event_id>.<endpoint_id>` of the last row.
+/// The cursor of the page after `items` (a full page of `limit` rows):
+/// `<event_id>.<endpoint_id>` of its last row; None on the last page.
+pub fn next_delivery_cursor(items: &[Delivery], limit: i64) -> Option<String> {
+    (items.len() as i64 == limit)
+        .then(|| {
+            items
+                .last()
+                .map(|d| format!("{}.{}", d.event_id, d.endpoint_id))
+        })
+        .flatten()
+}
+
+/// A deliveries cursor (next_delivery_cursor's) read back.
 pub fn delivery_cursor(c: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
     c.map(|c| {
         c.split_once('.')
@@ -698,13 +710,7 @@ async fn list_deliveries(
 ) -> ApiResult<Json<DeliveryPage>> {
     let f = q.filter()?;
     let items = s.store.deliveries(&f).await?;
-    let next_cursor = (items.len() as i64 == f.limit)
-        .then(|| {
-            items
-                .last()
-                .map(|d| format!("{}.{}", d.event_id, d.endpoint_id))
-        })
-        .flatten();
+    let next_cursor = next_delivery_cursor(&items, f.limit);
     Ok(Json(DeliveryPage { items, next_cursor }))
 }
 

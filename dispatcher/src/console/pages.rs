@@ -1048,32 +1048,26 @@ async fn deliveries(
     };
     let endpoints = state.store.endpoints(None).await.unwrap_or_default();
     let types = known_types(&state).await;
-    let next = (list.len() as i64 == api::DEFAULT_LIMIT)
-        .then(|| {
-            list.last()
-                .map(|d| format!("{}.{}", d.event_id, d.endpoint_id))
-        })
-        .flatten()
-        .map(|c| {
-            let mut params: Vec<(String, String)> = Vec::new();
-            for (k, v) in [
-                ("endpoint_id", &q.endpoint_id),
-                ("status", &q.status),
-                ("event_type", &q.event_type),
-                ("since", &q.since),
-                ("until", &q.until),
-            ] {
-                if let Some(v) = nonempty(v) {
-                    params.push((k.into(), v));
-                }
+    let next = api::next_delivery_cursor(&list, api::DEFAULT_LIMIT).map(|c| {
+        let mut params: Vec<(String, String)> = Vec::new();
+        for (k, v) in [
+            ("endpoint_id", &q.endpoint_id),
+            ("status", &q.status),
+            ("event_type", &q.event_type),
+            ("since", &q.since),
+            ("until", &q.until),
+        ] {
+            if let Some(v) = nonempty(v) {
+                params.push((k.into(), v));
             }
-            params.push(("cursor".into(), c));
-            let qs: Vec<String> = params
-                .iter()
-                .map(|(k, v)| format!("{k}={}", urlencode(v)))
-                .collect();
-            format!("/deliveries?{}", qs.join("&"))
-        });
+        }
+        params.push(("cursor".into(), c));
+        let qs: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect();
+        format!("/deliveries?{}", qs.join("&"))
+    });
     let selected = |v: &Option<String>, x: &str| v.as_deref() == Some(x);
     let body = page(
         "Deliveries",
