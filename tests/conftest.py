@@ -267,8 +267,13 @@ PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 
 def webhookd_env(**extra):
     """This process's environment for a webhookd, without any proxy setting
-    (test traffic stays on loopback; tests of proxies set their own)."""
-    e = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARS}
+    or OpenTelemetry exporter setting (test traffic stays on loopback; tests
+    of proxies and of span export set their own)."""
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in PROXY_VARS and not k.startswith("OTEL_")
+    }
     e.update(extra)
     return e
 

@@ -58,6 +58,7 @@ impl Drop for Counted {
 }
 
 #[derive(Debug, Clone)]
+#[cfg_attr(test, derive(Default))]
 pub struct Claimed {
     pub delivery_id: i64,
     pub claim_token: i32,
@@ -85,8 +86,9 @@ pub struct Claimed {
     /// When the delivery reaches the endpoint's maximum age, if it has one:
     /// no retry is scheduled past it.
     pub retry_deadline: Option<Instant>,
-    /// The W3C traceparent of the transaction that wrote the event, sent
-    /// as the `traceparent` header.
+    /// The W3C traceparent of the transaction that wrote the event: the
+    /// attempt's span's parent, and the `traceparent` header when spans
+    /// are not exported (telemetry.rs).
     pub traceparent: Option<String>,
 }
 

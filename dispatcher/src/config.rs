@@ -74,6 +74,8 @@ pub struct RunArgs {
     /// later ones share endpoint="other".
     #[arg(long, env = "WEBHOOKD_METRICS_MAX_ENDPOINTS", default_value_t = metrics::DEFAULT_MAX_ENDPOINTS)]
     pub metrics_max_endpoints: usize,
+    #[command(flatten)]
+    pub otlp: crate::telemetry::OtlpArgs,
     /// Allow loopback, private and link-local targets (development and tests only).
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,

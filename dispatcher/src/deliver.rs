@@ -11,7 +11,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AF
 
 use crate::claim::Claimed;
 use crate::egress::{self, Egress};
-use crate::{record, retry};
+use crate::{record, retry, telemetry};
 
 /// Response body bytes read at most: a body up to this size is read to its
 /// end (so the connection can carry the next request); past it, reading
@@ -84,6 +84,20 @@ pub enum Failure {
     Request(String),
 }
 
+impl Failure {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Refused(_) => "refused",
+            Failure::Unsendable(_) => "unsendable",
+            Failure::Dns(_) => "dns",
+            Failure::Connect(_) => "connect",
+            Failure::Tls(_) => "tls",
+            Failure::Timeout => "timeout",
+            Failure::Request(_) => "request",
+        }
+    }
+}
+
 impl Attempt {
     pub fn status(&self) -> Option<u16> {
         self.result.as_ref().ok().map(|a| a.status)
@@ -108,6 +122,11 @@ impl Attempt {
             Err(f) => Some(f.to_string()),
         };
         join(what, self.dropped.clone())
+    }
+
+    /// The failure's kind, when there is no answer (a span's error.type).
+    pub fn failure_kind(&self) -> Option<&'static str> {
+        self.result.as_ref().err().map(Failure::kind)
     }
 
     pub fn excerpt(&self) -> Option<&[u8]> {
@@ -200,11 +219,13 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
         dropped: note.clone(),
         duration: started.elapsed(),
     };
+    let span = tracing::Span::current();
     let url = match deliverer.egress.url(&claimed.url) {
         Ok(u) => u,
         Err(egress::UrlError::Refused(r)) => return fail(Failure::Refused(r.to_string())),
         Err(e) => return fail(Failure::Unsendable(e.to_string())),
     };
+    telemetry::record_target(&span, &url);
     let Ok(signature) = HeaderValue::from_str(&claimed.signature) else {
         return fail(Failure::Unsendable(
             "the signature is not a valid header value".into(),
@@ -227,10 +248,11 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
             headers.append(n, v);
         }
     }
-    // The producing transaction's trace context (checked by the extension
-    // when it was written); it replaces an endpoint header of that name.
-    if let Some(tp) = claimed.traceparent.as_deref() {
-        if let Ok(v) = HeaderValue::from_str(tp) {
+    // The trace context (the producing transaction's, checked by the
+    // extension when it was written, or this attempt's span's when spans
+    // are exported); it replaces an endpoint header of that name.
+    if let Some(tp) = telemetry::traceparent(&span, claimed.traceparent.as_deref()) {
+        if let Ok(v) = HeaderValue::from_str(&tp) {
             headers.insert(TRACEPARENT, v);
         }
     }

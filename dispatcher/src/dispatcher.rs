@@ -18,7 +18,8 @@ use crate::endpoints::{Admission, Endpoints};
 use crate::metrics::{self, Metrics};
 use crate::record::{self, Outcome, Report};
 use crate::retry::{self, Policy};
-use crate::{db, http};
+use crate::{db, http, telemetry};
+use tracing::Instrument;
 
 /// While every endpoint we may claim for is busy, how often committed
 /// events are routed anyway, leasing none (see the claim loop).
@@ -138,16 +139,19 @@ async fn deliver_one(
                     tokio::time::sleep_until(at).await;
                 }
                 let m = &shared.metrics;
+                let span = telemetry::deliver_span(&c);
                 m.in_flight(1);
-                let attempt = deliver::send(&shared.client, &c).await;
+                let attempt = deliver::send(&shared.client, &c)
+                    .instrument(span.clone())
+                    .await;
                 m.in_flight(-1);
-                Some(attempt)
+                Some((attempt, span))
             }
             Admission::Hold => None,
         }
     };
     let report = match attempt {
-        Some(attempt) => {
+        Some((attempt, span)) => {
             let opened = shared.endpoints.lock().ok().and_then(|mut e| {
                 e.report(
                     &shared.breaker,
@@ -164,7 +168,13 @@ async fn deliver_one(
                     "endpoint keeps failing: paused; its deliveries wait unattempted until a probe succeeds"
                 );
             }
-            Report::Attempted(outcome_of(&shared.retry, &c, &attempt, &shared.metrics))
+            Report::Attempted(outcome_of(
+                &shared.retry,
+                &c,
+                &attempt,
+                &shared.metrics,
+                &span,
+            ))
         }
         None => {
             shared.metrics.held_back();
@@ -193,6 +203,7 @@ fn outcome_of(
     claimed: &Claimed,
     attempt: &deliver::Attempt,
     metrics: &Metrics,
+    span: &tracing::Span,
 ) -> Outcome {
     let verdict = retry::verdict(attempt.ending());
     // The endpoint's own schedule, if it has one (copied only then).
@@ -224,6 +235,12 @@ fn outcome_of(
         attempt.status(),
         attempt.duration,
         outcome,
+    );
+    telemetry::record_attempt(
+        span,
+        attempt.status(),
+        attempt.failure_kind(),
+        outcome.label(),
     );
     let error = attempt.error();
     match (&attempt.status(), &error) {
@@ -439,27 +456,33 @@ async fn claim_loop(
         let claim_started = Instant::now();
         // What a claim that never answers had leased stays leased until its
         // lease expires, then is claimed again (at least once).
-        let claim =
-            match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, claimer.claim(pg, &req)).await {
-                Ok(Ok(claim)) => claim,
-                failed => {
-                    match failed {
-                        Ok(Err(e)) => {
-                            tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting")
-                        }
-                        _ => tracing::warn!(
-                            seconds = db::ROUND_TRIP_TIMEOUT.as_secs(),
-                            "claim got no answer; reconnecting"
-                        ),
+        let span = telemetry::claim_span(free);
+        let claim = match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, claimer.claim(pg, &req))
+            .instrument(span.clone())
+            .await
+        {
+            Ok(Ok(claim)) => {
+                span.record("webhook.claim.got", claim.deliveries.len() as i64);
+                claim
+            }
+            failed => {
+                match failed {
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting")
                     }
-                    conn = None;
-                    tokio::select! {
-                        _ = backoff.wait() => {}
-                        _ = shutdown.cancelled() => break,
-                    }
-                    continue;
+                    _ => tracing::warn!(
+                        seconds = db::ROUND_TRIP_TIMEOUT.as_secs(),
+                        "claim got no answer; reconnecting"
+                    ),
                 }
-            };
+                conn = None;
+                tokio::select! {
+                    _ = backoff.wait() => {}
+                    _ = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+        };
         if !claim.without_body.is_empty() {
             tracing::warn!(
                 deliveries = claim.without_body.len(),

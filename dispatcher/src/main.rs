@@ -20,16 +20,17 @@ mod record;
 mod retry;
 mod ssrf;
 mod status;
+mod telemetry;
 
 use std::net::SocketAddr;
 
 use config::{DatabaseArgs, RunArgs};
 
-use std::io::IsTerminal;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+use telemetry::LogFormat;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -44,12 +45,6 @@ struct Cli {
     /// Log lines as text, or as one JSON object each (for log collectors).
     #[arg(long, global = true, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,36 +127,20 @@ async fn terminated(token: CancellationToken) {
     token.cancel();
 }
 
-/// Logs go to stdout for `run` (a service: its output is its log, as a
-/// container runtime collects it) and to stderr for the commands whose
-/// stdout is their answer.
-fn init_logs(format: LogFormat, to_stdout: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WEBHOOKD_LOG")
-        .unwrap_or_else(|_| "info".into());
-    // Colours only for a terminal: a log file or a container log collector
-    // would store the escape codes.
-    let ansi = if to_stdout {
-        std::io::stdout().is_terminal()
-    } else {
-        std::io::stderr().is_terminal()
-    };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi);
-    match (format, to_stdout) {
-        (LogFormat::Text, true) => builder.with_writer(std::io::stdout).init(),
-        (LogFormat::Text, false) => builder.with_writer(std::io::stderr).init(),
-        (LogFormat::Json, true) => builder.json().with_writer(std::io::stdout).init(),
-        (LogFormat::Json, false) => builder.json().with_writer(std::io::stderr).init(),
-    }
-}
-
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(
+    // Logs go to stdout for the services (their output is their log, as a
+    // container runtime collects it) and to stderr for the commands whose
+    // stdout is their answer. Only `run` exports spans.
+    let otlp = match &cli.command {
+        Command::Run(a) => Some(&a.otlp),
+        _ => None,
+    };
+    let _telemetry = telemetry::init(
         cli.log_format,
         matches!(cli.command, Command::Run(_) | Command::Console(_)),
-    );
+        otlp,
+    )?;
     if let Command::Run(a) = &cli.command {
         if a.threads == 0 {
             anyhow::bail!("--threads must be at least 1");

@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, Database};
+use crate::telemetry;
+use tracing::Instrument;
 
 /// What one call did, as `webhook.maintain()` returns it.
 #[derive(Debug)]
@@ -36,7 +38,7 @@ pub async fn run(database: Database, every: Duration, shutdown: CancellationToke
             .await;
         }
         if let Some(c) = client.as_ref() {
-            match maintain(c).await {
+            match maintain(c).instrument(telemetry::maintain_span()).await {
                 Ok(r) => {
                     refused = false;
                     if r.started || r.dropped > 0 {

@@ -64,7 +64,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
             Outcome::Retry => "retry",

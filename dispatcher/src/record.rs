@@ -21,7 +21,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 use tokio_util::sync::CancellationToken;
 
-use crate::db;
+use crate::{db, telemetry};
+use tracing::Instrument;
 
 /// Bytes of a response kept for `webhook.attempts`.
 pub const EXCERPT_BYTES: usize = 1024;
@@ -463,7 +464,7 @@ async fn drain(
         // is written (a give-up meanwhile counts it).
         let batch: Vec<Report> = pending[..n].to_vec();
         let started = std::time::Instant::now();
-        let written = write(c, batch).await;
+        let written = write(c, batch).instrument(telemetry::record_span(n)).await;
         metrics.record(started.elapsed());
         match written {
             Ok(w) => {

@@ -307,6 +307,12 @@ pub struct NewEndpoint {
     pub ordered: Option<bool>,
     pub max_in_flight: Option<i32>,
     pub rate_limit: Option<i32>,
+    /// Delays between attempts in milliseconds (at most 100, each 10 ms
+    /// to 30 days); absent: webhookd's schedule. `[]`: no retry.
+    pub retry_schedule_ms: Option<Vec<i64>>,
+    /// No retry is scheduled later than this after the event (at most
+    /// 90 days); absent: no limit.
+    pub retry_max_age_ms: Option<i64>,
 }
 
 impl From<NewEndpoint> for EndpointChange {
@@ -321,12 +327,15 @@ impl From<NewEndpoint> for EndpointChange {
             ordered: n.ordered,
             max_in_flight: n.max_in_flight,
             rate_limit: n.rate_limit.map(Some),
+            retry_schedule_ms: n.retry_schedule_ms.map(Some),
+            retry_max_age_ms: n.retry_max_age_ms.map(Some),
         }
     }
 }
 
-/// Absent fields keep their value; `description: null` clears it and
-/// `rate_limit: null` removes the limit.
+/// Absent fields keep their value; `description: null` clears it,
+/// `rate_limit: null` and `retry_max_age_ms: null` remove the limit and
+/// `retry_schedule_ms: null` goes back to webhookd's schedule.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointUpdate {
@@ -343,6 +352,12 @@ pub struct EndpointUpdate {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<i32>)]
     pub rate_limit: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<i64>>)]
+    pub retry_schedule_ms: Option<Option<Vec<i64>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>)]
+    pub retry_max_age_ms: Option<Option<i64>>,
 }
 
 impl From<EndpointUpdate> for EndpointChange {
@@ -357,6 +372,8 @@ impl From<EndpointUpdate> for EndpointChange {
             ordered: u.ordered,
             max_in_flight: u.max_in_flight,
             rate_limit: u.rate_limit,
+            retry_schedule_ms: u.retry_schedule_ms,
+            retry_max_age_ms: u.retry_max_age_ms,
         }
     }
 }

@@ -22,6 +22,7 @@ use super::api::{self, ApiError, DeliveryQuery};
 use super::auth::Role;
 use super::store::{Activity, Delivery, Endpoint, EndpointChange, EventFilter, StoreError};
 use super::Console;
+use crate::retry;
 
 type AppState = Arc<Console>;
 
@@ -248,11 +249,14 @@ fn endpoint_state(e: &Endpoint) -> (&'static str, &'static str) {
     if !e.enabled {
         return ("disabled", "Disabled");
     }
-    let failing = match (&h.last_failure_at, &h.last_success_at) {
-        (Some(f), Some(s)) => f > s,
-        (Some(_), None) => true,
-        _ => false,
-    };
+    // The database's failing state (webhook.maintain()), or, before it
+    // looked, the newest attempt.
+    let failing = h.failing_since.is_some()
+        || match (&h.last_failure_at, &h.last_success_at) {
+            (Some(f), Some(s)) => f > s,
+            (Some(_), None) => true,
+            _ => false,
+        };
     if failing {
         ("failing", "Failing")
     } else if h.last_success_at.is_some() {
@@ -510,7 +514,32 @@ struct EndpointForm {
     max_in_flight: String,
     rate_limit: String,
     #[serde(default)]
+    retry_schedule: String,
+    #[serde(default)]
+    retry_max_age: String,
+    #[serde(default)]
     secret: String,
+}
+
+/// Milliseconds as the form shows them: `90s`, `1h 30m`.
+fn duration_text(ms: i64) -> String {
+    humantime::format_duration(Duration::from_millis(ms.max(0) as u64)).to_string()
+}
+
+/// Durations as typed in the form, comma separated (`5s, 5m, 1h 30m`),
+/// read as webhookd reads `--retry-schedule`; in milliseconds.
+fn durations_ms(name: &str, v: &str) -> Result<Vec<i64>, ApiError> {
+    let bad = |why: String| {
+        ApiError::bad_request(
+            format!("{name}: {why}"),
+            Some("Durations read like 30s, 5m, 2h or 1h 30m, comma separated."),
+        )
+    };
+    retry::parse_schedule(v)
+        .map_err(bad)?
+        .into_iter()
+        .map(|d| i64::try_from(d.as_millis()).map_err(|_| bad(format!("{d:?} is too long"))))
+        .collect()
 }
 
 impl EndpointForm {
@@ -529,6 +558,16 @@ impl EndpointForm {
             ordered: e.ordered.then(|| "on".to_string()),
             max_in_flight: e.max_in_flight.to_string(),
             rate_limit: e.rate_limit.map(|r| r.to_string()).unwrap_or_default(),
+            retry_schedule: match &e.retry_schedule_ms {
+                Some(s) if s.is_empty() => "none".into(),
+                Some(s) => s
+                    .iter()
+                    .map(|ms| duration_text(*ms))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                None => String::new(),
+            },
+            retry_max_age: e.retry_max_age_ms.map(duration_text).unwrap_or_default(),
             secret: String::new(),
         }
     }
@@ -561,6 +600,19 @@ impl EndpointForm {
             .filter(|t| !t.is_empty())
             .map(str::to_string)
             .collect();
+        // Empty: webhookd's schedule; `none`: no retry.
+        let schedule = match self.retry_schedule.trim() {
+            "" => None,
+            t if t.eq_ignore_ascii_case("none") => Some(Vec::new()),
+            t => Some(durations_ms("retry schedule", t)?),
+        };
+        let max_age = match self.retry_max_age.trim() {
+            "" => None,
+            t => match durations_ms("retry max age", t)?[..] {
+                [one] => Some(one),
+                _ => return Err(ApiError::bad_request("retry max age: one duration", None)),
+            },
+        };
         Ok(EndpointChange {
             url: Some(self.url.trim().to_string()),
             event_types: Some(types),
@@ -574,6 +626,16 @@ impl EndpointForm {
                 Some(number("rate limit", &self.rate_limit)?)
             } else {
                 number("rate limit", &self.rate_limit)?.map(Some)
+            },
+            retry_schedule_ms: if update {
+                Some(schedule)
+            } else {
+                schedule.map(Some)
+            },
+            retry_max_age_ms: if update {
+                Some(max_age)
+            } else {
+                max_age.map(Some)
             },
         })
     }
@@ -616,6 +678,10 @@ fn endpoint_form(
                 div { label for="timeout_ms" { "Timeout (ms)" } input #timeout_ms name="timeout_ms" inputmode="numeric" value=(f.timeout_ms) placeholder="15000"; }
                 div { label for="max_in_flight" { "Max in flight" } input #max_in_flight name="max_in_flight" inputmode="numeric" value=(f.max_in_flight) placeholder="16"; }
                 div { label for="rate_limit" { "Rate limit (per second)" } input #rate_limit name="rate_limit" inputmode="numeric" value=(f.rate_limit) placeholder="none"; }
+            }
+            div.row {
+                div { label for="retry_schedule" { "Retry schedule " span.muted { "— delays, comma separated; empty: webhookd's; " code { "none" } ": no retry" } } input #retry_schedule name="retry_schedule" value=(f.retry_schedule) placeholder=(retry::DEFAULT_SCHEDULE.replace(',', ", ")); }
+                div { label for="retry_max_age" { "Retry max age " span.muted { "— empty: no limit" } } input #retry_max_age name="retry_max_age" value=(f.retry_max_age) placeholder="3days"; }
             }
             label.check { input type="checkbox" name="ordered" checked[f.ordered.is_some()]; " Ordered: one delivery per ordering key at a time, in commit order" }
             @if creating {
@@ -764,6 +830,9 @@ async fn endpoint_page(
                     h2 { "Health" }
                     (sparkline(&h.activity, 240, 48))
                     dl {
+                        @if let Some(since) = &h.failing_since {
+                            dt { "Failing since" } dd.bad { (time(Some(since))) }
+                        }
                         dt { "Pending" } dd { (h.backlog) @if h.backlog > 0 { " (oldest " (time(h.oldest_pending_at.as_deref())) ")" } }
                         dt { "Dead" } dd { @if h.dead > 0 { a.bad href={"/deliveries?status=dead&endpoint_id=" (id)} { (h.dead) } } @else { "0" } }
                         dt { "Success, last hour" } dd { @match h.success_rate_last_hour { Some(r) => (format!("{:.1} % of {}", r * 100.0, h.attempts_last_hour)), None => "no attempts" } }
@@ -794,6 +863,14 @@ async fn endpoint_page(
                         dt { "Max in flight" } dd { (e.max_in_flight) }
                         dt { "Rate limit" } dd { @match e.rate_limit { Some(r) => { (r) " per second" }, None => "none" } }
                         dt { "Ordered" } dd { (if e.ordered { "yes" } else { "no" }) }
+                        dt { "Retry schedule" } dd {
+                            @match &e.retry_schedule_ms {
+                                Some(s) if s.is_empty() => "no retry",
+                                Some(s) => { @for (i, ms) in s.iter().enumerate() { @if i > 0 { ", " } (duration_text(*ms)) } },
+                                None => span.muted { "webhookd's" },
+                            }
+                        }
+                        dt { "Retry max age" } dd { @match e.retry_max_age_ms { Some(ms) => (duration_text(ms)), None => span.muted { "no limit" } } }
                         dt { "Headers" } dd {
                             @if let Some(o) = e.headers.as_object() {
                                 @if o.is_empty() { span.muted { "none" } }

@@ -82,7 +82,14 @@ pub struct Endpoint {
     pub max_in_flight: i32,
     /// Requests per second at most; null: no limit.
     pub rate_limit: Option<i32>,
+    /// The delays between attempts, in milliseconds; null: webhookd's
+    /// schedule (`--retry-schedule`). After the last one the delivery is dead.
+    pub retry_schedule_ms: Option<Vec<i64>>,
+    /// No attempt is scheduled later than this after the event; null: no limit.
+    pub retry_max_age_ms: Option<i64>,
     pub enabled: bool,
+    /// Why it is disabled: by hand, `gone` (the receiver answered 410) or
+    /// auto-disabled after failing too long.
     pub disabled_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -95,6 +102,9 @@ pub struct Health {
     pub backlog: i64,
     pub oldest_pending_at: Option<String>,
     pub dead: i64,
+    /// Since when every attempt has failed, as `webhook.maintain()` last
+    /// found (it sends `webhook.endpoint.failing` then); null: not failing.
+    pub failing_since: Option<String>,
     pub last_success_at: Option<String>,
     pub last_failure_at: Option<String>,
     /// HTTP status of the newest attempt; null when it got no answer.
@@ -233,6 +243,10 @@ pub struct EndpointChange {
     pub ordered: Option<bool>,
     pub max_in_flight: Option<i32>,
     pub rate_limit: Option<Option<i32>>,
+    /// `Some(None)`: back to webhookd's schedule.
+    pub retry_schedule_ms: Option<Option<Vec<i64>>>,
+    /// `Some(None)`: no age limit.
+    pub retry_max_age_ms: Option<Option<i64>>,
 }
 
 /// Filters of the deliveries list; `after` is the (event_id, endpoint_id)
@@ -310,7 +324,9 @@ impl Store {
         let sql = format!(
             "SELECT e.id, e.url, e.event_types, e.description, e.headers, e.timeout_ms, e.ordered, e.max_in_flight, \
                     e.rate_limit, e.enabled, e.disabled_reason, {}, {}, \
-                    h.backlog, {}, h.dead, {}, {}, h.last_status \
+                    h.backlog, {}, h.dead, {}, {}, h.last_status, \
+                    ARRAY(SELECT (extract(epoch FROM d) * 1000)::bigint FROM unnest(e.retry_schedule) WITH ORDINALITY u(d, o) ORDER BY o), \
+                    e.retry_schedule IS NULL, (extract(epoch FROM e.retry_max_age) * 1000)::bigint, {} \
                FROM webhook.endpoint e JOIN webhook.endpoint_health h ON h.endpoint_id = e.id \
               WHERE $1::bigint IS NULL OR e.id = $1 \
               ORDER BY e.id",
@@ -319,6 +335,7 @@ impl Store {
             ts("h.oldest_pending_at"),
             ts("h.last_success_at"),
             ts("h.last_failure_at"),
+            ts("h.failing_since"),
         );
         let rows = self.query(&sql, &[&id]).await?;
         let window = self.activity(id).await?;
@@ -339,6 +356,8 @@ impl Store {
                     ordered: r.get(6),
                     max_in_flight: r.get(7),
                     rate_limit: r.get(8),
+                    retry_schedule_ms: (!r.get::<_, bool>(20)).then(|| r.get(19)),
+                    retry_max_age_ms: r.get(21),
                     enabled: r.get(9),
                     disabled_reason: r.get(10),
                     created_at: r.get(11),
@@ -347,6 +366,7 @@ impl Store {
                         backlog: r.get(13),
                         oldest_pending_at: r.get(14),
                         dead: r.get(15),
+                        failing_since: r.get(22),
                         last_success_at: r.get(16),
                         last_failure_at: r.get(17),
                         last_status: r.get(18),
@@ -456,6 +476,24 @@ impl Store {
             Some(Some(v)) => add("rate_limit", "$::int", Box::new(v)),
             // alter_endpoint: 0 removes the limit.
             Some(None) if for_update => add("rate_limit", "$::int", Box::new(0i32)),
+            _ => {}
+        }
+        match change.retry_schedule_ms {
+            // In order; a delay the SQL API refuses (negative, too long)
+            // or cannot represent is refused with its SQLSTATE.
+            Some(Some(v)) => add(
+                "retry_schedule",
+                "ARRAY(SELECT m * interval '1 millisecond' FROM unnest($::bigint[]) WITH ORDINALITY u(m, o) ORDER BY o)",
+                Box::new(v),
+            ),
+            Some(None) if for_update => add("default_retry_schedule", "$::boolean", Box::new(true)),
+            _ => {}
+        }
+        let max_age = "($::bigint * interval '1 millisecond')";
+        match change.retry_max_age_ms {
+            Some(Some(v)) => add("retry_max_age", max_age, Box::new(v)),
+            // alter_endpoint: 0 removes the limit.
+            Some(None) if for_update => add("retry_max_age", max_age, Box::new(0i64)),
             _ => {}
         }
         (names, params)
