@@ -155,6 +155,13 @@ def test_endpoints_are_created_read_changed_and_deleted_through_the_sql_api(api,
     ({"url": 5}, "invalid_request"),
     ({}, "invalid_request"),
     ({"url": "https://example.com/x", "max_in_flight": 99999999999}, "invalid_request"),
+    ({"url": "https://example.com/x", "retry_schedule_ms": [-5]}, "invalid_parameter_value"),
+    ({"url": "https://example.com/x", "retry_schedule_ms": [5]}, "invalid_parameter_value"),
+    ({"url": "https://example.com/x", "retry_schedule_ms": [1000] * 101}, "invalid_parameter_value"),
+    ({"url": "https://example.com/x", "retry_schedule_ms": [2**62]}, None),
+    ({"url": "https://example.com/x", "retry_schedule_ms": "5s"}, "invalid_request"),
+    ({"url": "https://example.com/x", "retry_max_age_ms": 0}, "invalid_parameter_value"),
+    ({"url": "https://example.com/x", "retry_max_age_ms": 2**62}, None),
 ])
 def test_bad_endpoints_are_refused_with_the_sql_api_s_reason(api, db, body, code):
     r = api.post("/api/v1/endpoints", json=body, headers=ADMIN)
@@ -231,6 +238,31 @@ def test_the_health_of_an_endpoint_shows_attempts_and_failures(api, receiver, we
     assert by_id[b["id"]]["dead"] == 3 and by_id[b["id"]]["failures_last_hour"] == 9
     assert sum(by_id[b["id"]]["activity"]["failures"]) == 9
     assert by_id[b["id"]]["last_failure_at"].endswith("Z")
+
+
+def test_an_endpoint_s_retry_policy_is_set_read_and_reset(api, db):
+    e = create(api, "https://example.com/x", retry_schedule_ms=[100, 90_000, 7_200_000],
+               retry_max_age_ms=86_400_000)["endpoint"]
+    assert e["retry_schedule_ms"] == [100, 90_000, 7_200_000] and e["retry_max_age_ms"] == 86_400_000
+    assert q1(db, "SELECT retry_schedule::text FROM webhook.endpoint") == "{00:00:00.1,00:01:30,02:00:00}"
+    path = f"/api/v1/endpoints/{e['id']}"
+    # Absent fields keep their value; [] is "no retry"; null goes back to
+    # webhookd's schedule and removes the age limit.
+    r = api.patch(path, json={"retry_schedule_ms": []}, headers=ADMIN)
+    assert r.status_code == 200, r.text
+    assert r.json()["retry_schedule_ms"] == [] and r.json()["retry_max_age_ms"] == 86_400_000
+    r = api.patch(path, json={"retry_schedule_ms": None, "retry_max_age_ms": None}, headers=ADMIN)
+    assert r.json()["retry_schedule_ms"] is None and r.json()["retry_max_age_ms"] is None
+    error_of(api.patch(path, json={"retry_max_age_ms": -1}, headers=ADMIN), 400, "invalid_parameter_value")
+    assert q1(db, "SELECT retry_max_age IS NULL FROM webhook.endpoint") is True
+
+
+def test_the_failing_state_the_database_keeps_is_shown(api, db):
+    e = create(api, "https://example.com/x")["endpoint"]
+    assert e["health"]["failing_since"] is None
+    db.execute("UPDATE webhook.endpoint SET failing_since = now() - interval '1 hour'")
+    got = api.get(f"/api/v1/endpoints/{e['id']}", headers=READ).json()
+    assert got["health"]["failing_since"].endswith("Z")
 
 
 # Deliveries, events, repairs.

@@ -175,9 +175,24 @@ def test_a_failing_endpoint_goes_dead_and_its_deliveries_are_replayed(page, cons
     page.click("text=Edit")
     page.fill("#rate_limit", "25")
     page.fill("#description", "CRM (EU)")
+    page.fill("#retry_schedule", "10s, 1m 30s, 2h")
+    page.fill("#retry_max_age", "1day")
     page.click("button:has-text('Save changes')")
     assert "Saved." in page.inner_text(".flash")
     assert q1(db, "SELECT rate_limit FROM webhook.endpoint") == 25
+    assert q1(db, "SELECT retry_schedule::text FROM webhook.endpoint") == '{00:00:10,00:01:30,02:00:00}'
+    assert q1(db, "SELECT retry_max_age::text FROM webhook.endpoint") == "24:00:00"
+    assert "10s, 1m 30s, 2h" in page.inner_text("section.panel:has-text('Configuration')")
+    page.click("text=Edit")
+    assert page.input_value("#retry_schedule") == "10s, 1m 30s, 2h"
+    page.fill("#retry_schedule", "")
+    page.fill("#retry_max_age", "soon")
+    page.click("button:has-text('Save changes')")
+    assert "retry max age" in page.inner_text(".error")
+    page.fill("#retry_max_age", "")
+    page.click("button:has-text('Save changes')")
+    assert "Saved." in page.inner_text(".flash")
+    assert q1(db, "SELECT retry_schedule IS NULL AND retry_max_age IS NULL FROM webhook.endpoint") is True
     page.click("text=Edit")
     page.fill("#max_in_flight", "0")
     page.click("button:has-text('Save changes')")
