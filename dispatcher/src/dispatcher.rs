@@ -466,6 +466,7 @@ async fn claim_loop(
                 claim
             }
             failed => {
+                span.record("otel.status_code", "error");
                 match failed {
                     Ok(Err(e)) => {
                         tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting")

@@ -349,6 +349,7 @@ pub fn claim_span(asked: usize) -> Span {
         "claim",
         otel.name = "webhook.claim",
         otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
         db.system.name = "postgresql",
         webhook.claim.asked = asked as i64,
         webhook.claim.got = tracing::field::Empty,
