@@ -542,6 +542,16 @@ fn durations_ms(name: &str, v: &str) -> Result<Vec<i64>, ApiError> {
         .collect()
 }
 
+/// A field left empty in the form: cleared on update, the SQL API's
+/// default on create.
+fn clearable<T>(update: bool, v: Option<T>) -> Option<Option<T>> {
+    if update {
+        Some(v)
+    } else {
+        v.map(Some)
+    }
+}
+
 impl EndpointForm {
     fn of(e: &Endpoint) -> Self {
         EndpointForm {
@@ -622,21 +632,9 @@ impl EndpointForm {
             timeout_ms: number("timeout", &self.timeout_ms)?,
             ordered: Some(self.ordered.is_some()),
             max_in_flight: number("max in flight", &self.max_in_flight)?,
-            rate_limit: if update {
-                Some(number("rate limit", &self.rate_limit)?)
-            } else {
-                number("rate limit", &self.rate_limit)?.map(Some)
-            },
-            retry_schedule_ms: if update {
-                Some(schedule)
-            } else {
-                schedule.map(Some)
-            },
-            retry_max_age_ms: if update {
-                Some(max_age)
-            } else {
-                max_age.map(Some)
-            },
+            rate_limit: clearable(update, number("rate limit", &self.rate_limit)?),
+            retry_schedule_ms: clearable(update, schedule),
+            retry_max_age_ms: clearable(update, max_age),
         })
     }
 }
