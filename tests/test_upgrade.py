@@ -574,23 +574,24 @@ def test_roles_granted_before_an_upgrade_have_exactly_the_privileges_of_a_fresh_
     (webhookd must still claim) and no more (nothing the new version stopped
     granting, no new function left executable)."""
     upgraded, fresh = new_database("upgraded"), new_database("fresh")
-    roles = {db: {k: f"{db}_{k}" for k in ROLE_KINDS} for db in (upgraded, fresh)}
+    # Names that need quoting ("Ops Team"): the upgrade must quote them once.
+    roles = {db: {k: f"{db} {k} Team" for k in ROLE_KINDS} for db in (upgraded, fresh)}
     with connect("postgres") as c:
         for db in roles:
             for role in roles[db].values():
-                c.execute(f"DROP ROLE IF EXISTS {role}")
-                c.execute(f"CREATE ROLE {role}")
+                c.execute(f'DROP ROLE IF EXISTS "{role}"')
+                c.execute(f'CREATE ROLE "{role}"')
     try:
         with connect(upgraded) as c:
             c.execute(f"CREATE EXTENSION pg_webhook VERSION '{release}'")
             for kind, role in roles[upgraded].items():
-                c.execute(f"SELECT webhook.grant_{kind}('{role}')")
+                c.execute(f"SELECT webhook.grant_{kind}('\"{role}\"')")
         with connect(upgraded) as c:
             c.execute("ALTER EXTENSION pg_webhook UPDATE")
         with connect(fresh) as c:
             c.execute("CREATE EXTENSION pg_webhook")
             for kind, role in roles[fresh].items():
-                c.execute(f"SELECT webhook.grant_{kind}('{role}')")
+                c.execute(f"SELECT webhook.grant_{kind}('\"{role}\"')")
         got, want = effective_privileges(upgraded, roles[upgraded]), effective_privileges(fresh, roles[fresh])
         diff = schema_diff(
             want, got, "fresh install, then grant_*()", f"grant_*() at {release}, then ALTER EXTENSION UPDATE"
@@ -602,7 +603,7 @@ def test_roles_granted_before_an_upgrade_have_exactly_the_privileges_of_a_fresh_
             for db in roles:
                 c.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
                 for role in roles[db].values():
-                    c.execute(f"DROP ROLE IF EXISTS {role}")
+                    c.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
 # ---------------------------------------------------------------- the deliveries

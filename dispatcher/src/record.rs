@@ -217,7 +217,7 @@ impl Store for Conn {
             .collect();
         let excerpts: Vec<Option<&str>> = batch.iter().map(|o| o.excerpt.as_deref()).collect();
         let retry: Vec<Option<SystemTime>> = batch.iter().map(|o| o.retry_at).collect();
-        bounded(self.client.execute(
+        let row = bounded(self.client.query_one(
             &self.record,
             &[
                 &ids,
@@ -231,6 +231,17 @@ impl Store for Conn {
             ],
         ))
         .await?;
+        // record() writes only outcomes whose lease this dispatcher still
+        // holds; the others' leases expired (a slow request, a stalled
+        // process) and the delivery went to another claim.
+        let written = row.try_get::<_, Option<i32>>(0)?.unwrap_or(0);
+        let stale = batch.len().saturating_sub(usize::try_from(written).unwrap_or(0));
+        if stale > 0 {
+            tracing::warn!(
+                stale,
+                "outcomes for leases no longer held were not recorded: their leases expired and the deliveries are attempted again (raise --lease if requests take that long)"
+            );
+        }
         Ok(())
     }
 

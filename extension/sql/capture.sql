@@ -28,7 +28,7 @@ SELECT t.tgrelid::regclass AS relation,
 -- this it would need CASCADE). ddl_command_start cannot see which extension
 -- is being dropped; the statement text can.
 CREATE FUNCTION webhook._on_drop_extension() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE r record;
 BEGIN
   IF current_query() !~* '\mpg_webhook\M' THEN
@@ -52,7 +52,7 @@ CREATE EVENT TRIGGER webhook_drop_extension ON ddl_command_start
 -- Runs for every role's CREATE INDEX: it reads catalogs only, by name, so
 -- it needs no privilege on schema webhook.
 CREATE FUNCTION webhook._guard_outbox_index() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE bad text;
 BEGIN
   SELECT ic.relname INTO bad
@@ -77,7 +77,7 @@ CREATE EVENT TRIGGER webhook_guard_outbox_index ON ddl_command_end
   WHEN TAG IN ('CREATE INDEX', 'ALTER TABLE') EXECUTE FUNCTION webhook._guard_outbox_index();
 
 CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
-LANGUAGE sql STABLE AS $$
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
   WITH RECURSIVE b(oid, typbasetype) AS (
     SELECT oid, typbasetype FROM pg_type WHERE oid = t
     UNION ALL
@@ -86,7 +86,7 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 CREATE FUNCTION webhook.untrack(relation regclass, event_prefix text DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE trig text;
 BEGIN
   IF relation IS NULL THEN
@@ -107,7 +107,7 @@ CREATE FUNCTION webhook.track(
     condition    text DEFAULT NULL,
     columns      text[] DEFAULT NULL
 ) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   rel       record;
   op        text;
@@ -117,6 +117,7 @@ DECLARE
   cols      text;
   col       text;
   att       record;
+  eq        record;
   changed   text;
   when_sql  text;
   msg       text;
@@ -157,7 +158,7 @@ BEGIN
   ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
 
   prefix := coalesce(event_prefix, rel.relname);
-  IF prefix = 'webhook' OR prefix LIKE 'webhook.%' THEN
+  IF webhook._event_type_reserved(prefix) THEN
     RAISE EXCEPTION 'event prefix % is reserved', quote_literal(prefix)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); pass another event_prefix.';
@@ -195,14 +196,30 @@ BEGIN
                                          FROM pg_attribute WHERE attrelid = relation AND attnum > 0 AND NOT attisdropped);
       END IF;
       cols := cols || CASE WHEN cols = '' THEN '' ELSE ',' END || att.attnum;
-      -- Types without a default btree opclass (json, point, ...) have no
-      -- equality: compare their text forms.
-      IF EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-                  WHERE am.amname = 'btree' AND oc.opcdefault
-                    AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))) THEN
-        changed := concat_ws(' OR ', changed, format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', col));
+      -- A change is what the type's default btree equality says, named
+      -- by its schema (an extension's type, such as citext, has its
+      -- operator in its own schema; no other `=` on the caller's path may
+      -- be picked) and applied to values of exactly its input type.
+      -- Types without one (json, point, ...) compare their text forms.
+      SELECT o.oprnamespace::regnamespace::text AS nsp,
+             CASE WHEN t.typtype = 'p' THEN '' ELSE '::' || format_type(oc.opcintype, NULL) END AS cast
+        INTO eq
+        FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+        JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
+                       AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = 3
+        JOIN pg_operator o ON o.oid = ao.amopopr
+        JOIN pg_type t ON t.oid = oc.opcintype
+       WHERE am.amname = 'btree' AND oc.opcdefault
+         AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))
+       ORDER BY oc.opcintype = att.atttypid DESC
+       LIMIT 1;
+      IF FOUND THEN
+        changed := concat_ws(' OR ', changed,
+          format('(OLD.%1$I IS NULL) <> (NEW.%1$I IS NULL) OR NOT (OLD.%1$I%3$s OPERATOR(%2$s.=) NEW.%1$I%3$s)',
+                 col, eq.nsp, eq.cast));
       ELSE
-        changed := concat_ws(' OR ', changed, format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', col));
+        changed := concat_ws(' OR ', changed,
+          format('OLD.%1$I::pg_catalog.text IS DISTINCT FROM NEW.%1$I::pg_catalog.text', col));
       END IF;
     END LOOP;
   END IF;
@@ -227,7 +244,7 @@ BEGIN
       GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
       RAISE EXCEPTION 'invalid condition for % events on %: %', op, relation, msg
         USING ERRCODE = state,
-              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
+              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them. It is read with search_path = pg_catalog, pg_temp: schema-qualify your own functions, types and operators (public.is_vip(NEW.customer_id), OPERATOR(public.=)).';
     END;
   END LOOP;
 END
@@ -245,7 +262,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types are dot-separated parts of letters, digits, _ and - (loyalty.points_earned), at most 200 characters.';
   END IF;
-  IF event_type LIKE 'webhook.%' THEN
+  IF webhook._event_type_reserved(event_type) THEN
     RAISE EXCEPTION 'event type % is reserved', quote_literal(event_type)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); choose another prefix.';
@@ -258,7 +275,7 @@ BEGIN
           || '","data":' || payload::text || '}';
   PERFORM webhook._check_event_size(event_type, octet_length(body));
   INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
-  VALUES (event_type, body, ordering_key, ts, webhook._traceparent())
+  VALUES (event_type, body, webhook._ordering_key(ordering_key), ts, webhook._traceparent())
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;

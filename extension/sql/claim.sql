@@ -17,6 +17,11 @@
 -- `id` choosing the endpoints computed. As a PL/pgSQL
 -- function called per endpoint it cost 30–40 µs an endpoint (B11), 30 ms a
 -- claim over 1,000 endpoints (B10).
+-- The one function without a pinned search_path (a SET clause would stop
+-- the inlining): it is inlined into _due() and _route(), which pin it, and
+-- is executable by nobody else; every operator and function in it has an
+-- exact match in pg_catalog, which a role's search_path searches first
+-- (tests/test_search_path.py holds both).
 CREATE FUNCTION webhook._rooms(t_now timestamptz, lease_until timestamptz,
                                exclude bigint[], cap_ids bigint[], cap_n int[], worker text)
 RETURNS TABLE (id bigint, room int, mine int)
@@ -192,6 +197,13 @@ BEGIN
     RAISE EXCEPTION 'max_body_bytes must be positive'
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'It bounds the event bodies one claim returns, in bytes; the default is 16 MiB.';
+  END IF;
+  -- Stored as each lease's holder and in every attempt (record() cuts it
+  -- there too): a name, not a document.
+  IF octet_length(worker) > 128 THEN
+    RAISE EXCEPTION 'worker name is % bytes long, at most 128 are allowed', octet_length(worker)
+      USING ERRCODE = 'string_data_right_truncation',
+            HINT = 'webhookd''s --worker names the dispatcher in webhook.attempts (default: host-pid).';
   END IF;
   IF cardinality(cap_endpoints) IS DISTINCT FROM cardinality(cap_counts) THEN
     RAISE EXCEPTION 'cap_endpoints has % elements but cap_counts has %',

@@ -100,7 +100,7 @@ SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
 CREATE FUNCTION webhook.endpoint_activity(since timestamptz DEFAULT now() - interval '1 hour',
                                           bucket interval DEFAULT '5 minutes')
 RETURNS TABLE (endpoint_id bigint, bucket_start timestamptz, attempts bigint, failures bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second' THEN
     RAISE EXCEPTION 'since must be a time and bucket at least one second'
@@ -130,7 +130,7 @@ $$;
 -- longer tracked), with when each was last seen there.
 CREATE FUNCTION webhook.event_types(recent int DEFAULT 10000)
 RETURNS TABLE (event_type text, tracked boolean, last_seen_at timestamptz)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF recent IS NULL OR recent < 0 OR recent > 1000000 THEN
     RAISE EXCEPTION 'recent must be between 0 and 1000000'

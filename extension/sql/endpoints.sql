@@ -48,15 +48,24 @@ CREATE INDEX ON webhook.endpoint_secret (endpoint_id);
 
 -- webhook._matches(patterns, event_type) and webhook._patterns_for(type)
 -- are in Rust (route.rs).
+--
+-- Every text an endpoint stores is bounded in bytes (not characters: a
+-- character is up to 4 bytes), so that whatever is built from it (an
+-- operational event, a request's headers) has a size known in advance.
 
 CREATE FUNCTION webhook._check_patterns(patterns text[]) RETURNS text[]
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE p text;
 BEGIN
   IF patterns IS NULL OR cardinality(patterns) = 0 THEN
     RAISE EXCEPTION 'event_types must list at least one pattern'
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Use ''{*}'' for every event, ''{orders.*}'' for a prefix, or exact types like ''{orders.insert}''.';
+  END IF;
+  IF cardinality(patterns) > 100 THEN
+    RAISE EXCEPTION 'event_types lists % patterns, at most 100 are allowed', cardinality(patterns)
+      USING ERRCODE = 'program_limit_exceeded',
+            HINT = 'Use prefixes (orders.*) to cover several event types with one pattern.';
   END IF;
   FOREACH p IN ARRAY patterns LOOP
     IF p IS NULL OR NOT (p = '*' OR webhook._event_type_ok(p)
@@ -71,13 +80,13 @@ END
 $$;
 
 CREATE FUNCTION webhook._check_url(url text) RETURNS text
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE m text[];
 BEGIN
-  IF url IS NULL OR length(url) > 2048 OR url ~ '[[:space:][:cntrl:]]' THEN
+  IF url IS NULL OR octet_length(url) > 2048 OR url ~ '[[:space:][:cntrl:]]' THEN
     RAISE EXCEPTION 'invalid endpoint URL %', coalesce(quote_literal(left(url, 100)), 'NULL')
       USING ERRCODE = 'invalid_parameter_value',
-            HINT = 'An endpoint URL is an absolute https:// URL of at most 2048 characters without spaces.';
+            HINT = 'An endpoint URL is an absolute https:// URL of at most 2048 bytes without spaces.';
   END IF;
   m := regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([/?][^#]*)?$');
   IF m IS NULL OR m[2] = '' THEN
@@ -106,14 +115,22 @@ BEGIN
 END
 $$;
 
+-- At most 32 headers of at most 8 KiB together (names and values): many
+-- servers refuse a request whose headers pass 8 KiB.
 CREATE FUNCTION webhook._check_headers(headers jsonb) RETURNS jsonb
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE k text; v jsonb;
 BEGIN
   IF headers IS NULL THEN RETURN '{}'; END IF;
   IF jsonb_typeof(headers) <> 'object' THEN
     RAISE EXCEPTION 'headers must be a JSON object'
       USING ERRCODE = 'invalid_parameter_value', HINT = 'Example: ''{"authorization": "Bearer abc"}''.';
+  END IF;
+  IF (SELECT count(*) FROM jsonb_each(headers)) > 32
+     OR (SELECT sum(octet_length(key) + octet_length(value #>> '{}')) FROM jsonb_each(headers)) > 8192 THEN
+    RAISE EXCEPTION 'headers are too large'
+      USING ERRCODE = 'program_limit_exceeded',
+            HINT = 'An endpoint has at most 32 headers of at most 8192 bytes together (names and values).';
   END IF;
   FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
     IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n]' THEN
@@ -134,7 +151,7 @@ $$;
 
 -- A request timeout in milliseconds, or an error saying what is allowed.
 CREATE FUNCTION webhook._check_timeout(timeout interval) RETURNS int
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ms int;
 BEGIN
   ms := (extract(epoch FROM timeout) * 1000)::int;
@@ -147,7 +164,7 @@ END
 $$;
 
 CREATE FUNCTION webhook._check_max_in_flight(max_in_flight int) RETURNS int
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
     RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
@@ -159,7 +176,7 @@ $$;
 
 -- A retry policy's parts, or an error saying what is allowed.
 CREATE FUNCTION webhook._check_retry(retry_schedule interval[], retry_max_age interval) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF retry_schedule IS NOT NULL AND (cardinality(retry_schedule) > 100
      OR EXISTS (SELECT 1 FROM unnest(retry_schedule) d WHERE d IS NULL OR d < interval '10 milliseconds' OR d > interval '30 days')) THEN
@@ -175,8 +192,21 @@ BEGIN
 END
 $$;
 
+-- A description: at most 1024 bytes; '' (clear) is NULL.
+CREATE FUNCTION webhook._check_description(description text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF octet_length(description) > 1024 THEN
+    RAISE EXCEPTION 'description is % bytes long, at most 1024 are allowed', octet_length(description)
+      USING ERRCODE = 'string_data_right_truncation',
+            HINT = 'A description is a short note for operators; keep documents elsewhere and link to them.';
+  END IF;
+  RETURN nullif(description, '');
+END
+$$;
+
 CREATE FUNCTION webhook._endpoint(endpoint_id bigint) RETURNS webhook.endpoint
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   SELECT * INTO ep FROM webhook.endpoint e WHERE e.id = endpoint_id;
@@ -202,7 +232,7 @@ CREATE FUNCTION webhook.create_endpoint(
     retry_schedule interval[] DEFAULT NULL,
     retry_max_age  interval DEFAULT NULL
 ) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE id bigint; ms int;
 BEGIN
   PERFORM webhook._check_retry(retry_schedule, retry_max_age);
@@ -217,7 +247,7 @@ BEGIN
   END IF;
   INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit,
                                 retry_schedule, retry_max_age)
-  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
+  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), webhook._check_description(description),
           webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit,
           retry_schedule, retry_max_age)
   RETURNING endpoint.id INTO id;
@@ -248,7 +278,7 @@ CREATE FUNCTION webhook.alter_endpoint(
     -- true: back to webhookd's schedule (retry_schedule must be NULL).
     default_retry_schedule boolean DEFAULT false
 ) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   ep := webhook._endpoint(id);
@@ -266,7 +296,7 @@ BEGIN
          event_types = CASE WHEN alter_endpoint.event_types IS NULL THEN e.event_types
                             ELSE webhook._check_patterns(alter_endpoint.event_types) END,
          description = CASE WHEN alter_endpoint.description IS NULL THEN e.description
-                            ELSE nullif(alter_endpoint.description, '') END,
+                            ELSE webhook._check_description(alter_endpoint.description) END,
          headers = CASE WHEN alter_endpoint.headers IS NULL THEN e.headers
                         ELSE webhook._check_headers(alter_endpoint.headers) END,
          timeout_ms = CASE WHEN alter_endpoint.timeout IS NULL THEN e.timeout_ms
@@ -286,7 +316,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.endpoint_secret(endpoint_id bigint) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM webhook._endpoint(endpoint_id);
   RETURN (SELECT s.secret FROM webhook.endpoint_secret s
@@ -297,7 +327,7 @@ $$;
 
 CREATE FUNCTION webhook.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL,
                                       overlap interval DEFAULT '24 hours') RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE s text;
 BEGIN
   PERFORM webhook._endpoint(endpoint_id);
@@ -318,7 +348,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   PERFORM webhook._endpoint(id);
@@ -335,7 +365,7 @@ $$;
 -- Enabled again, an endpoint starts with a clean record (auto-disable
 -- counts from its next failure) and its pending deliveries go out.
 CREATE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   PERFORM webhook._endpoint(id);
@@ -350,7 +380,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.delete_endpoint(id bigint) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   PERFORM webhook._endpoint(id);
   DELETE FROM webhook.attempt_log a WHERE a.endpoint_id = delete_endpoint.id;
@@ -360,7 +390,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.send_test(endpoint_id bigint) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint; id bigint; ts timestamptz := clock_timestamp();
 BEGIN
   ep := webhook._endpoint(endpoint_id);

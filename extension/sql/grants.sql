@@ -16,14 +16,16 @@ REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text
   FROM PUBLIC;
 
 -- The dispatcher's privileges: claim, record, release, route, maintain
--- (retention) and read the delivery views, but never SELECT a secret.
+-- (retention) and read the delivery views, but never SELECT a secret, nor
+-- prune(): with its own retention it could erase the record of what it
+-- delivered (maintain() keeps the one an operator set).
 CREATE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint), '
                  'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
-                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint), '
+                 'webhook.release(bigint[], int[]), webhook._set_idle(bigint), '
                  'webhook.maintain() TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
 END
@@ -33,7 +35,7 @@ $$;
 -- what is emitted, so this is granted to the roles that should speak for
 -- the application, never to the dispatcher.
 CREATE FUNCTION webhook.grant_emitter(role regrole) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.emit(text, jsonb, text) TO %s', role);
@@ -43,7 +45,7 @@ $$;
 -- Tracking tables: webhook.track() / untrack() on tables the role may add
 -- triggers to (PostgreSQL's TRIGGER privilege, e.g. their owner).
 CREATE FUNCTION webhook.grant_tracker(role regrole) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row() TO %s', role);
@@ -54,13 +56,14 @@ $$;
 -- test, redeliver and replay, and read every view. Such a role can read
 -- every secret, so it is as trusted as the receivers' owners.
 CREATE FUNCTION webhook.grant_manager(role regrole) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.endpoint, webhook.endpoint_secret, '
                  'webhook.delivery, webhook.attempt_log TO %s', role);
   EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
   EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
                  'webhook.tracked_tables TO %s', role);
 END

@@ -7,8 +7,15 @@
 --   webhook.delivery.dead       (an application event's delivery gave up)
 -- so an operator's endpoint subscribed to webhook.* (a Slack relay, a
 -- pager bridge) gets them signed, retried and logged like any other. They
--- are also sent with NOTIFY on the channel webhook_operational (the body as
--- the payload) for listeners inside the database.
+-- are also announced with NOTIFY on the channel webhook_operational for
+-- listeners inside the database. The payload is the event's id and nothing
+-- else: LISTEN and NOTIFY need no privilege, so any role that may connect
+-- hears the channel and may send on it. A listener reads the event from
+-- webhook.events (which needs SELECT) and checks that it is a webhook.*
+-- event; a forged notification can only point at a real event.
+--
+-- Data a dispatcher wrote (an attempt's error) is untrusted: the events
+-- carry its class (webhook._error_class), never its text.
 --
 -- Bounded and loop-free: failing and recovered are written on a change of
 -- an endpoint's state, at most once per endpoint and maintain() call, not
@@ -21,21 +28,50 @@
 -- Write one operational event about `about` (an endpoint id) in the
 -- caller's transaction. The caller's privileges apply (SECURITY INVOKER):
 -- only a role that may write the outbox can use it.
+-- It never aborts its caller: these events report a change of state
+-- (an endpoint disabled, a delivery dead) that must happen even when its
+-- event cannot be written, and one endpoint's data must never stop
+-- record() or maintain() for the others. A failure is a WARNING in the
+-- server log, with its SQLSTATE, and NULL.
 CREATE FUNCTION webhook._operational(event_type text, about bigint, data jsonb) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text; msg text; state text;
 BEGIN
-  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
-          || '","data":' || (jsonb_build_object('endpoint_id', about) || coalesce(data, '{}'))::text || '}';
-  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
-  VALUES (event_type, body, 'webhook:endpoint:' || about, ts)
-  RETURNING event_log.id INTO id;
-  PERFORM webhook._wrote_events();
-  -- NOTIFY payloads are limited to 8000 bytes: the body is bounded by what
-  -- goes into it (a URL of at most 2048 characters, an error cut to 500).
-  PERFORM pg_notify('webhook_operational', body);
+  BEGIN
+    body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+            || '","data":' || (jsonb_build_object('endpoint_id', about) || coalesce(data, '{}'))::text || '}';
+    INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+    VALUES (event_type, body, 'webhook:endpoint:' || about, ts)
+    RETURNING event_log.id INTO id;
+    PERFORM webhook._wrote_events();
+    PERFORM pg_notify('webhook_operational', id::text);
+  EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+    RAISE WARNING 'pg_webhook: the % event about endpoint % was not written: % (SQLSTATE %)',
+                  event_type, about, msg, state
+      USING HINT = 'The change of state it reports was made; see webhook.endpoint_health.';
+    RETURN NULL;
+  END;
   RETURN id;
 END
+$$;
+
+-- What kind of failure an attempt's error text reports, from a fixed list
+-- (webhookd's Failure kinds, deliver.rs): the error is whatever the
+-- dispatcher recorded, so signed events carry this, never the text.
+CREATE FUNCTION webhook._error_class(error text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE
+    WHEN error IS NULL THEN NULL
+    WHEN error = 'timeout' OR error LIKE 'timeout:%' THEN 'timeout'
+    WHEN error LIKE 'DNS:%' THEN 'dns'
+    WHEN error LIKE 'connect error:%' THEN 'connect'
+    WHEN error LIKE 'TLS handshake:%' THEN 'tls'
+    WHEN error LIKE 'request error:%' THEN 'request'
+    WHEN error LIKE 'reading response:%' THEN 'response'
+    WHEN error LIKE 'target % refused%' THEN 'refused'
+    WHEN error LIKE 'invalid URL:%' THEN 'unsendable'
+    ELSE 'other' END
 $$;
 
 -- From maintain() (about once a minute, one webhookd at a time): each
@@ -79,7 +115,7 @@ BEGIN
     ELSE
       UPDATE webhook.endpoint ep SET failing_since = r.failed_at WHERE ep.id = r.id;
       PERFORM webhook._operational('webhook.endpoint.failing', r.id,
-        jsonb_build_object('url', r.url, 'last_status', r.status, 'last_error', left(r.error, 500)));
+        jsonb_build_object('url', r.url, 'last_status', r.status, 'last_error_class', webhook._error_class(r.error)));
     END IF;
   END LOOP;
   UPDATE webhook.settings s SET health_checked_at = upto;
@@ -102,7 +138,7 @@ BEGIN
   LOOP
     PERFORM webhook._operational('webhook.delivery.dead', r.endpoint_id,
       jsonb_build_object('event_id', r.event_id, 'event_type', r.event_type, 'attempts', r.attempts,
-                         'last_status', r.last_http_status, 'last_error', left(r.last_error, 500)));
+                         'last_status', r.last_http_status, 'last_error_class', webhook._error_class(r.last_error)));
   END LOOP;
 END
 $$;
@@ -136,7 +172,7 @@ $$;
 -- How long every attempt of an endpoint must have failed before it is
 -- disabled (default 5 days, as Svix); NULL: never.
 CREATE FUNCTION webhook.set_auto_disable(after interval) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF after IS NOT NULL AND after <= interval '0' THEN
     RAISE EXCEPTION 'auto-disable period must be positive, or NULL for never'

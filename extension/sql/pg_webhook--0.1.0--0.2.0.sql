@@ -139,9 +139,9 @@ BEGIN
                   LATERAL aclexplode(c.relacl) a
             WHERE a.grantee <> c.relowner LOOP
     EXECUTE format('GRANT %s ON webhook.%I TO %s', r.privilege_type, r.t,
-                   CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
+                   CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::regrole::text END);
     EXECUTE format('REVOKE %s ON webhook.%I FROM %s', r.privilege_type, r.t || '_p0',
-                   CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.grantee::regrole::text) END);
+                   CASE WHEN r.grantee = 0 THEN 'PUBLIC' ELSE r.grantee::regrole::text END);
   END LOOP;
 END
 $$;
@@ -550,6 +550,13 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'It bounds the event bodies one claim returns, in bytes; the default is 16 MiB.';
   END IF;
+  -- Stored as each lease's holder and in every attempt (record() cuts it
+  -- there too): a name, not a document.
+  IF octet_length(worker) > 128 THEN
+    RAISE EXCEPTION 'worker name is % bytes long, at most 128 are allowed', octet_length(worker)
+      USING ERRCODE = 'string_data_right_truncation',
+            HINT = 'webhookd''s --worker names the dispatcher in webhook.attempts (default: host-pid).';
+  END IF;
   IF cardinality(cap_endpoints) IS DISTINCT FROM cardinality(cap_counts) THEN
     RAISE EXCEPTION 'cap_endpoints has % elements but cap_counts has %',
                     cardinality(cap_endpoints), cardinality(cap_counts)
@@ -752,22 +759,22 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
 SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE n int; dead bigint[]; r record;
+DECLARE n int; dead bigint[]; gone bigint[]; r record;
 BEGIN
+  -- Only the holder of a delivery's current lease records its attempt:
+  -- the attempt rows are made from the deliveries the update changed, so
+  -- a dispatcher cannot write attempts (and so an endpoint's health) for
+  -- deliveries it does not hold. The texts are the dispatcher's and
+  -- untrusted: bounded here in characters, so in bytes (4 per character
+  -- at most), whatever webhookd sent.
   WITH o AS (
     SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
         AS o(delivery_id, claim_token, http_status, error, duration_ms, excerpt, retry_at)
-  ), logged AS (
-    INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, duration_ms, error, response_excerpt, worker)
-    SELECT o.delivery_id, d.event_id, d.endpoint_id, d.attempts + 1, o.http_status, o.duration_ms, o.error, o.excerpt, record.worker
-      FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
-     ORDER BY o.delivery_id
   ), upd AS (
-    -- Only the holder of the current lease changes the delivery's state.
     UPDATE webhook.delivery d
        SET attempts = d.attempts + 1,
            last_http_status = o.http_status,
-           last_error = o.error,
+           last_error = left(o.error, 1024),
            last_attempt_at = now(),
            leased_by = NULL,
            status = CASE WHEN o.http_status BETWEEN 200 AND 299 THEN 'succeeded'
@@ -777,26 +784,32 @@ BEGIN
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
      WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
-    RETURNING d.id, d.status
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.status, o.http_status, o.duration_ms,
+              d.last_error AS error, left(o.excerpt, 1024) AS excerpt
+  ), logged AS (
+    INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, duration_ms, error, response_excerpt, worker)
+    SELECT u.id, u.event_id, u.endpoint_id, u.attempts, u.http_status, u.duration_ms, u.error, u.excerpt,
+           left(record.worker, 128)
+      FROM upd u
+     ORDER BY u.id
   )
-  SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}')
-    INTO n, dead
+  SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}'),
+         coalesce(array_agg(DISTINCT u.endpoint_id) FILTER (WHERE u.http_status = 410), '{}')
+    INTO n, dead, gone
     FROM upd u;
   -- Deliveries that gave up: webhook.delivery.dead (operations.sql). An
   -- endpoint's change of health is maintain()'s, not every batch's.
   IF cardinality(dead) > 0 THEN
     PERFORM webhook._dead(dead);
   END IF;
-  -- 410 Gone: the receiver asks us to stop. A statement of its own, run
-  -- only then: as a part of the one above, its plan was set up per batch.
-  IF 410 = ANY (http_statuses) THEN
+  -- 410 Gone: the receiver asks us to stop (as answered to a delivery
+  -- this dispatcher held). A statement of its own, run only then: as a
+  -- part of the one above, its plan was set up per batch.
+  IF cardinality(gone) > 0 THEN
     FOR r IN
       UPDATE webhook.endpoint ep
          SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
-       WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
-                                        FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
-                                        JOIN webhook.delivery d ON d.id = o.delivery_id
-                                       WHERE o.http_status = 410)
+       WHERE ep.enabled AND ep.id = ANY (gone)
       RETURNING ep.id, ep.url, ep.disabled_reason
     LOOP
       PERFORM webhook._operational('webhook.endpoint.disabled', r.id,
@@ -854,7 +867,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.set_retention(retention interval, generation_interval interval DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE g interval;
 BEGIN
   IF retention IS NULL OR retention <= interval '0' THEN
@@ -960,7 +973,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION webhook._guard_outbox_index() RETURNS event_trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE bad text;
 BEGIN
   SELECT ic.relname INTO bad
@@ -983,12 +996,12 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION webhook.grant_dispatcher(role regrole) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint), '
                  'webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text), '
-                 'webhook.release(bigint[], int[]), webhook.prune(interval), webhook._set_idle(bigint), '
+                 'webhook.release(bigint[], int[]), webhook._set_idle(bigint), '
                  'webhook.maintain() TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
 END
@@ -1009,7 +1022,7 @@ BEGIN
              FROM pg_proc p, LATERAL aclexplode(p.proacl) a
             WHERE p.oid = 'webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint)'::regprocedure
               AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
-    EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.maintain() TO %s', quote_ident(r.grantee::regrole::text));
+    EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.maintain() TO %s', r.grantee::regrole::text);
   END LOOP;
 END
 $$;
@@ -1019,7 +1032,7 @@ $$;
 -- bucket (webhook.endpoint_activity) for sparklines and success rates;
 -- the event types endpoints can subscribe to (webhook.event_types).
 CREATE FUNCTION webhook._check_timeout(timeout interval) RETURNS int
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ms int;
 BEGIN
   ms := (extract(epoch FROM timeout) * 1000)::int;
@@ -1032,7 +1045,7 @@ END
 $$;
 
 CREATE FUNCTION webhook._check_max_in_flight(max_in_flight int) RETURNS int
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF max_in_flight IS NULL OR max_in_flight NOT BETWEEN 1 AND 10000 THEN
     RAISE EXCEPTION 'max_in_flight must be between 1 and 10000'
@@ -1058,7 +1071,7 @@ CREATE FUNCTION webhook.create_endpoint(
     retry_schedule interval[] DEFAULT NULL,
     retry_max_age  interval DEFAULT NULL
 ) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE id bigint; ms int;
 BEGIN
   PERFORM webhook._check_retry(retry_schedule, retry_max_age);
@@ -1073,7 +1086,7 @@ BEGIN
   END IF;
   INSERT INTO webhook.endpoint (url, event_types, description, headers, timeout_ms, ordered, max_in_flight, rate_limit,
                                 retry_schedule, retry_max_age)
-  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), description,
+  VALUES (webhook._check_url(url), webhook._check_patterns(event_types), webhook._check_description(description),
           webhook._check_headers(headers), ms, coalesce(ordered, false), max_in_flight, rate_limit,
           retry_schedule, retry_max_age)
   RETURNING endpoint.id INTO id;
@@ -1098,7 +1111,7 @@ CREATE FUNCTION webhook.alter_endpoint(
     -- true: back to webhookd's schedule (retry_schedule must be NULL).
     default_retry_schedule boolean DEFAULT false
 ) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   ep := webhook._endpoint(id);
@@ -1116,7 +1129,7 @@ BEGIN
          event_types = CASE WHEN alter_endpoint.event_types IS NULL THEN e.event_types
                             ELSE webhook._check_patterns(alter_endpoint.event_types) END,
          description = CASE WHEN alter_endpoint.description IS NULL THEN e.description
-                            ELSE nullif(alter_endpoint.description, '') END,
+                            ELSE webhook._check_description(alter_endpoint.description) END,
          headers = CASE WHEN alter_endpoint.headers IS NULL THEN e.headers
                         ELSE webhook._check_headers(alter_endpoint.headers) END,
          timeout_ms = CASE WHEN alter_endpoint.timeout IS NULL THEN e.timeout_ms
@@ -1138,7 +1151,7 @@ $$;
 CREATE FUNCTION webhook.endpoint_activity(since timestamptz DEFAULT now() - interval '1 hour',
                                           bucket interval DEFAULT '5 minutes')
 RETURNS TABLE (endpoint_id bigint, bucket_start timestamptz, attempts bigint, failures bigint)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF since IS NULL OR bucket IS NULL OR bucket < interval '1 second' THEN
     RAISE EXCEPTION 'since must be a time and bucket at least one second'
@@ -1163,7 +1176,7 @@ END
 $$;
 CREATE FUNCTION webhook.event_types(recent int DEFAULT 10000)
 RETURNS TABLE (event_type text, tracked boolean, last_seen_at timestamptz)
-LANGUAGE plpgsql STABLE AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF recent IS NULL OR recent < 0 OR recent > 1000000 THEN
     RAISE EXCEPTION 'recent must be between 0 and 1000000'
@@ -1209,17 +1222,23 @@ SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
 
 CREATE FUNCTION webhook._operational(event_type text, about bigint, data jsonb) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE id bigint; ts timestamptz := clock_timestamp(); body text;
+DECLARE id bigint; ts timestamptz := clock_timestamp(); body text; msg text; state text;
 BEGIN
-  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
-          || '","data":' || (jsonb_build_object('endpoint_id', about) || coalesce(data, '{}'))::text || '}';
-  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
-  VALUES (event_type, body, 'webhook:endpoint:' || about, ts)
-  RETURNING event_log.id INTO id;
-  PERFORM webhook._wrote_events();
-  -- NOTIFY payloads are limited to 8000 bytes: the body is bounded by what
-  -- goes into it (a URL of at most 2048 characters, an error cut to 500).
-  PERFORM pg_notify('webhook_operational', body);
+  BEGIN
+    body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+            || '","data":' || (jsonb_build_object('endpoint_id', about) || coalesce(data, '{}'))::text || '}';
+    INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at)
+    VALUES (event_type, body, 'webhook:endpoint:' || about, ts)
+    RETURNING event_log.id INTO id;
+    PERFORM webhook._wrote_events();
+    PERFORM pg_notify('webhook_operational', id::text);
+  EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
+    RAISE WARNING 'pg_webhook: the % event about endpoint % was not written: % (SQLSTATE %)',
+                  event_type, about, msg, state
+      USING HINT = 'The change of state it reports was made; see webhook.endpoint_health.';
+    RETURN NULL;
+  END;
   RETURN id;
 END
 $$;
@@ -1256,7 +1275,7 @@ BEGIN
     ELSE
       UPDATE webhook.endpoint ep SET failing_since = r.failed_at WHERE ep.id = r.id;
       PERFORM webhook._operational('webhook.endpoint.failing', r.id,
-        jsonb_build_object('url', r.url, 'last_status', r.status, 'last_error', left(r.error, 500)));
+        jsonb_build_object('url', r.url, 'last_status', r.status, 'last_error_class', webhook._error_class(r.error)));
     END IF;
   END LOOP;
   UPDATE webhook.settings s SET health_checked_at = upto;
@@ -1277,7 +1296,7 @@ BEGIN
   LOOP
     PERFORM webhook._operational('webhook.delivery.dead', r.endpoint_id,
       jsonb_build_object('event_id', r.event_id, 'event_type', r.event_type, 'attempts', r.attempts,
-                         'last_status', r.last_http_status, 'last_error', left(r.last_error, 500)));
+                         'last_status', r.last_http_status, 'last_error_class', webhook._error_class(r.last_error)));
   END LOOP;
 END
 $$;
@@ -1306,7 +1325,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.set_auto_disable(after interval) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF after IS NOT NULL AND after <= interval '0' THEN
     RAISE EXCEPTION 'auto-disable period must be positive, or NULL for never'
@@ -1317,7 +1336,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   PERFORM webhook._endpoint(id);
@@ -1332,7 +1351,7 @@ END
 $$;
 
 CREATE OR REPLACE FUNCTION webhook.enable_endpoint(id bigint) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint;
 BEGIN
   PERFORM webhook._endpoint(id);
@@ -1355,7 +1374,7 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types are dot-separated parts of letters, digits, _ and - (loyalty.points_earned), at most 200 characters.';
   END IF;
-  IF event_type LIKE 'webhook.%' THEN
+  IF webhook._event_type_reserved(event_type) THEN
     RAISE EXCEPTION 'event type % is reserved', quote_literal(event_type)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); choose another prefix.';
@@ -1368,7 +1387,7 @@ BEGIN
           || '","data":' || payload::text || '}';
   PERFORM webhook._check_event_size(event_type, octet_length(body));
   INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
-  VALUES (event_type, body, ordering_key, ts, webhook._traceparent())
+  VALUES (event_type, body, webhook._ordering_key(ordering_key), ts, webhook._traceparent())
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;
@@ -1382,7 +1401,7 @@ CREATE OR REPLACE FUNCTION webhook.track(
     condition    text DEFAULT NULL,
     columns      text[] DEFAULT NULL
 ) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   rel       record;
   op        text;
@@ -1392,6 +1411,7 @@ DECLARE
   cols      text;
   col       text;
   att       record;
+  eq        record;
   changed   text;
   when_sql  text;
   msg       text;
@@ -1432,7 +1452,7 @@ BEGIN
   ops := ARRAY(SELECT DISTINCT lower(x) FROM unnest(events) x ORDER BY 1);
 
   prefix := coalesce(event_prefix, rel.relname);
-  IF prefix = 'webhook' OR prefix LIKE 'webhook.%' THEN
+  IF webhook._event_type_reserved(prefix) THEN
     RAISE EXCEPTION 'event prefix % is reserved', quote_literal(prefix)
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Event types webhook.* are pg_webhook''s own (webhook.endpoint.failing, ...); pass another event_prefix.';
@@ -1470,14 +1490,30 @@ BEGIN
                                          FROM pg_attribute WHERE attrelid = relation AND attnum > 0 AND NOT attisdropped);
       END IF;
       cols := cols || CASE WHEN cols = '' THEN '' ELSE ',' END || att.attnum;
-      -- Types without a default btree opclass (json, point, ...) have no
-      -- equality: compare their text forms.
-      IF EXISTS (SELECT 1 FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-                  WHERE am.amname = 'btree' AND oc.opcdefault
-                    AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))) THEN
-        changed := concat_ws(' OR ', changed, format('OLD.%1$I IS DISTINCT FROM NEW.%1$I', col));
+      -- A change is what the type's default btree equality says, named
+      -- by its schema (an extension's type, such as citext, has its
+      -- operator in its own schema; no other `=` on the caller's path may
+      -- be picked) and applied to values of exactly its input type.
+      -- Types without one (json, point, ...) compare their text forms.
+      SELECT o.oprnamespace::regnamespace::text AS nsp,
+             CASE WHEN t.typtype = 'p' THEN '' ELSE '::' || format_type(oc.opcintype, NULL) END AS cast
+        INTO eq
+        FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+        JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
+                       AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = 3
+        JOIN pg_operator o ON o.oid = ao.amopopr
+        JOIN pg_type t ON t.oid = oc.opcintype
+       WHERE am.amname = 'btree' AND oc.opcdefault
+         AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))
+       ORDER BY oc.opcintype = att.atttypid DESC
+       LIMIT 1;
+      IF FOUND THEN
+        changed := concat_ws(' OR ', changed,
+          format('(OLD.%1$I IS NULL) <> (NEW.%1$I IS NULL) OR NOT (OLD.%1$I%3$s OPERATOR(%2$s.=) NEW.%1$I%3$s)',
+                 col, eq.nsp, eq.cast));
       ELSE
-        changed := concat_ws(' OR ', changed, format('OLD.%1$I::text IS DISTINCT FROM NEW.%1$I::text', col));
+        changed := concat_ws(' OR ', changed,
+          format('OLD.%1$I::pg_catalog.text IS DISTINCT FROM NEW.%1$I::pg_catalog.text', col));
       END IF;
     END LOOP;
   END IF;
@@ -1502,7 +1538,7 @@ BEGIN
       GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
       RAISE EXCEPTION 'invalid condition for % events on %: %', op, relation, msg
         USING ERRCODE = state,
-              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them.';
+              HINT = 'condition is a boolean SQL expression over NEW (insert, update) and OLD (update, delete), like a trigger''s WHEN clause; restrict events when it uses only one of them. It is read with search_path = pg_catalog, pg_temp: schema-qualify your own functions, types and operators (public.is_vip(NEW.customer_id), OPERATOR(public.=)).';
     END;
   END LOOP;
 END
@@ -1515,7 +1551,7 @@ REVOKE EXECUTE ON FUNCTION webhook._health_check(), webhook._dead(bigint[]),
 -- Per-endpoint retry policy: a schedule and a maximum age beside webhookd's.
 ALTER TABLE webhook.endpoint ADD COLUMN retry_schedule interval[], ADD COLUMN retry_max_age interval;
 CREATE FUNCTION webhook._check_retry(retry_schedule interval[], retry_max_age interval) RETURNS void
-LANGUAGE plpgsql IMMUTABLE AS $$
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF retry_schedule IS NOT NULL AND (cardinality(retry_schedule) > 100
      OR EXISTS (SELECT 1 FROM unnest(retry_schedule) d WHERE d IS NULL OR d < interval '10 milliseconds' OR d > interval '30 days')) THEN
@@ -1538,7 +1574,7 @@ STABLE STRICT PARALLEL SAFE
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'traceparent_sql_wrapper';
 CREATE OR REPLACE FUNCTION webhook.send_test(endpoint_id bigint) RETURNS bigint
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE ep webhook.endpoint; id bigint; ts timestamptz := clock_timestamp();
 BEGIN
   ep := webhook._endpoint(endpoint_id);
@@ -1554,5 +1590,192 @@ BEGIN
   RETURNING event_log.id INTO id;
   PERFORM webhook._wrote_events();
   RETURN id;
+END
+$$;
+
+-- Reserved event types (webhook.*) are refused by one rule, also in the
+-- capture trigger; ordering keys over 256 bytes are stored as a digest.
+CREATE FUNCTION webhook."_event_type_reserved"(
+	"t" TEXT
+) RETURNS bool
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'event_type_reserved_sql_wrapper';
+CREATE FUNCTION webhook."_ordering_key"(
+	"key" TEXT
+) RETURNS TEXT
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', 'ordering_key_sql_wrapper';
+
+-- Endpoint settings are bounded in bytes (URL, headers, description,
+-- number of patterns).
+CREATE OR REPLACE FUNCTION webhook._check_patterns(patterns text[]) RETURNS text[]
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE p text;
+BEGIN
+  IF patterns IS NULL OR cardinality(patterns) = 0 THEN
+    RAISE EXCEPTION 'event_types must list at least one pattern'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Use ''{*}'' for every event, ''{orders.*}'' for a prefix, or exact types like ''{orders.insert}''.';
+  END IF;
+  IF cardinality(patterns) > 100 THEN
+    RAISE EXCEPTION 'event_types lists % patterns, at most 100 are allowed', cardinality(patterns)
+      USING ERRCODE = 'program_limit_exceeded',
+            HINT = 'Use prefixes (orders.*) to cover several event types with one pattern.';
+  END IF;
+  FOREACH p IN ARRAY patterns LOOP
+    IF p IS NULL OR NOT (p = '*' OR webhook._event_type_ok(p)
+                         OR (right(p, 2) = '.*' AND webhook._event_type_ok(left(p, -2)))) THEN
+      RAISE EXCEPTION 'invalid event type pattern %', coalesce(quote_literal(p), 'NULL')
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A pattern is *, an exact type (orders.insert) or a prefix ending in .* (orders.*); * may only stand alone or last.';
+    END IF;
+  END LOOP;
+  RETURN (SELECT array_agg(DISTINCT x ORDER BY x) FROM unnest(patterns) x);
+END
+$$;
+CREATE OR REPLACE FUNCTION webhook._check_url(url text) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE m text[];
+BEGIN
+  IF url IS NULL OR octet_length(url) > 2048 OR url ~ '[[:space:][:cntrl:]]' THEN
+    RAISE EXCEPTION 'invalid endpoint URL %', coalesce(quote_literal(left(url, 100)), 'NULL')
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'An endpoint URL is an absolute https:// URL of at most 2048 bytes without spaces.';
+  END IF;
+  m := regexp_match(url, '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([/?][^#]*)?$');
+  IF m IS NULL OR m[2] = '' THEN
+    RAISE EXCEPTION 'invalid endpoint URL %', quote_literal(url)
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'An endpoint URL is absolute, like https://example.com/webhooks, and has no #fragment.';
+  END IF;
+  IF position('@' IN m[2]) > 0 THEN
+    RAISE EXCEPTION 'endpoint URL must not contain credentials'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Put credentials in a header instead: create_endpoint(..., headers => ''{"authorization": "..."}'').';
+  END IF;
+  IF lower(m[1]) = 'https' THEN
+    RETURN url;
+  ELSIF lower(m[1]) = 'http' THEN
+    -- Through the library, never current_setting(): see guc.rs.
+    IF webhook._allow_http() THEN
+      RETURN url;
+    END IF;
+    RAISE EXCEPTION 'endpoint URL must use https://'
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'For local development, SET webhook.allow_http = on (superuser) to allow http:// URLs.';
+  END IF;
+  RAISE EXCEPTION 'unsupported URL scheme %', quote_literal(m[1])
+    USING ERRCODE = 'invalid_parameter_value', HINT = 'Endpoint URLs use https://.';
+END
+$$;
+CREATE OR REPLACE FUNCTION webhook._check_headers(headers jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE k text; v jsonb;
+BEGIN
+  IF headers IS NULL THEN RETURN '{}'; END IF;
+  IF jsonb_typeof(headers) <> 'object' THEN
+    RAISE EXCEPTION 'headers must be a JSON object'
+      USING ERRCODE = 'invalid_parameter_value', HINT = 'Example: ''{"authorization": "Bearer abc"}''.';
+  END IF;
+  IF (SELECT count(*) FROM jsonb_each(headers)) > 32
+     OR (SELECT sum(octet_length(key) + octet_length(value #>> '{}')) FROM jsonb_each(headers)) > 8192 THEN
+    RAISE EXCEPTION 'headers are too large'
+      USING ERRCODE = 'program_limit_exceeded',
+            HINT = 'An endpoint has at most 32 headers of at most 8192 bytes together (names and values).';
+  END IF;
+  FOR k, v IN SELECT * FROM jsonb_each(headers) LOOP
+    IF k !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$' OR jsonb_typeof(v) <> 'string' OR (v #>> '{}') ~ '[\r\n]' THEN
+      RAISE EXCEPTION 'invalid header %', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'Header names are HTTP tokens and values are strings without line breaks.';
+    END IF;
+    IF lower(k) IN ('host', 'content-length', 'content-type', 'user-agent', 'transfer-encoding', 'connection')
+       OR lower(k) LIKE 'webhook-%' THEN
+      RAISE EXCEPTION 'header % is set by pg_webhook and cannot be overridden', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'content-type, user-agent and the webhook-* headers are part of the Standard Webhooks request; choose another name.';
+    END IF;
+  END LOOP;
+  RETURN coalesce((SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers)), '{}');
+END
+$$;
+CREATE FUNCTION webhook._check_description(description text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF octet_length(description) > 1024 THEN
+    RAISE EXCEPTION 'description is % bytes long, at most 1024 are allowed', octet_length(description)
+      USING ERRCODE = 'string_data_right_truncation',
+            HINT = 'A description is a short note for operators; keep documents elsewhere and link to them.';
+  END IF;
+  RETURN nullif(description, '');
+END
+$$;
+
+-- Managers may prune (they may delete those rows anyway); dispatchers no
+-- longer may: granted prune() with a retention of its own, a compromised
+-- webhookd could erase the record of what it delivered.
+CREATE OR REPLACE FUNCTION webhook.grant_manager(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.endpoint, webhook.endpoint_secret, '
+                 'webhook.delivery, webhook.attempt_log TO %s', role);
+  EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
+  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', role);
+  EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
+                 'webhook.tracked_tables TO %s', role);
+END
+$$;
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT DISTINCT a.grantee
+             FROM pg_proc p, LATERAL aclexplode(p.proacl) a
+            WHERE p.oid = 'webhook.prune(interval)'::regprocedure
+              AND a.privilege_type = 'EXECUTE' AND a.grantee <> p.proowner AND a.grantee <> 0 LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION webhook.prune(interval) FROM %s', r.grantee::regrole::text);
+  END LOOP;
+  FOR r IN SELECT DISTINCT a.grantee
+             FROM pg_class c, LATERAL aclexplode(c.relacl) a
+            WHERE c.oid = 'webhook.endpoint_secret'::regclass
+              AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', r.grantee::regrole::text);
+  END LOOP;
+END
+$$;
+
+-- Signed operational events carry the class of a dispatcher's error, never
+-- its text (operations.sql).
+CREATE FUNCTION webhook._error_class(error text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT CASE
+    WHEN error IS NULL THEN NULL
+    WHEN error = 'timeout' OR error LIKE 'timeout:%' THEN 'timeout'
+    WHEN error LIKE 'DNS:%' THEN 'dns'
+    WHEN error LIKE 'connect error:%' THEN 'connect'
+    WHEN error LIKE 'TLS handshake:%' THEN 'tls'
+    WHEN error LIKE 'request error:%' THEN 'request'
+    WHEN error LIKE 'reading response:%' THEN 'response'
+    WHEN error LIKE 'target % refused%' THEN 'refused'
+    WHEN error LIKE 'invalid URL:%' THEN 'unsendable'
+    ELSE 'other' END
+$$;
+
+-- Every function pins its search_path: run with the caller's, a function's
+-- queries could pick an operator or function planted in a schema on that
+-- path (by any role that may CREATE there) and run it as the caller. The
+-- functions re-created above have it already; webhook._rooms is inlined
+-- into callers that pin it (claim.sql), and C functions run no SQL.
+DO $$
+DECLARE f regprocedure;
+BEGIN
+  FOR f IN SELECT p.oid FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+            WHERE p.pronamespace = 'webhook'::regnamespace AND l.lanname IN ('plpgsql', 'sql')
+              AND p.proconfig IS NULL AND p.proname <> '_rooms' LOOP
+    EXECUTE format('ALTER FUNCTION %s SET search_path = pg_catalog, pg_temp', f);
+  END LOOP;
 END
 $$;

@@ -21,22 +21,22 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET plan_cache_mode = force_generic_plan SET enable_seqscan = off SET enable_bitmapscan = off
 SET max_parallel_workers_per_gather = 0
 SET enable_hashjoin = off SET enable_mergejoin = off AS $$
-DECLARE n int; dead bigint[]; r record;
+DECLARE n int; dead bigint[]; gone bigint[]; r record;
 BEGIN
+  -- Only the holder of a delivery's current lease records its attempt:
+  -- the attempt rows are made from the deliveries the update changed, so
+  -- a dispatcher cannot write attempts (and so an endpoint's health) for
+  -- deliveries it does not hold. The texts are the dispatcher's and
+  -- untrusted: bounded here in characters, so in bytes (4 per character
+  -- at most), whatever webhookd sent.
   WITH o AS (
     SELECT * FROM unnest(delivery_ids, claim_tokens, http_statuses, errors, durations_ms, response_excerpts, retry_at)
         AS o(delivery_id, claim_token, http_status, error, duration_ms, excerpt, retry_at)
-  ), logged AS (
-    INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, duration_ms, error, response_excerpt, worker)
-    SELECT o.delivery_id, d.event_id, d.endpoint_id, d.attempts + 1, o.http_status, o.duration_ms, o.error, o.excerpt, record.worker
-      FROM o JOIN webhook.delivery d ON d.id = o.delivery_id
-     ORDER BY o.delivery_id
   ), upd AS (
-    -- Only the holder of the current lease changes the delivery's state.
     UPDATE webhook.delivery d
        SET attempts = d.attempts + 1,
            last_http_status = o.http_status,
-           last_error = o.error,
+           last_error = left(o.error, 1024),
            last_attempt_at = now(),
            leased_by = NULL,
            status = CASE WHEN o.http_status BETWEEN 200 AND 299 THEN 'succeeded'
@@ -46,26 +46,32 @@ BEGIN
            completed_at = CASE WHEN o.http_status BETWEEN 200 AND 299 OR o.retry_at IS NULL THEN now() END
       FROM o
      WHERE d.id = o.delivery_id AND d.claim_token = o.claim_token AND d.status NOT IN ('succeeded', 'dead')
-    RETURNING d.id, d.status
+    RETURNING d.id, d.event_id, d.endpoint_id, d.attempts, d.status, o.http_status, o.duration_ms,
+              d.last_error AS error, left(o.excerpt, 1024) AS excerpt
+  ), logged AS (
+    INSERT INTO webhook.attempt_log (delivery_id, event_id, endpoint_id, attempt, http_status, duration_ms, error, response_excerpt, worker)
+    SELECT u.id, u.event_id, u.endpoint_id, u.attempts, u.http_status, u.duration_ms, u.error, u.excerpt,
+           left(record.worker, 128)
+      FROM upd u
+     ORDER BY u.id
   )
-  SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}')
-    INTO n, dead
+  SELECT count(*), coalesce(array_agg(u.id) FILTER (WHERE u.status = 'dead'), '{}'),
+         coalesce(array_agg(DISTINCT u.endpoint_id) FILTER (WHERE u.http_status = 410), '{}')
+    INTO n, dead, gone
     FROM upd u;
   -- Deliveries that gave up: webhook.delivery.dead (operations.sql). An
   -- endpoint's change of health is maintain()'s, not every batch's.
   IF cardinality(dead) > 0 THEN
     PERFORM webhook._dead(dead);
   END IF;
-  -- 410 Gone: the receiver asks us to stop. A statement of its own, run
-  -- only then: as a part of the one above, its plan was set up per batch.
-  IF 410 = ANY (http_statuses) THEN
+  -- 410 Gone: the receiver asks us to stop (as answered to a delivery
+  -- this dispatcher held). A statement of its own, run only then: as a
+  -- part of the one above, its plan was set up per batch.
+  IF cardinality(gone) > 0 THEN
     FOR r IN
       UPDATE webhook.endpoint ep
          SET enabled = false, disabled_reason = 'receiver answered 410 Gone at ' || now(), updated_at = now()
-       WHERE ep.enabled AND ep.id IN (SELECT d.endpoint_id
-                                        FROM unnest(delivery_ids, http_statuses) AS o(delivery_id, http_status)
-                                        JOIN webhook.delivery d ON d.id = o.delivery_id
-                                       WHERE o.http_status = 410)
+       WHERE ep.enabled AND ep.id = ANY (gone)
       RETURNING ep.id, ep.url, ep.disabled_reason
     LOOP
       PERFORM webhook._operational('webhook.endpoint.disabled', r.id,

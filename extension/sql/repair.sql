@@ -1,7 +1,7 @@
 -- Repair: redeliver one event, replay an endpoint's dead deliveries.
 
 CREATE FUNCTION webhook.redeliver(event_id bigint, endpoint_id bigint DEFAULT NULL) RETURNS int
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE n int; m int;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM webhook.event_log e WHERE e.id = redeliver.event_id) THEN
@@ -31,7 +31,7 @@ END
 $$;
 
 CREATE FUNCTION webhook.replay(endpoint_id bigint, since timestamptz) RETURNS int
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE n int;
 BEGIN
   PERFORM webhook._endpoint(endpoint_id);

@@ -77,7 +77,7 @@ SELECT webhook._create_generation(0);
 INSERT INTO webhook.generation (k, started_at) VALUES (0, now());
 
 CREATE FUNCTION webhook.set_retention(retention interval, generation_interval interval DEFAULT NULL) RETURNS void
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE g interval;
 BEGIN
   IF retention IS NULL OR retention <= interval '0' THEN

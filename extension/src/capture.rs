@@ -107,6 +107,12 @@ unsafe fn capture_args(
     if !outbox::event_type_ok(&event_type) {
         return Err(invalid(format!("{event_type:?} is not a valid event type")));
     }
+    // track() refuses the prefix too; this holds for a trigger made by hand.
+    if outbox::event_type_reserved(&event_type) {
+        return Err(invalid(format!(
+            "event type {event_type:?} is reserved: webhook.* are pg_webhook's own"
+        )));
+    }
     // track() wrote the tracked table's column numbers; a partition's
     // trigger is a clone with the same arguments, and the partition's
     // columns may be numbered otherwise (attached with another order or
@@ -334,7 +340,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     outbox::check_size(event_type, body.len()).unwrap_or_else(|e| e.raise());
 
     let key_tuple = if new.is_null() { old } else { new };
-    let ordering_key = payload::key_text(key_tuple, tupdesc, &args.keys);
+    let ordering_key = payload::key_text(key_tuple, tupdesc, &args.keys).map(outbox::ordering_key);
     outbox::insert(&Event {
         event_type: event_type.clone(),
         body,

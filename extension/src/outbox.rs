@@ -120,6 +120,45 @@ fn event_type_ok_sql(t: Option<&str>) -> bool {
     t.is_some_and(event_type_ok)
 }
 
+/// Event types `webhook.*` are pg_webhook's own (operational events, the
+/// test event): they reach the operator's `webhook.*` endpoints signed, so
+/// neither `emit()`, `track()` nor a capture trigger may write one.
+pub fn event_type_reserved(t: &str) -> bool {
+    t == "webhook" || t.starts_with("webhook.")
+}
+
+#[pg_extern(immutable, parallel_safe, name = "_event_type_reserved")]
+fn event_type_reserved_sql(t: Option<&str>) -> bool {
+    t.is_some_and(event_type_reserved)
+}
+
+/// The most bytes an ordering key is stored with.
+pub const ORDERING_KEY_MAX: usize = 256;
+
+/// The ordering key as stored: as given, or, when longer than
+/// [`ORDERING_KEY_MAX`] bytes, `sha256:` and its digest in hex. Keys are
+/// compared, never read, so the digest orders exactly as the key would;
+/// stored whole, a key over ~2.7 KB would not fit the btree that finds an
+/// endpoint's ordered deliveries, and routing would fail for everyone.
+pub fn ordering_key(key: String) -> String {
+    use sha2::{Digest, Sha256};
+    use std::fmt::Write;
+    if key.len() <= ORDERING_KEY_MAX {
+        return key;
+    }
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for b in Sha256::digest(key.as_bytes()) {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[pg_extern(immutable, parallel_safe, strict, name = "_ordering_key")]
+fn ordering_key_sql(key: String) -> String {
+    ordering_key(key)
+}
+
 /// Refuse an event body larger than `webhook.max_event_size`.
 pub fn check_size(event_type: &str, size: usize) -> Result<(), WebhookError> {
     let max = guc::max_event_size();
@@ -445,7 +484,29 @@ unsafe fn check_indexes(indexes: pg_sys::CatalogIndexState) -> Result<(), Webhoo
 
 #[cfg(test)]
 mod tests {
-    use super::{event_type_ok, without_nul_escapes};
+    use super::{event_type_ok, event_type_reserved, ordering_key, without_nul_escapes, ORDERING_KEY_MAX};
+
+    #[test]
+    fn long_ordering_keys_are_digests_and_short_ones_stay() {
+        let short = "é".repeat(ORDERING_KEY_MAX / 2);
+        assert_eq!(ordering_key(short.clone()), short);
+        let long = format!("{short}x");
+        let a = ordering_key(long.clone());
+        assert_eq!(a.len(), 7 + 64);
+        assert!(a.starts_with("sha256:"));
+        assert_eq!(a, ordering_key(long));
+        assert_ne!(a, ordering_key(format!("{short}y")));
+    }
+
+    #[test]
+    fn webhook_types_are_reserved() {
+        for t in ["webhook", "webhook.test", "webhook.endpoint.failing"] {
+            assert!(event_type_reserved(t), "{t}");
+        }
+        for t in ["webhooks.x", "shop.webhook", "webhook_x.insert"] {
+            assert!(!event_type_reserved(t), "{t}");
+        }
+    }
 
     #[test]
     fn nul_escapes_become_replacement_characters() {
