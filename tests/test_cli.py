@@ -107,3 +107,10 @@ def test_run_refuses_bad_flags():
         timeout=10,
     )
     assert out.returncode != 0 and "--retry-schedule" in out.stderr
+    out = subprocess.run(
+        [str(WEBHOOKD), "run", "--database-url", "postgres://x", "--worker", "w" * 129],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert out.returncode != 0 and "--worker must be 1 to 128 bytes" in out.stderr

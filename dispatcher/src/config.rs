@@ -136,7 +136,8 @@ pub struct RunArgs {
     /// /healthz always have a thread of their own.
     #[arg(long, env = "WEBHOOKD_THREADS", default_value_t = 1)]
     pub threads: usize,
-    /// Name of this worker in webhook.attempts (default: host-pid).
+    /// Name of this worker in webhook.attempts (default: host-pid), at most
+    /// 128 bytes.
     #[arg(long, env = "WEBHOOKD_WORKER")]
     pub worker: Option<String>,
 }
@@ -156,6 +157,13 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&a.retry_jitter) {
             anyhow::bail!("--retry-jitter must be between 0 and 1");
+        }
+        // webhook.claim() refuses longer names (each lease stores it).
+        if a.worker
+            .as_ref()
+            .is_some_and(|w| w.is_empty() || w.len() > 128)
+        {
+            anyhow::bail!("--worker must be 1 to 128 bytes long");
         }
         let schedule = retry::parse_schedule(&a.retry_schedule)
             .map_err(|e| anyhow::anyhow!("--retry-schedule: {e}"))?;

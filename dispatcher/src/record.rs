@@ -235,7 +235,9 @@ impl Store for Conn {
         // holds; the others' leases expired (a slow request, a stalled
         // process) and the delivery went to another claim.
         let written = row.try_get::<_, Option<i32>>(0)?.unwrap_or(0);
-        let stale = batch.len().saturating_sub(usize::try_from(written).unwrap_or(0));
+        let stale = batch
+            .len()
+            .saturating_sub(usize::try_from(written).unwrap_or(0));
         if stale > 0 {
             tracing::warn!(
                 stale,

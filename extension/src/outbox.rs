@@ -484,7 +484,9 @@ unsafe fn check_indexes(indexes: pg_sys::CatalogIndexState) -> Result<(), Webhoo
 
 #[cfg(test)]
 mod tests {
-    use super::{event_type_ok, event_type_reserved, ordering_key, without_nul_escapes, ORDERING_KEY_MAX};
+    use super::{
+        event_type_ok, event_type_reserved, ordering_key, without_nul_escapes, ORDERING_KEY_MAX,
+    };
 
     #[test]
     fn long_ordering_keys_are_digests_and_short_ones_stay() {
