@@ -5,6 +5,7 @@ import http.server
 import itertools
 import json
 import os
+import select
 import signal
 import socket
 import socketserver
@@ -88,6 +89,16 @@ def wait_for(predicate, timeout=20.0, interval=0.02, what="condition"):
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def next_notification(conn, timeout=10.0):
+    """The first notification `conn` (which LISTENs) receives, or None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        select.select([conn.fileno()], [], [], 0.5)
+        for n in conn.notifies(timeout=0.1, stop_after=1):
+            return n
+    return None
 
 
 # ---------------------------------------------------------------- receivers
