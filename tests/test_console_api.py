@@ -362,3 +362,60 @@ def test_the_console_replaces_connections_the_database_closed(api, db):
     r = api.get("/api/v1/endpoints", headers=READ)
     assert r.status_code == 200, r.text
     assert api.get("/healthz").json()["status"] == "ok"
+
+
+# Endpoint URLs for the read role, and the console's log.
+
+def signed_in(console, token):
+    """A client signed in to the web console with `token` (its cookie)."""
+    c = httpx.Client(base_url=console.url, timeout=10)
+    r = c.post("/login", data={"token": token, "next": "/"}, headers={"Origin": console.url})
+    assert r.status_code in (302, 303), (r.status_code, r.text[:500])
+    return c
+
+
+def test_the_read_role_sees_endpoint_urls_without_query_or_userinfo_and_the_log_only_origins(
+    api, console, db, receiver, webhookd
+):
+    r = receiver()
+    # (The SQL API refuses userinfo in a URL; the redaction would hide it too.)
+    secrets = ["url-credential-123", "sig=s3cr3t"]
+    url = f"http://127.0.0.1:{r.port}/hook?token=url-credential-123&sig=s3cr3t"
+    shown = f"http://127.0.0.1:{r.port}/hook?[redacted]"
+    eid = create(api, url)["endpoint"]["id"]
+    event_id = q1(db, "SELECT webhook.emit('t.x', '{}')")
+    webhookd(*FAST)
+    wait_for(lambda: q1(db, "SELECT count(*) FROM webhook.attempts") >= 1, 20, what="an attempt")
+    delivery = f"/deliveries/{event_id}/{eid}"
+
+    # The API: the read token gets origin and path, the admin token all.
+    for path, get in [("/api/v1/endpoints", lambda j: j[0]["url"]), (f"/api/v1/endpoints/{eid}", lambda j: j["url"]),
+                      (f"/api/v1{delivery}", lambda j: j["request"]["url"])]:
+        read = api.get(path, headers=READ)
+        assert read.status_code == 200, read.text
+        assert get(read.json()) == shown, (path, read.text)
+        assert not any(s in read.text for s in secrets), (path, read.text)
+        assert get(api.get(path, headers=ADMIN).json()) == url, path
+
+    # The pages, signed in with the read token.
+    browser = signed_in(console, READ_TOKEN)
+    try:
+        for path in ["/", f"/endpoints/{eid}", "/deliveries", delivery, f"/events/{event_id}"]:
+            page = browser.get(path)
+            assert page.status_code == 200, (path, page.status_code)
+            assert not any(s in page.text for s in secrets), (path, [s for s in secrets if s in page.text])
+            if path != f"/events/{event_id}":
+                assert f"127.0.0.1:{r.port}/hook?[redacted]" in page.text, path
+    finally:
+        browser.close()
+    browser = signed_in(console, ADMIN_TOKEN)
+    try:
+        assert "url-credential-123" in browser.get(f"/endpoints/{eid}").text
+    finally:
+        browser.close()
+
+    # The console's log: the origin only.
+    log = console.output()
+    created = [line for line in log.splitlines() if "endpoint created" in line]
+    assert created and f"http://127.0.0.1:{r.port}" in created[0], log[-2000:]
+    assert not any(s in log for s in secrets + ["/hook"]), log[-2000:]
