@@ -419,3 +419,74 @@ def test_the_read_role_sees_endpoint_urls_without_query_or_userinfo_and_the_log_
     created = [line for line in log.splitlines() if "endpoint created" in line]
     assert created and f"http://127.0.0.1:{r.port}" in created[0], log[-2000:]
     assert not any(s in log for s in secrets + ["/hook"]), log[-2000:]
+
+
+# The console's HTTP server against slow and idle clients.
+
+def test_half_sent_requests_are_closed_and_idle_connections_do_not_hold_the_console(dbname):
+    import socket
+    import time
+
+    from conftest import Console
+
+    c = Console(dbname, env={
+        "WEBHOOKD_CONSOLE_HEADER_TIMEOUT": "2s",
+        "WEBHOOKD_CONSOLE_REQUEST_TIMEOUT": "1s",
+        "WEBHOOKD_CONSOLE_MAX_CONNECTIONS": "12",
+    })
+    opened = []
+
+    def connect():
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=10)
+        opened.append(s)
+        return s
+
+    def closed_within(s, seconds):
+        """Whether the console closes `s` within `seconds` (whatever it
+        answers first), and after how long."""
+        s.settimeout(seconds)
+        start = time.monotonic()
+        try:
+            while s.recv(4096):
+                pass
+            return True, time.monotonic() - start
+        except (TimeoutError, socket.timeout):
+            return False, seconds
+        except ConnectionResetError:
+            return True, time.monotonic() - start
+
+    try:
+        # Half a request head: closed after the header timeout.
+        half = connect()
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: console\r\nX-Slow: ")
+        closed, after = closed_within(half, 8)
+        assert closed and 1.5 < after < 5, after
+        # A head, then half of its body: 408 after the request timeout.
+        slow = connect()
+        slow.sendall(f"POST /api/v1/endpoints HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"url\": ".encode())
+        slow.settimeout(6)
+        assert slow.recv(4096).startswith(b"HTTP/1.1 408"), "no 408"
+        slow.close()
+        # Idle connections below the limit: a request is answered at once.
+        idle = [connect() for _ in range(8)]
+        start = time.monotonic()
+        assert httpx.get(f"{c.url}/healthz", timeout=5).status_code == 200
+        assert time.monotonic() - start < 0.5
+        # At the limit (the closed ones given back), one more is closed as
+        # soon as it is accepted...
+        time.sleep(0.3)
+        idle += [connect() for _ in range(4)]
+        time.sleep(0.1)
+        for extra in range(2):
+            closed, after = closed_within(connect(), 0.3)
+            assert closed, (f"connection {13 + extra} stayed open", c.output()[-3000:])
+        assert not any(closed_within(s, 0.01)[0] for s in idle), "an idle connection below the limit was closed early"
+        # ...and once the idle ones are timed out, requests are answered.
+        time.sleep(2.2)
+        assert httpx.get(f"{c.url}/healthz", timeout=5).status_code == 200
+        assert "connection refused, as many as --max-connections are open" in c.output()
+    finally:
+        for s in opened:
+            s.close()
+        c.stop()
