@@ -7,6 +7,7 @@ import asyncio
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import threading
 import time
@@ -14,7 +15,7 @@ import time
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import SECRET, issue, make_ca, private_ca, q, q1, wait_for
+from conftest import SECRET, WEBHOOKD, dsn, issue, make_ca, private_ca, q, q1, wait_for, webhookd_env
 
 FAST = ["--retry-schedule", "150ms,150ms,150ms", "--retry-jitter", "0", "--poll-interval", "200ms"]
 PROXY_VARS = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"]
@@ -383,3 +384,184 @@ def test_a_client_key_in_each_pem_form_is_accepted_for_mutual_tls(db, receiver, 
         assert req["peer"] == {"commonName": "webhookd"}, req["peer"]
     assert q1(db, "SELECT count(*) FROM webhook.attempts WHERE error IS NOT NULL") == 0
     assert w.term(timeout=20) == 0
+
+
+# ---------------------------------------------------------------- the proxy's exemption
+#
+# The proxy is exempt from the SSRF guard (the operator's choice), but only
+# the connection to it: never a host named like it. Every combination of
+# where the proxy comes from and NO_PROXY, with endpoints on the proxy's own
+# name, on loopback and in a denied range: a guarded address is never
+# connected to directly, and what is proxied reaches the proxy.
+
+
+class ProxyStub:
+    """A forward proxy stub (a test fixture) on `ip`: records each request
+    line and answers 204 — to a CONNECT too, which makes it a failed tunnel:
+    the request reached the proxy, which is all these tests ask."""
+
+    def __init__(self, ip):
+        self.lines = []
+        stub = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self):
+                got = b""
+                while b"\r\n\r\n" not in got:
+                    chunk = self.request.recv(4096)
+                    if not chunk:
+                        return
+                    got += chunk
+                stub.lines.append(got.split(b"\r\n", 1)[0].decode("latin-1"))
+                self.request.sendall(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+
+        self.server = socketserver.ThreadingTCPServer((ip, 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Listener:
+    """Accepts and counts connections on `ips` (one port): a receiver on a
+    guarded address, which nothing may reach directly."""
+
+    def __init__(self, *ips):
+        self.accepted = 0
+        self.socks = []
+        port = 0
+        for ip in ips:
+            family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+            s = socket.socket(family)
+            try:
+                s.bind((ip, port))
+            except OSError:
+                s.close()
+                continue
+            s.listen(16)
+            port = s.getsockname()[1]
+            self.socks.append(s)
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+        self.port = port
+
+    def serve(self, s):
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            c.close()
+
+    def close(self):
+        for s in self.socks:
+            s.close()
+
+
+def guarded_webhookd(dbname, log, *args, env):
+    """webhookd with the SSRF guard on (no --allow-private-targets)."""
+    e = webhookd_env(DATABASE_URL=dsn(dbname), WEBHOOKD_LOG="info")
+    e.update(env)
+    return subprocess.Popen([str(WEBHOOKD), "run", *FAST, *args], stdout=log, stderr=subprocess.STDOUT, env=e)
+
+
+SOURCES = ["--proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy+https_proxy"]
+NO_PROXIES = [None, "localhost", "127.0.0.0/8", "*"]
+# The proxy on the receivers' name (localhost, loopback: the guard refuses
+# it), or on an address of its own with localhost in --deny-cidr.
+PROXY_HOSTS = ["localhost", "127.0.0.5"]
+
+
+def proxied(source, no_proxy, scheme):
+    """Whether a URL of `scheme` on localhost goes through the proxy (the
+    NO_PROXY rules as curl has them: a name matches itself, a range only
+    IP literals, * everything)."""
+    if no_proxy in ("localhost", "*"):
+        return False
+    return {
+        "--proxy": True,
+        "ALL_PROXY": True,
+        "http_proxy+https_proxy": True,
+        "HTTP_PROXY": scheme == "http",
+        "HTTPS_PROXY": scheme == "https",
+    }[source]
+
+
+@pytest.mark.parametrize("proxy_host", PROXY_HOSTS)
+@pytest.mark.parametrize("no_proxy", NO_PROXIES)
+@pytest.mark.parametrize("source", SOURCES)
+def test_only_the_connection_to_the_proxy_is_exempt_from_the_guard(db, dbname, tmp_path, source, no_proxy, proxy_host):
+    stub = ProxyStub("127.0.0.1" if proxy_host == "localhost" else proxy_host)
+    named = Listener("127.0.0.1", "::1")
+    loopback = Listener("127.0.0.2")
+    denied = Listener("127.0.0.9")
+    try:
+        proxy = f"http://{proxy_host}:{stub.port}"
+        deny = "127.0.0.9/32" if proxy_host == "localhost" else "127.0.0.9/32,127.0.0.1/32,::1/128"
+        urls = {
+            "name-http": f"http://localhost:{named.port}/name",
+            "name-https": f"https://localhost:{named.port}/name",
+            "loopback": f"http://127.0.0.2:{loopback.port}/loopback",
+            "denied": f"http://127.0.0.9:{denied.port}/denied",
+        }
+        orders_endpoint(db, urls["name-http"])
+        for url in list(urls.values())[1:]:
+            q1(db, "SELECT webhook.create_endpoint(%s, '{*}', %s)", url, SECRET)
+        args, env = ["--deny-cidr", deny], {}
+        if source == "--proxy":
+            args += ["--proxy", proxy]
+        else:
+            for var in source.split("+"):
+                env[var] = proxy
+        if no_proxy is not None:
+            env["NO_PROXY"] = no_proxy
+        with open(tmp_path / "webhookd.log", "wb") as log:
+            w = guarded_webhookd(dbname, log, *args, env=env)
+            try:
+                insert_orders(db, 1)
+                wait_for(
+                    lambda: w.poll() is None and q1(db, "SELECT count(*) FROM webhook.deliveries WHERE status <> 'pending'") == 4,
+                    30, what="every delivery settled",
+                )
+            finally:
+                w.terminate()
+                w.wait(20)
+        output = (tmp_path / "webhookd.log").read_text(errors="replace")
+        errors = dict(q(db, "SELECT e.url, array_agg(coalesce(a.error, a.http_status::text) ORDER BY a.id) FROM webhook.attempts a "
+                            "JOIN webhook.endpoint e ON e.id = a.endpoint_id GROUP BY e.url"))
+        case = (source, no_proxy, proxy_host, errors, stub.lines, output[-3000:])
+        # Never a direct connection to a guarded address.
+        assert (named.accepted, loopback.accepted, denied.accepted) == (0, 0, 0), case
+        refusal = "refused by the SSRF guard: loopback address" if proxy_host == "localhost" else "is in --deny-cidr"
+        for key, scheme in [("name-http", "http"), ("name-https", "https")]:
+            line = f"POST {urls[key]} HTTP/1.1" if scheme == "http" else f"CONNECT localhost:{named.port} HTTP/1.1"
+            if proxied(source, no_proxy, scheme):
+                assert line in stub.lines, (key, case)
+                assert not any("refused" in e for e in errors[urls[key]]), (key, case)
+            else:
+                assert line not in stub.lines, (key, case)
+                assert all(refusal in e for e in errors[urls[key]]), (key, case)
+        # IP literals are the endpoint's own address: checked before any
+        # proxy, and never sent to one.
+        assert all("refused by the SSRF guard: loopback address" in e for e in errors[urls["loopback"]]), case
+        assert all("is in --deny-cidr 127.0.0.9/32" in e for e in errors[urls["denied"]]), case
+        assert not any("127.0.0.2" in x or "127.0.0.9" in x for x in stub.lines), case
+    finally:
+        for x in (stub, named, loopback, denied):
+            x.close()
+
+
+@pytest.mark.parametrize("how", ["--proxy", "HTTPS_PROXY", "by name"])
+def test_a_proxy_in_a_denied_range_is_a_clear_start_up_error(dbname, how):
+    proxy = "http://localhost:3128" if how == "by name" else "http://user:secret@127.0.0.1:3128"
+    args = ["--proxy", proxy] if how != "HTTPS_PROXY" else []
+    env = {"HTTPS_PROXY": proxy} if how == "HTTPS_PROXY" else {}
+    e = webhookd_env(DATABASE_URL=dsn(dbname), **env)
+    out = subprocess.run([str(WEBHOOKD), "run", "--deny-cidr", "127.0.0.0/8", *args],
+                         capture_output=True, text=True, timeout=20, env=e)
+    assert out.returncode != 0, out
+    assert "127.0.0.1 is in --deny-cidr 127.0.0.0/8" in out.stderr, out.stderr
+    assert "secret" not in out.stderr + out.stdout

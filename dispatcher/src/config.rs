@@ -126,8 +126,10 @@ pub struct RunArgs {
     #[arg(long, env = "WEBHOOKD_CLIENT_KEY", requires = "client_cert")]
     pub client_key: Option<std::path::PathBuf>,
     /// Send every request through this proxy (http:// or https://,
-    /// credentials in the URL); NO_PROXY still applies. Without it,
-    /// HTTPS_PROXY / HTTP_PROXY / NO_PROXY from the environment apply.
+    /// credentials in the URL: give those as WEBHOOKD_PROXY, since a
+    /// command line is visible to every local user); NO_PROXY still
+    /// applies. Without it, HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY
+    /// from the environment apply.
     #[arg(long, env = "WEBHOOKD_PROXY")]
     pub proxy: Option<String>,
     /// Threads that run HTTP deliveries. One core delivers several thousand

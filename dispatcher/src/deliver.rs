@@ -220,12 +220,12 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
         duration: started.elapsed(),
     };
     let span = tracing::Span::current();
-    let url = match deliverer.egress.url(&claimed.url) {
-        Ok(u) => u,
+    let target = match deliverer.egress.url(&claimed.url) {
+        Ok(t) => t,
         Err(egress::UrlError::Refused(r)) => return fail(Failure::Refused(r.to_string())),
         Err(e) => return fail(Failure::Unsendable(e.to_string())),
     };
-    telemetry::record_target(&span, &url);
+    telemetry::record_target(&span, &target.url);
     let Ok(signature) = HeaderValue::from_str(&claimed.signature) else {
         return fail(Failure::Unsendable(
             "the signature is not a valid header value".into(),
@@ -258,10 +258,9 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
     }
     let timeout = Duration::from_millis(claimed.timeout_ms.max(1) as u64);
     let deadline = tokio::time::Instant::now() + timeout;
-    let request = deliverer
-        .egress
-        .client()
-        .post(url)
+    let request = target
+        .client
+        .post(target.url)
         .headers(headers)
         // Shared with the event's other deliveries: nothing is copied.
         .body(reqwest::Body::from(claimed.body.clone()))

@@ -155,6 +155,18 @@ impl Policy {
         forbidden(ip).map_or(Ok(()), |reason| Err(Rule::Guard(reason)))
     }
 
+    /// The policy of the connection to a proxy: the proxy is the
+    /// operator's choice (often on a private network or loopback), so the
+    /// guard and the allow list do not apply to it, but `--deny-cidr` still
+    /// wins. Only the proxy hop may use it, never an endpoint's address.
+    pub fn for_proxy(&self) -> Policy {
+        Policy {
+            allow_private_targets: true,
+            allow: Vec::new(),
+            deny: self.deny.clone(),
+        }
+    }
+
     /// The addresses `host` resolved to that may be connected to; an error
     /// naming the first refusal when none may.
     pub fn allowed(&self, host: &str, addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, Refused> {
@@ -349,5 +361,17 @@ mod tests {
             e.to_string(),
             "target h refused: 127.0.0.1 is in --deny-cidr 127.0.0.0/8"
         );
+    }
+
+    #[test]
+    fn the_proxy_hop_skips_the_guard_but_never_the_deny_list() {
+        let p = policy(false, &["10.0.0.0/8"], &["127.0.0.8/29"]).for_proxy();
+        assert_eq!(p.check(ip("127.0.0.1")), Ok(()));
+        assert_eq!(p.check(ip("192.168.1.1")), Ok(()));
+        assert!(matches!(p.check(ip("127.0.0.9")), Err(Rule::Deny(_))));
+        assert!(matches!(
+            p.check(ip("::ffff:127.0.0.9")),
+            Err(Rule::Deny(_))
+        ));
     }
 }

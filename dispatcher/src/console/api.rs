@@ -554,8 +554,8 @@ impl DeliveryQuery {
     }
 }
 
-/// Header values hidden from read-only tokens: they often carry a
-/// receiver's credentials.
+/// Header values and the URL's query and userinfo hidden from read-only
+/// tokens: they often carry a receiver's credentials.
 pub fn for_role(mut e: Endpoint, role: Role) -> Endpoint {
     if role < Role::Admin {
         if let Some(obj) = e.headers.as_object_mut() {
@@ -564,7 +564,65 @@ pub fn for_role(mut e: Endpoint, role: Role) -> Endpoint {
             }
         }
     }
+    e.url = shown_url(&e.url, UrlView::of(role));
     e
+}
+
+/// How much of an endpoint's URL a reader sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlView {
+    /// Admins, who can edit it: the URL as stored.
+    Full,
+    /// The read role: origin and path. Userinfo, query and fragment
+    /// (where receivers' tokens often are) are replaced by a marker.
+    Redacted,
+    /// Log lines: the origin only.
+    Origin,
+}
+
+impl UrlView {
+    pub fn of(role: Role) -> UrlView {
+        match role {
+            Role::Admin => UrlView::Full,
+            Role::Read => UrlView::Redacted,
+        }
+    }
+}
+
+/// Marks what `shown_url` left out.
+pub const REDACTED: &str = "[redacted]";
+
+/// An endpoint URL as `view` shows it: the one place that decides what of
+/// a URL the read role (API and pages) and the console's log see.
+pub fn shown_url(url: &str, view: UrlView) -> String {
+    if view == UrlView::Full {
+        return url.to_string();
+    }
+    let Ok(u) = url::Url::parse(url) else {
+        return format!("{REDACTED} (not a URL)");
+    };
+    let mut out = format!("{}://", u.scheme());
+    if view == UrlView::Redacted && (!u.username().is_empty() || u.password().is_some()) {
+        out.push_str(REDACTED);
+        out.push('@');
+    }
+    out.push_str(u.host_str().unwrap_or_default());
+    if let Some(port) = u.port() {
+        out.push_str(&format!(":{port}"));
+    }
+    if view == UrlView::Origin {
+        return out;
+    }
+    out.push_str(u.path());
+    if u.query().is_some() {
+        out.push('?');
+        out.push_str(REDACTED);
+    }
+    if u.fragment().is_some() {
+        out.push('#');
+        out.push_str(REDACTED);
+    }
+    out
 }
 
 // Handlers.
@@ -589,7 +647,7 @@ async fn create_endpoint(
 ) -> ApiResult<(StatusCode, Json<EndpointCreated>)> {
     let (id, secret) = s.store.create_endpoint(n.into()).await?;
     let endpoint = s.store.endpoint(id).await?;
-    tracing::info!(endpoint_id = id, url = %endpoint.url, "console: endpoint created");
+    tracing::info!(endpoint_id = id, url = %shown_url(&endpoint.url, UrlView::Origin), "console: endpoint created");
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated { endpoint, secret }),
@@ -762,6 +820,7 @@ async fn get_delivery(
             h.value = "(hidden)".into();
         }
     }
+    d.request.url = shown_url(&d.request.url, UrlView::of(role));
     Ok(Json(d))
 }
 
@@ -1021,5 +1080,30 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
+    }
+
+    #[test]
+    fn the_read_role_sees_origin_and_path_and_logs_the_origin() {
+        let url = "https://user:pw@hooks.example.com:8443/in/abc?token=s3cret&x=1#frag";
+        assert_eq!(shown_url(url, UrlView::Full), url);
+        assert_eq!(
+            shown_url(url, UrlView::Redacted),
+            "https://[redacted]@hooks.example.com:8443/in/abc?[redacted]#[redacted]"
+        );
+        assert_eq!(
+            shown_url(url, UrlView::Origin),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(
+            shown_url("http://[::1]/a", UrlView::Redacted),
+            "http://[::1]/a"
+        );
+        assert_eq!(
+            shown_url("https://h/?", UrlView::Redacted),
+            "https://h/?[redacted]"
+        );
+        assert!(!shown_url("not a url s3cret", UrlView::Redacted).contains("s3cret"));
+        assert_eq!(UrlView::of(Role::Read), UrlView::Redacted);
+        assert_eq!(UrlView::of(Role::Admin), UrlView::Full);
     }
 }

@@ -12,14 +12,22 @@ mod store;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use axum::http::{header, HeaderValue};
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use clap::Args;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tower_http::add_extension::AddExtension;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::config::DatabaseArgs;
 use auth::Tokens;
@@ -39,7 +47,31 @@ pub struct ConsoleArgs {
     /// through a proxy that terminates TLS).
     #[arg(long, env = "WEBHOOKD_CONSOLE_SECURE_COOKIE")]
     pub secure_cookie: bool,
+    /// Longest wait for a request's head, and for the next one on an idle
+    /// kept-alive connection: a client that sends nothing, or half a head,
+    /// is disconnected after it.
+    #[arg(long, env = "WEBHOOKD_CONSOLE_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Longest time a request may take once its head is in, its body and
+    /// the answer included (408 after it).
+    #[arg(long, env = "WEBHOOKD_CONSOLE_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub request_timeout: Duration,
+    /// Connections served at once; one more is closed as soon as it is
+    /// accepted.
+    #[arg(long, env = "WEBHOOKD_CONSOLE_MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
 }
+
+/// What a console's HTTP server allows one client.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_timeout: Duration,
+    request_timeout: Duration,
+    max_connections: usize,
+}
+
+/// How often, at most, refused connections are logged.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 
 /// What every handler shares.
 pub struct Console {
@@ -91,16 +123,94 @@ async fn security_headers(
     r
 }
 
-pub fn app(console: Arc<Console>) -> Router {
+/// The console's routes; a request that takes longer than
+/// `request_timeout` is answered 408 (with the security headers too).
+pub fn app(console: Arc<Console>, request_timeout: Duration) -> Router {
     Router::new()
         .merge(api::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
+        ))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
 }
 
+/// Serve `app` on `listener` until `shutdown`: HTTP/1.1 with a deadline
+/// for each request head (hyper's header read timeout, which also ends
+/// idle kept-alive connections) and at most `max_connections` at once, so
+/// slow or idle clients cannot hold the console. On shutdown, no new
+/// connection; those open get `request_timeout` to finish.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut refusal_logged: Option<Instant> = None;
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "console: accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if refusal_logged.is_none_or(|t| t.elapsed() >= REFUSALS_LOGGED_EVERY) {
+                tracing::warn!(
+                    max_connections = limits.max_connections,
+                    "console: connection refused, as many as --max-connections are open"
+                );
+                refusal_logged = Some(Instant::now());
+            }
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        // ConnectInfo as axum's own serve gives it, for handlers that
+        // want the peer's address.
+        let service = TowerToHyperService::new(AddExtension::new(app.clone(), ConnectInfo(peer)));
+        let conn = graceful.watch(http.serve_connection(TokioIo::new(tcp), service));
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "console: connection ended");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.request_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("console: connections still open at shutdown were closed");
+    }
+    Ok(())
+}
+
 pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if args.header_timeout.is_zero() || args.request_timeout.is_zero() || args.max_connections == 0
+    {
+        anyhow::bail!("--header-timeout, --request-timeout and --max-connections must be above 0");
+    }
+    let limits = Limits {
+        header_timeout: args.header_timeout,
+        request_timeout: args.request_timeout,
+        max_connections: args.max_connections,
+    };
     let tokens = Tokens::new(
         std::env::var(auth::ADMIN_TOKEN_ENV).ok(),
         std::env::var(auth::READ_TOKEN_ENV).ok(),
@@ -128,8 +238,12 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
         .await
         .with_context(|| format!("binding --addr {}", args.addr))?;
     tracing::info!(addr = %args.addr, "console: serving /api/v1 and the web console");
-    axum::serve(listener, app(console))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("serving the console")
+    serve(
+        listener,
+        app(console, limits.request_timeout),
+        limits,
+        shutdown,
+    )
+    .await
+    .context("serving the console")
 }

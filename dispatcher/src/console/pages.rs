@@ -431,8 +431,8 @@ async fn logout(
 
 async fn overview(s: Session, State(state): State<AppState>, jar: CookieJar) -> Response {
     let (jar, msg) = flash(&jar);
-    let endpoints = match state.store.endpoints(None).await {
-        Ok(e) => e,
+    let endpoints: Vec<Endpoint> = match state.store.endpoints(None).await {
+        Ok(list) => list.into_iter().map(|e| api::for_role(e, s.role)).collect(),
         Err(e) => return failed(&s, e.into()),
     };
     let enabled = endpoints.iter().filter(|e| e.enabled).count();
@@ -1121,7 +1121,14 @@ async fn deliveries(
         Ok(l) => l,
         Err(e) => return failed(&s, e),
     };
-    let endpoints = state.store.endpoints(None).await.unwrap_or_default();
+    let endpoints: Vec<Endpoint> = state
+        .store
+        .endpoints(None)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| api::for_role(e, s.role))
+        .collect();
     let types = known_types(&state).await;
     let next = api::next_delivery_cursor(&list, api::DEFAULT_LIMIT).map(|c| {
         let mut params: Vec<(String, String)> = Vec::new();
@@ -1189,10 +1196,11 @@ async fn delivery_page(
     Path((event_id, endpoint_id)): Path<(i64, i64)>,
 ) -> Response {
     let (jar, msg) = flash(&jar);
-    let d = match api::delivery_detail(&state, event_id, endpoint_id).await {
+    let mut d = match api::delivery_detail(&state, event_id, endpoint_id).await {
         Ok(d) => d,
         Err(e) => return failed(&s, e),
     };
+    d.request.url = api::shown_url(&d.request.url, api::UrlView::of(s.role));
     let (class, label) = delivery_state(&d.delivery);
     let payload = serde_json::to_string_pretty(&d.event.payload).unwrap_or_default();
     let body = page(
