@@ -5,12 +5,17 @@
 //! dispatcher role). Every action is a call of the SQL API of schema
 //! `webhook` (store.rs).
 
+mod actions;
 pub mod api;
 mod auth;
 mod pages;
+mod request;
+mod session;
 mod store;
+mod throttle;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -22,8 +27,11 @@ use clap::Args;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatabaseArgs;
-use auth::Tokens;
+use auth::{LoginForms, Tokens};
+use request::AllowedHosts;
+use session::Sessions;
 use store::Store;
+use throttle::Throttle;
 
 #[derive(Args, Debug)]
 pub struct ConsoleArgs {
@@ -35,17 +43,65 @@ pub struct ConsoleArgs {
     /// Database connections at most.
     #[arg(long, env = "WEBHOOKD_CONSOLE_POOL", default_value_t = 4)]
     pub pool: usize,
-    /// Mark the sign-in cookie Secure (the console is reached over HTTPS,
-    /// through a proxy that terminates TLS).
+    /// Mark the console's cookies Secure and give them the `__Host-`
+    /// prefix (the console is reached over HTTPS, through a proxy that
+    /// terminates TLS).
     #[arg(long, env = "WEBHOOKD_CONSOLE_SECURE_COOKIE")]
     pub secure_cookie: bool,
+    /// Named tokens, one a line: `name role token` (role `admin` or
+    /// `read`; `#` starts a comment), besides (or instead of) the tokens
+    /// of WEBHOOKD_CONSOLE_ADMIN_TOKEN and WEBHOOKD_CONSOLE_READ_TOKEN.
+    #[arg(long, env = "WEBHOOKD_CONSOLE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Host names the console answers to besides the loopback names and
+    /// the --addr address (requests naming any other host are refused:
+    /// DNS rebinding). Repeatable, or comma separated.
+    #[arg(
+        long = "allowed-host",
+        env = "WEBHOOKD_CONSOLE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What every handler shares.
 pub struct Console {
     store: Store,
     tokens: Tokens,
+    sessions: Sessions,
+    login_forms: LoginForms,
+    throttle: Throttle,
+    hosts: AllowedHosts,
     secure_cookie: bool,
+}
+
+/// The console's tokens: the environment's and the token file's.
+fn load_tokens(file: Option<&Path>) -> anyhow::Result<Tokens> {
+    let mut sources = auth::env_tokens(
+        std::env::var(auth::ADMIN_TOKEN_ENV).ok(),
+        std::env::var(auth::READ_TOKEN_ENV).ok(),
+    );
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --token-file {}", path.display()))?;
+        warn_if_readable_by_others(path);
+        sources.extend(auth::parse_token_file(&path.display().to_string(), &text)?);
+    }
+    let tokens = Tokens::new(sources)?;
+    for who in tokens.identities() {
+        tracing::info!(token = %who.name, role = who.role.name(), "console: token");
+    }
+    Ok(tokens)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(),
+                "console: the token file may be read by other users; chmod 600 it");
+        }
+    }
 }
 
 async fn healthz(axum::extract::State(s): axum::extract::State<Arc<Console>>) -> impl IntoResponse {
@@ -96,15 +152,20 @@ pub fn app(console: Arc<Console>) -> Router {
         .merge(api::router())
         .merge(pages::router())
         .route("/healthz", get(healthz))
+        // Outermost last: every answer has the security headers and a
+        // request id, a refused host name included.
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            request::check_host,
+        ))
+        .layer(axum::middleware::from_fn(request::context))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
 }
 
 pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let tokens = Tokens::new(
-        std::env::var(auth::ADMIN_TOKEN_ENV).ok(),
-        std::env::var(auth::READ_TOKEN_ENV).ok(),
-    )?;
+    let tokens = load_tokens(args.token_file.as_deref())?;
+    let hosts = AllowedHosts::new(args.addr, &args.allowed_hosts)?;
     let database = args.db.database()?;
     let pool = database.pool("webhookd console", args.pool)?;
     let store = Store::new(pool);
@@ -119,16 +180,23 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
         // Served anyway: the console says so on each page until it is.
         Err(e) => tracing::warn!(error = %e, "console: the database is not reachable yet"),
     }
+    tracing::info!(hosts = ?hosts.names(), "console: answering to these host names");
     let console = Arc::new(Console {
         store,
         tokens,
+        sessions: Sessions::default(),
+        login_forms: LoginForms::new(),
+        throttle: Throttle::default(),
+        hosts,
         secure_cookie: args.secure_cookie,
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding --addr {}", args.addr))?;
     tracing::info!(addr = %args.addr, "console: serving /api/v1 and the web console");
-    axum::serve(listener, app(console))
+    // With each connection's address: per-client backoff and audit lines.
+    let app = app(console).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .context("serving the console")
