@@ -5,6 +5,7 @@ import http.server
 import itertools
 import json
 import os
+import secrets
 import select
 import signal
 import socket
@@ -391,9 +392,10 @@ def images():
     return {"webhookd": f"pg-webhook/webhookd:{IMAGE_VERSION}", "postgres": f"pg-webhook/postgres:{IMAGE_VERSION}"}
 
 
-# The console (tests/test_console_*.py).
-ADMIN_TOKEN = "admin-token-for-tests-0123456789"
-READ_TOKEN = "read-token-for-tests-0123456789"
+# The console (tests/test_console_*.py): tokens made for each run, as
+# the console refuses weak ones (32 random bytes, as the README says).
+ADMIN_TOKEN = secrets.token_hex(32)
+READ_TOKEN = secrets.token_hex(32)
 CONSOLE_ROLE = "pgwh_console"
 
 
@@ -406,7 +408,8 @@ def free_port():
 class Console:
     """`webhookd console` on a free loopback port, connected as a role
     granted webhook.grant_manager() (not a superuser), as a deployment
-    runs it."""
+    runs it. `env` is added to its environment; a None value removes that
+    variable."""
 
     def __init__(self, dbname, env=None):
         with psycopg.connect(dsn(dbname), autocommit=True) as c:
@@ -424,7 +427,11 @@ class Console:
             WEBHOOKD_CONSOLE_READ_TOKEN=READ_TOKEN,
             WEBHOOKD_LOG="info",
         )
-        e.update(env or {})
+        for k, v in (env or {}).items():
+            if v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         self.proc = subprocess.Popen(
             [str(WEBHOOKD), "console", "--addr", f"127.0.0.1:{self.port}"],
             stdout=self.log,

@@ -91,6 +91,8 @@ def test_sign_in_create_an_endpoint_and_see_a_test_event_arrive(page, console, d
     page.wait_for_url(re.compile(r"/$"))
     cookie = next(c for c in page.context.cookies() if c["name"] == "pgwh_console")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    # The cookie holds a session's own id, never the token.
+    assert ADMIN_TOKEN not in cookie["value"]
     assert "No endpoints yet" in page.inner_text("main")
 
     page.click("text=New endpoint")

@@ -59,9 +59,9 @@ enum Command {
     /// container's HEALTHCHECK).
     Healthcheck(HealthcheckArgs),
     /// The admin REST API (/api/v1) and web console, until SIGTERM or
-    /// Ctrl-C. Tokens come from WEBHOOKD_CONSOLE_ADMIN_TOKEN and
-    /// WEBHOOKD_CONSOLE_READ_TOKEN; connect as a role granted
-    /// webhook.grant_manager().
+    /// Ctrl-C. Tokens come from WEBHOOKD_CONSOLE_ADMIN_TOKEN,
+    /// WEBHOOKD_CONSOLE_READ_TOKEN and --token-file; connect as a role
+    /// granted webhook.grant_manager().
     Console(Box<console::ConsoleArgs>),
 }
 

@@ -5,6 +5,7 @@
 //! SQL API answered, 4xx for anything the request got wrong.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -16,11 +17,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::actions::{self, Actor};
 use super::auth::{bearer, Role};
+use super::request;
 use super::store::{
     self, Attempt, Delivery, DeliveryFilter, Endpoint, EndpointChange, Event, EventFilter,
     EventSummary, EventType, StoreError,
 };
+use super::throttle::Blocked;
 use super::Console;
 
 type AppState = Arc<Console>;
@@ -41,13 +45,20 @@ pub struct ErrorBody {
     pub message: String,
     pub hint: Option<String>,
     /// The SQLSTATE, when the database refused.
-    pub sqlstate: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub sqlstate: Option<Box<str>>,
+    /// On a 5xx: the request's id (also its `x-request-id` header), under
+    /// which the console's log has what went wrong.
+    #[schema(value_type = Option<String>)]
+    pub request_id: Option<Box<str>>,
 }
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// Seconds, for a Retry-After header (429).
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -64,8 +75,45 @@ impl ApiError {
                 message: message.into(),
                 hint: hint.map(str::to_string),
                 sqlstate: None,
+                request_id: None,
             },
+            retry_after: None,
         }
+    }
+
+    /// A server error: the detail goes to the log under the request's id,
+    /// the answer says only what kind of trouble it is and that id (a
+    /// database's messages can name its tables, roles and settings).
+    pub fn server(status: StatusCode, code: &str, detail: &dyn std::fmt::Display) -> Self {
+        let id = request::current().map(|c| c.id.to_string());
+        tracing::warn!(status = status.as_u16(), code, request_id = %id.as_deref().unwrap_or("-"),
+            detail = %detail, "console: a request failed");
+        let message = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "the database is unavailable or busy"
+        } else {
+            "internal error"
+        };
+        let hint = match &id {
+            Some(id) => {
+                format!("Try again; the console's log says what went wrong under request id {id}.")
+            }
+            None => "Try again; the console's log says what went wrong.".to_string(),
+        };
+        let mut e = Self::new(status, code, message, Some(&hint));
+        e.body.request_id = id.map(Into::into);
+        e
+    }
+
+    /// Too many wrong tokens from this address.
+    pub fn too_many(b: Blocked) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            "too many wrong tokens from this address",
+            Some("Wait for Retry-After's seconds, then try again with a valid token."),
+        );
+        e.retry_after = Some(u32::try_from(b.seconds()).unwrap_or(u32::MAX));
+        e
     }
 
     pub fn bad_request(message: impl Into<String>, hint: Option<&str>) -> Self {
@@ -77,7 +125,7 @@ impl ApiError {
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "a bearer token is required",
-            Some("Send Authorization: Bearer <token>, the console's admin or read-only token."),
+            Some("Send Authorization: Bearer <token>, one of the console's tokens."),
         )
     }
 
@@ -154,7 +202,8 @@ impl From<StoreError> for ApiError {
             } => {
                 let (status, code) = condition(&sqlstate);
                 if status.is_server_error() {
-                    tracing::warn!(%sqlstate, %message, "the database refused a console request");
+                    let detail = format!("SQLSTATE {sqlstate}: {message}");
+                    return ApiError::server(status, code, &detail);
                 }
                 ApiError {
                     status,
@@ -162,19 +211,15 @@ impl From<StoreError> for ApiError {
                         code: code.into(),
                         message,
                         hint,
-                        sqlstate: Some(sqlstate),
+                        sqlstate: Some(sqlstate.into()),
+                        request_id: None,
                     },
+                    retry_after: None,
                 }
             }
             StoreError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m, None),
             StoreError::Unavailable(m) => {
-                tracing::warn!(error = %m, "console: database unavailable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "the database is unavailable",
-                    Some("Try again; the console reconnects by itself."),
-                )
+                ApiError::server(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &m)
             }
         }
     }
@@ -189,6 +234,10 @@ impl IntoResponse for ApiError {
                 header::HeaderValue::from_static("Bearer"),
             );
         }
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
         r
     }
 }
@@ -197,8 +246,10 @@ type ApiResult<T> = Result<T, ApiError>;
 
 // Extractors: every rejection is an ApiError (JSON), never axum's text.
 
-/// The caller's role, from its bearer token.
-pub struct Caller(pub Role);
+/// Who calls, from the bearer token (never a cookie: a session's cookie
+/// is no token). A wrong token counts against the client's address;
+/// while the address is blocked its tokens are not even compared.
+pub struct Caller(pub Actor);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -207,19 +258,32 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let ctx = request::of_parts(parts);
         let h = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        match bearer(h).and_then(|t| state.tokens.role(t)) {
-            Some(role) => Ok(Caller(role)),
-            None => Err(ApiError::unauthorized()),
+        let Some(presented) = bearer(h) else {
+            return Err(ApiError::unauthorized());
+        };
+        let now = Instant::now();
+        state
+            .throttle
+            .check(ctx.client, now)
+            .map_err(ApiError::too_many)?;
+        match state.tokens.find(presented) {
+            Some(who) => Ok(Caller(Actor::of(&who, &ctx))),
+            None => {
+                let block = state.throttle.failed(ctx.client, now);
+                actions::wrong_token(&ctx, "bearer", block);
+                Err(ApiError::unauthorized())
+            }
         }
     }
 }
 
-/// A caller with the admin token.
-pub struct Admin;
+/// A caller with an admin token.
+pub struct Admin(pub Actor);
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -228,8 +292,9 @@ impl FromRequestParts<AppState> for Admin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match Caller::from_request_parts(parts, state).await?.0 {
-            Role::Admin => Ok(Admin),
+        let who = Caller::from_request_parts(parts, state).await?.0;
+        match who.role {
+            Role::Admin => Ok(Admin(who)),
             Role::Read => Err(ApiError::forbidden()),
         }
     }
@@ -630,24 +695,25 @@ pub fn shown_url(url: &str, view: UrlView) -> String {
 #[utoipa::path(get, path = "/api/v1/endpoints", tag = "endpoints",
     responses((status = 200, body = Vec<Endpoint>), (status = 401, body = ErrorBody)))]
 async fn list_endpoints(
-    Caller(role): Caller,
+    Caller(who): Caller,
     State(s): State<AppState>,
 ) -> ApiResult<Json<Vec<Endpoint>>> {
     let list = s.store.endpoints(None).await?;
-    Ok(Json(list.into_iter().map(|e| for_role(e, role)).collect()))
+    Ok(Json(
+        list.into_iter().map(|e| for_role(e, who.role)).collect(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/v1/endpoints", tag = "endpoints", request_body = NewEndpoint,
     responses((status = 201, body = EndpointCreated), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn create_endpoint(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Body(n): Body<NewEndpoint>,
 ) -> ApiResult<(StatusCode, Json<EndpointCreated>)> {
-    let (id, secret) = s.store.create_endpoint(n.into()).await?;
+    let (id, secret) = s.act(&who).create_endpoint(n.into()).await?;
     let endpoint = s.store.endpoint(id).await?;
-    tracing::info!(endpoint_id = id, url = %shown_url(&endpoint.url, UrlView::Origin), "console: endpoint created");
     Ok((
         StatusCode::CREATED,
         Json(EndpointCreated { endpoint, secret }),
@@ -657,11 +723,11 @@ async fn create_endpoint(
 #[utoipa::path(get, path = "/api/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
     responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn get_endpoint(
-    Caller(role): Caller,
+    Caller(who): Caller,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<Json<Endpoint>> {
-    Ok(Json(for_role(s.store.endpoint(id).await?, role)))
+    Ok(Json(for_role(s.store.endpoint(id).await?, who.role)))
 }
 
 #[utoipa::path(patch, path = "/api/v1/endpoints/{id}", tag = "endpoints", params(("id" = i64, Path)),
@@ -669,13 +735,12 @@ async fn get_endpoint(
     responses((status = 200, body = Endpoint), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn update_endpoint(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
     Body(u): Body<EndpointUpdate>,
 ) -> ApiResult<Json<Endpoint>> {
-    s.store.alter_endpoint(id, u.into()).await?;
-    tracing::info!(endpoint_id = id, "console: endpoint changed");
+    s.act(&who).alter_endpoint(id, u.into()).await?;
     Ok(Json(s.store.endpoint(id).await?))
 }
 
@@ -683,12 +748,11 @@ async fn update_endpoint(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 async fn delete_endpoint(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<StatusCode> {
-    s.store.delete_endpoint(id).await?;
-    tracing::info!(endpoint_id = id, "console: endpoint deleted");
+    s.act(&who).delete_endpoint(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -696,12 +760,11 @@ async fn delete_endpoint(
     responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 async fn enable_endpoint(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<Json<Endpoint>> {
-    s.store.enable_endpoint(id, true).await?;
-    tracing::info!(endpoint_id = id, "console: endpoint enabled");
+    s.act(&who).enable_endpoint(id, true).await?;
     Ok(Json(s.store.endpoint(id).await?))
 }
 
@@ -709,12 +772,11 @@ async fn enable_endpoint(
     responses((status = 200, body = Endpoint), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 async fn disable_endpoint(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<Json<Endpoint>> {
-    s.store.enable_endpoint(id, false).await?;
-    tracing::info!(endpoint_id = id, "console: endpoint disabled");
+    s.act(&who).enable_endpoint(id, false).await?;
     Ok(Json(s.store.endpoint(id).await?))
 }
 
@@ -723,16 +785,12 @@ async fn disable_endpoint(
     responses((status = 200, body = Secret), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn rotate_secret(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
     Body(r): Body<Rotate>,
 ) -> ApiResult<Json<Secret>> {
-    let secret = s.store.rotate_secret(id, r.overlap_seconds).await?;
-    tracing::warn!(
-        endpoint_id = id,
-        "console: endpoint secret rotated (the new secret was shown to the caller)"
-    );
+    let secret = s.act(&who).rotate_secret(id, r.overlap_seconds).await?;
     Ok(Json(Secret { secret }))
 }
 
@@ -740,12 +798,11 @@ async fn rotate_secret(
     responses((status = 200, body = Secret), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 async fn reveal_secret(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<Json<Secret>> {
-    let secret = s.store.endpoint_secret(id).await?;
-    tracing::warn!(endpoint_id = id, "console: endpoint secret revealed");
+    let secret = s.act(&who).reveal_secret(id).await?;
     Ok(Json(Secret { secret }))
 }
 
@@ -753,11 +810,11 @@ async fn reveal_secret(
     responses((status = 202, body = TestSent), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn send_test(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<(StatusCode, Json<TestSent>)> {
-    let event_id = s.store.send_test(id).await?;
+    let event_id = s.act(&who).send_test(id).await?;
     Ok((StatusCode::ACCEPTED, Json(TestSent { event_id })))
 }
 
@@ -766,13 +823,12 @@ async fn send_test(
     responses((status = 200, body = Requeued), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn replay(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
     Body(r): Body<Replay>,
 ) -> ApiResult<Json<Requeued>> {
-    let requeued = s.store.replay(id, &r.since).await?;
-    tracing::info!(endpoint_id = id, requeued, since = %r.since, "console: dead deliveries replayed");
+    let requeued = s.act(&who).replay(id, &r.since).await?;
     Ok(Json(Requeued { requeued }))
 }
 
@@ -810,17 +866,17 @@ pub async fn delivery_detail(
     params(("event_id" = i64, Path), ("endpoint_id" = i64, Path)),
     responses((status = 200, body = DeliveryDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn get_delivery(
-    Caller(role): Caller,
+    Caller(who): Caller,
     State(s): State<AppState>,
     Ids((event_id, endpoint_id)): Ids<(i64, i64)>,
 ) -> ApiResult<Json<DeliveryDetail>> {
     let mut d = delivery_detail(&s, event_id, endpoint_id).await?;
-    if role < Role::Admin {
+    if who.role < Role::Admin {
         for h in d.request.headers.iter_mut().skip(5) {
             h.value = "(hidden)".into();
         }
     }
-    d.request.url = shown_url(&d.request.url, UrlView::of(role));
+    d.request.url = shown_url(&d.request.url, UrlView::of(who.role));
     Ok(Json(d))
 }
 
@@ -829,12 +885,11 @@ async fn get_delivery(
     responses((status = 200, body = Requeued), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 async fn redeliver(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids((event_id, endpoint_id)): Ids<(i64, i64)>,
 ) -> ApiResult<Json<Requeued>> {
-    let requeued = s.store.redeliver(event_id, Some(endpoint_id)).await?;
-    tracing::info!(event_id, endpoint_id, "console: redelivered");
+    let requeued = s.act(&who).redeliver(event_id, Some(endpoint_id)).await?;
     Ok(Json(Requeued { requeued }))
 }
 
@@ -875,15 +930,11 @@ async fn get_event(
     responses((status = 200, body = Requeued), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody)))]
 async fn redeliver_event(
-    _: Admin,
+    Admin(who): Admin,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<Json<Requeued>> {
-    let requeued = s.store.redeliver(id, None).await?;
-    tracing::info!(
-        event_id = id,
-        "console: event redelivered to every endpoint"
-    );
+    let requeued = s.act(&who).redeliver(id, None).await?;
     Ok(Json(Requeued { requeued }))
 }
 
@@ -955,6 +1006,14 @@ impl utoipa::Modify for CommonErrors {
                         "Bad input: the SQL API's reason, or a malformed id, query or body",
                     ),
                     ("401", "No token, or not one of the console's"),
+                    (
+                        "429",
+                        "Too many wrong tokens from this address: wait Retry-After's seconds",
+                    ),
+                    (
+                        "500",
+                        "Internal error: the console's log has the detail under request_id",
+                    ),
                     ("503", "The database is unavailable or busy; try again"),
                 ] {
                     op.responses

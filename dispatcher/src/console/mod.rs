@@ -5,12 +5,17 @@
 //! dispatcher role). Every action is a call of the SQL API of schema
 //! `webhook` (store.rs).
 
+mod actions;
 pub mod api;
 mod auth;
 mod pages;
+mod request;
+mod session;
 mod store;
+mod throttle;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,8 +35,11 @@ use tower_http::add_extension::AddExtension;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::config::DatabaseArgs;
-use auth::Tokens;
+use auth::{LoginForms, Tokens};
+use request::AllowedHosts;
+use session::Sessions;
 use store::Store;
+use throttle::Throttle;
 
 #[derive(Args, Debug)]
 pub struct ConsoleArgs {
@@ -43,8 +51,9 @@ pub struct ConsoleArgs {
     /// Database connections at most.
     #[arg(long, env = "WEBHOOKD_CONSOLE_POOL", default_value_t = 4)]
     pub pool: usize,
-    /// Mark the sign-in cookie Secure (the console is reached over HTTPS,
-    /// through a proxy that terminates TLS).
+    /// Mark the console's cookies Secure and give them the `__Host-`
+    /// prefix (the console is reached over HTTPS, through a proxy that
+    /// terminates TLS).
     #[arg(long, env = "WEBHOOKD_CONSOLE_SECURE_COOKIE")]
     pub secure_cookie: bool,
     /// Longest wait for a request's head, and for the next one on an idle
@@ -60,6 +69,20 @@ pub struct ConsoleArgs {
     /// accepted.
     #[arg(long, env = "WEBHOOKD_CONSOLE_MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
+    /// Named tokens, one a line: `name role token` (role `admin` or
+    /// `read`; `#` starts a comment), besides (or instead of) the tokens
+    /// of WEBHOOKD_CONSOLE_ADMIN_TOKEN and WEBHOOKD_CONSOLE_READ_TOKEN.
+    #[arg(long, env = "WEBHOOKD_CONSOLE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Host names the console answers to besides the loopback names and
+    /// the --addr address (requests naming any other host are refused:
+    /// DNS rebinding). Repeatable, or comma separated.
+    #[arg(
+        long = "allowed-host",
+        env = "WEBHOOKD_CONSOLE_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// What a console's HTTP server allows one client.
@@ -77,7 +100,40 @@ const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(60);
 pub struct Console {
     store: Store,
     tokens: Tokens,
+    sessions: Sessions,
+    login_forms: LoginForms,
+    throttle: Throttle,
+    hosts: AllowedHosts,
     secure_cookie: bool,
+}
+
+/// The console's tokens: the environment's and the token file's.
+fn load_tokens(file: Option<&Path>) -> anyhow::Result<Tokens> {
+    let mut sources = auth::env_tokens(
+        std::env::var(auth::ADMIN_TOKEN_ENV).ok(),
+        std::env::var(auth::READ_TOKEN_ENV).ok(),
+    );
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading --token-file {}", path.display()))?;
+        warn_if_readable_by_others(path);
+        sources.extend(auth::parse_token_file(&path.display().to_string(), &text)?);
+    }
+    let tokens = Tokens::new(sources)?;
+    for who in tokens.identities() {
+        tracing::info!(token = %who.name, role = who.role.name(), "console: token");
+    }
+    Ok(tokens)
+}
+
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(file = %path.display(),
+                "console: the token file may be read by other users; chmod 600 it");
+        }
+    }
 }
 
 async fn healthz(axum::extract::State(s): axum::extract::State<Arc<Console>>) -> impl IntoResponse {
@@ -134,6 +190,13 @@ pub fn app(console: Arc<Console>, request_timeout: Duration) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,
         ))
+        // Outermost last: every answer has the security headers and a
+        // request id, a refused host name included.
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            request::check_host,
+        ))
+        .layer(axum::middleware::from_fn(request::context))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
 }
@@ -211,10 +274,8 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
         request_timeout: args.request_timeout,
         max_connections: args.max_connections,
     };
-    let tokens = Tokens::new(
-        std::env::var(auth::ADMIN_TOKEN_ENV).ok(),
-        std::env::var(auth::READ_TOKEN_ENV).ok(),
-    )?;
+    let tokens = load_tokens(args.token_file.as_deref())?;
+    let hosts = AllowedHosts::new(args.addr, &args.allowed_hosts)?;
     let database = args.db.database()?;
     let pool = database.pool("webhookd console", args.pool)?;
     let store = Store::new(pool);
@@ -229,9 +290,14 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
         // Served anyway: the console says so on each page until it is.
         Err(e) => tracing::warn!(error = %e, "console: the database is not reachable yet"),
     }
+    tracing::info!(hosts = ?hosts.names(), "console: answering to these host names");
     let console = Arc::new(Console {
         store,
         tokens,
+        sessions: Sessions::default(),
+        login_forms: LoginForms::new(),
+        throttle: Throttle::default(),
+        hosts,
         secure_cookie: args.secure_cookie,
     });
     let listener = tokio::net::TcpListener::bind(args.addr)

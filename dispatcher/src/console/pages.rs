@@ -1,12 +1,15 @@
 //! The web console: server-rendered HTML (maud escapes every value) with a
 //! little plain JavaScript (local times, confirmations, copy buttons), its
-//! assets embedded in the binary. Sign-in with a console token, kept in an
-//! HttpOnly SameSite=Strict cookie; every form that changes something
-//! carries a CSRF token bound to the session and is checked against the
-//! request's Origin. The pages call the same store functions as the API.
+//! assets embedded in the binary. Sign-in with a console token starts a
+//! server-side session (session.rs) whose random id is kept in an
+//! HttpOnly SameSite=Strict cookie; the sign-in form and every form that
+//! changes something carry a CSRF token (the sign-in form's bound to a
+//! short-lived cookie, the others to the session) and are refused from
+//! another origin. The pages change things through the same action layer
+//! as the API (actions.rs).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -18,29 +21,78 @@ use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 
+use super::actions::{self, Actor};
 use super::api::{self, ApiError, DeliveryQuery};
-use super::auth::Role;
+use super::auth::{same_secret, Role, LOGIN_FORM_SECONDS};
+use super::request::{self, RequestContext};
+use super::session::SESSION_LIFETIME;
 use super::store::{Activity, Delivery, Endpoint, EndpointChange, EventFilter, StoreError};
 use super::Console;
 use crate::retry;
 
 type AppState = Arc<Console>;
 
-const SESSION_COOKIE: &str = "pgwh_console";
-const FLASH_COOKIE: &str = "pgwh_flash";
-/// A signed-in session lasts this long (the cookie's Max-Age).
-const SESSION_SECONDS: i64 = 12 * 60 * 60;
-
 const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
 
+// Cookies.
+
+/// The console's cookies: the session's id, a message for the next page,
+/// the sign-in form's CSRF nonce.
+struct CookieNames {
+    session: &'static str,
+    flash: &'static str,
+    login: &'static str,
+}
+
+const PLAIN_COOKIES: CookieNames = CookieNames {
+    session: "pgwh_console",
+    flash: "pgwh_flash",
+    login: "pgwh_login",
+};
+
+/// Under --secure-cookie: the `__Host-` prefix, so the browser keeps them
+/// only when set over HTTPS, Secure, with Path=/ and no Domain (no other
+/// host, a sibling subdomain included, can plant one).
+const HOST_COOKIES: CookieNames = CookieNames {
+    session: "__Host-pgwh_console",
+    flash: "__Host-pgwh_flash",
+    login: "__Host-pgwh_login",
+};
+
+fn cookie_names(state: &Console) -> &'static CookieNames {
+    if state.secure_cookie {
+        &HOST_COOKIES
+    } else {
+        &PLAIN_COOKIES
+    }
+}
+
+/// Every cookie of the console, with the same attributes (a removal too:
+/// a `__Host-` cookie is only replaced by one as Secure).
+fn cookie(state: &Console, name: &'static str, value: String, seconds: i64) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.secure_cookie)
+        .max_age(cookie::time::Duration::seconds(seconds))
+        .build()
+}
+
+fn drop_cookie(state: &Console, jar: CookieJar, name: &'static str) -> CookieJar {
+    jar.remove(cookie(state, name, String::new(), 0))
+}
+
 // Sessions.
 
-/// A signed-in browser: its token (from the cookie), role and CSRF token.
+/// A signed-in browser: its session's id, role and CSRF token, and who
+/// acts through it.
 pub struct Session {
-    token: String,
+    id: String,
     role: Role,
     csrf: String,
+    actor: Actor,
 }
 
 impl Session {
@@ -56,16 +108,22 @@ impl FromRequestParts<AppState> for Session {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let ctx = request::of_parts(parts);
         let jar = CookieJar::from_headers(&parts.headers);
-        let token = jar
-            .get(SESSION_COOKIE)
-            .map(|c| c.value().to_string())
-            .unwrap_or_default();
-        match state.tokens.role(&token) {
-            Some(role) => Ok(Session {
-                csrf: state.tokens.csrf(&token),
-                token,
-                role,
+        let names = cookie_names(state);
+        let found = jar.get(names.session).and_then(|c| {
+            let id = c.value().to_string();
+            state
+                .sessions
+                .get(&id, Instant::now())
+                .map(|info| (id, info))
+        });
+        match found {
+            Some((id, info)) => Ok(Session {
+                actor: Actor::new(info.token.clone(), info.role, &ctx),
+                id,
+                role: info.role,
+                csrf: info.csrf,
             }),
             None => {
                 let next = parts
@@ -74,7 +132,10 @@ impl FromRequestParts<AppState> for Session {
                     .map(|p| p.as_str())
                     .unwrap_or("/");
                 let to = format!("/login?next={}", urlencode(next));
-                Err(Redirect::to(&to).into_response())
+                // An ended session's cookie (or an older console's, which
+                // held a token) is dropped.
+                let jar = drop_cookie(state, jar, names.session);
+                Err((jar, Redirect::to(&to)).into_response())
             }
         }
     }
@@ -84,35 +145,89 @@ fn urlencode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-/// Only paths of this site: never another origin (`//host`, `https://`).
+/// Where to go after signing in: a path of this console, read strictly;
+/// anything else is `/`.
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if is_console_path(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
 
-/// A state-changing request from one of our pages: the session's CSRF
-/// token, and (when the browser says where it comes from) our origin.
-/// Some(the refusal) when it is not, or the session may only read.
-fn refuse_form(s: &Session, state: &Console, headers: &HeaderMap, csrf: &str) -> Option<Response> {
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let ours = origin
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host));
-        if !ours {
-            return Some(refused(
-                s,
-                "This form was sent from another site.",
-                "Reload the console and try again.",
-            ));
+/// A path of this site as a browser cannot read as another origin: `/`
+/// then only unreserved characters and `/` (never `//`: no backslash, no
+/// control character, no escape), and an optional query of RFC 3986
+/// query characters whose escapes are of no control character.
+fn is_console_path(n: &str) -> bool {
+    const MAX: usize = 2048;
+    let unreserved = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+    let (path, query) = match n.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (n, None),
+    };
+    let path_ok = path.starts_with('/')
+        && !path.contains("//")
+        && path.bytes().all(|b| unreserved(b) || b == b'/');
+    let query_ok = query.is_none_or(|q| {
+        let b = q.as_bytes();
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'%' => {
+                    let escaped = b
+                        .get(i + 1..i + 3)
+                        .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match escaped {
+                        Some(v) if v >= 0x20 && v != 0x7f => i += 3,
+                        _ => return false,
+                    }
+                }
+                c if unreserved(c) || b"!$&'()*+,;=:@/?".contains(&c) => i += 1,
+                _ => return false,
+            }
         }
+        true
+    });
+    n.len() <= MAX && path_ok && query_ok
+}
+
+/// Whether a form post comes from one of our pages, as far as the
+/// browser says: Sec-Fetch-Site, and Origin against our Host (which the
+/// host check has made one of our names).
+fn from_our_pages(headers: &HeaderMap) -> bool {
+    let site_ok = headers
+        .get("sec-fetch-site")
+        .is_none_or(|v| matches!(v.as_bytes(), b"same-origin" | b"none"));
+    let origin_ok = match headers.get(header::ORIGIN) {
+        None => true,
+        Some(o) => {
+            let host = headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            o.to_str()
+                .ok()
+                .and_then(|o| o.split_once("://"))
+                .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host))
+        }
+    };
+    site_ok && origin_ok
+}
+
+/// A state-changing request from one of our pages: the session's CSRF
+/// token, and our origin. Some(the refusal) when it is not, or the
+/// session may only read.
+fn refuse_form(s: &Session, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    if !from_our_pages(headers) {
+        return Some(refused(
+            s,
+            "This form was sent from another site.",
+            "Reload the console and try again.",
+        ));
     }
-    if !state.tokens.csrf_ok(&s.token, csrf) {
+    if !same_secret(&s.csrf, csrf) {
         return Some(refused(
             s,
             "This form has expired or did not come from the console.",
@@ -123,7 +238,7 @@ fn refuse_form(s: &Session, state: &Console, headers: &HeaderMap, csrf: &str) ->
         return Some(refused(
             s,
             "This token may only read.",
-            "Sign in with the admin token to change anything.",
+            "Sign in with an admin token to change anything.",
         ));
     }
     None
@@ -139,7 +254,9 @@ fn refused(s: &Session, message: &str, hint: &str) -> Response {
     (StatusCode::FORBIDDEN, body).into_response()
 }
 
-/// An error of the SQL API (or the database) as a page with its status.
+/// An error of the SQL API (or the database) as a page with its status
+/// (a server error's message is already the generic one, with the
+/// request id).
 fn failed(s: &Session, e: ApiError) -> Response {
     let body = page(
         "Error",
@@ -154,34 +271,23 @@ fn failed(s: &Session, e: ApiError) -> Response {
     (e.status, body).into_response()
 }
 
-fn flash(jar: &CookieJar) -> (CookieJar, Option<String>) {
-    match jar.get(FLASH_COOKIE) {
+fn flash(state: &Console, jar: &CookieJar) -> (CookieJar, Option<String>) {
+    let name = cookie_names(state).flash;
+    match jar.get(name) {
         Some(c) => {
             let text = percent_encoding::percent_decode_str(c.value())
                 .decode_utf8_lossy()
                 .into_owned();
-            (
-                jar.clone().remove(Cookie::build(FLASH_COOKIE).path("/")),
-                Some(text),
-            )
+            (drop_cookie(state, jar.clone(), name), Some(text))
         }
         None => (jar.clone(), None),
     }
 }
 
 /// Redirect after a change, with a message for the next page.
-fn done(jar: CookieJar, to: &str, message: &str) -> Response {
-    let c = Cookie::build((FLASH_COOKIE, urlencode(message)))
-        .path("/")
-        .http_only(true)
-        .same_site(SameSite::Strict)
-        .max_age(cookie_duration(60))
-        .build();
+fn done(state: &Console, jar: CookieJar, to: &str, message: &str) -> Response {
+    let c = cookie(state, cookie_names(state).flash, urlencode(message), 60);
     (jar.add(c), Redirect::to(to)).into_response()
-}
-
-fn cookie_duration(seconds: i64) -> cookie::time::Duration {
-    cookie::time::Duration::seconds(seconds)
 }
 
 // Layout.
@@ -342,7 +448,7 @@ struct NextQuery {
     next: Option<String>,
 }
 
-fn login_page(next: &str, error: Option<&str>) -> Markup {
+fn login_page(next: &str, form_token: &str, error: Option<&str>) -> Markup {
     page(
         "Sign in",
         None,
@@ -350,10 +456,11 @@ fn login_page(next: &str, error: Option<&str>) -> Markup {
         html! {
             section.signin {
                 h1 { "Sign in" }
-                p.muted { "Use the console's admin token or its read-only token." }
-                @if let Some(e) = error { (error_box(e, Some("The tokens are set in WEBHOOKD_CONSOLE_ADMIN_TOKEN and WEBHOOKD_CONSOLE_READ_TOKEN."))) }
+                p.muted { "Use one of the console's tokens: an admin token or a read-only one." }
+                @if let Some(e) = error { (error_box(e, None)) }
                 form method="post" action="/login" {
                     input type="hidden" name="next" value=(next);
+                    input type="hidden" name="login_csrf" value=(form_token);
                     label for="token" { "Token" }
                     input #token type="password" name="token" autocomplete="current-password" required autofocus;
                     button.primary type="submit" { "Sign in" }
@@ -363,41 +470,114 @@ fn login_page(next: &str, error: Option<&str>) -> Markup {
     )
 }
 
-async fn login_form(Query(q): Query<NextQuery>) -> Markup {
-    login_page(&safe_next(q.next.as_deref()), None)
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The sign-in page with a new form: its CSRF nonce in a short-lived
+/// cookie, the nonce's HMAC in the form.
+fn login_response(
+    state: &Console,
+    jar: CookieJar,
+    status: StatusCode,
+    next: &str,
+    error: Option<&str>,
+) -> (StatusCode, CookieJar, Markup) {
+    let (nonce, form_token) = state.login_forms.issue(unix_now());
+    let jar = jar.add(cookie(
+        state,
+        cookie_names(state).login,
+        nonce,
+        LOGIN_FORM_SECONDS as i64,
+    ));
+    (status, jar, login_page(next, &form_token, error))
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    jar: CookieJar,
+    Query(q): Query<NextQuery>,
+) -> Response {
+    let next = safe_next(q.next.as_deref());
+    login_response(&state, jar, StatusCode::OK, &next, None).into_response()
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
     next: Option<String>,
+    #[serde(default)]
+    login_csrf: String,
 }
 
 async fn login(
     State(state): State<AppState>,
+    ctx: axum::Extension<RequestContext>,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(f): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(f.next.as_deref());
-    match state.tokens.role(&f.token) {
-        Some(role) => {
-            tracing::info!(role = role.name(), "console: signed in");
-            let c = Cookie::build((SESSION_COOKIE, f.token))
-                .path("/")
-                .http_only(true)
-                .same_site(SameSite::Strict)
-                .secure(state.secure_cookie)
-                .max_age(cookie_duration(SESSION_SECONDS))
-                .build();
-            (jar.add(c), Redirect::to(&next)).into_response()
+    let names = cookie_names(&state);
+    // Login CSRF: another site must not sign this browser in (as the
+    // other site's token holder).
+    if !from_our_pages(&headers) {
+        let msg = "This sign-in form was sent from another site.";
+        return login_response(&state, jar, StatusCode::FORBIDDEN, &next, Some(msg))
+            .into_response();
+    }
+    let form_ok = jar.get(names.login).is_some_and(|c| {
+        state
+            .login_forms
+            .check(c.value(), &f.login_csrf, unix_now())
+    });
+    if !form_ok {
+        let msg = "This sign-in form has expired; sign in again.";
+        return login_response(&state, jar, StatusCode::FORBIDDEN, &next, Some(msg))
+            .into_response();
+    }
+    let now = Instant::now();
+    if let Err(b) = state.throttle.check(ctx.client, now) {
+        let msg = format!(
+            "Too many wrong tokens from your address: try again in {} seconds.",
+            b.seconds()
+        );
+        let mut r = login_response(
+            &state,
+            jar,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            Some(&msg),
+        )
+        .into_response();
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(b.seconds()));
+        return r;
+    }
+    match state.tokens.find(&f.token) {
+        Some(who) => {
+            // Always a new session (no fixation); a session this browser
+            // had ends.
+            if let Some(old) = jar.get(names.session) {
+                state.sessions.end(old.value());
+            }
+            let (id, _) = state.sessions.start(&who, now);
+            actions::signed_in(&Actor::of(&who, &ctx));
+            let jar = drop_cookie(&state, jar, names.login).add(cookie(
+                &state,
+                names.session,
+                id,
+                SESSION_LIFETIME.as_secs() as i64,
+            ));
+            (jar, Redirect::to(&next)).into_response()
         }
         None => {
-            tracing::warn!("console: sign-in with a wrong token");
-            (
-                StatusCode::UNAUTHORIZED,
-                login_page(&next, Some("That token is not valid.")),
-            )
-                .into_response()
+            let block = state.throttle.failed(ctx.client, now);
+            actions::wrong_token(&ctx, "sign-in", block);
+            let msg = "That token is not valid.";
+            login_response(&state, jar, StatusCode::UNAUTHORIZED, &next, Some(msg)).into_response()
         }
     }
 }
@@ -410,18 +590,22 @@ struct CsrfForm {
 async fn logout(
     s: Session,
     State(state): State<AppState>,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if !state.tokens.csrf_ok(&s.token, &f.csrf) {
+    if !from_our_pages(&headers) || !same_secret(&s.csrf, &f.csrf) {
         return refused(
             &s,
             "This form has expired.",
             "Reload the page and try again.",
         );
     }
+    // Ended here: a copy of the cookie is worth nothing from now on.
+    state.sessions.end(&s.id);
+    actions::signed_out(&s.actor);
     (
-        jar.remove(Cookie::build(SESSION_COOKIE).path("/")),
+        drop_cookie(&state, jar, cookie_names(&state).session),
         Redirect::to("/login"),
     )
         .into_response()
@@ -430,7 +614,7 @@ async fn logout(
 // Endpoints.
 
 async fn overview(s: Session, State(state): State<AppState>, jar: CookieJar) -> Response {
-    let (jar, msg) = flash(&jar);
+    let (jar, msg) = flash(&state, &jar);
     let endpoints: Vec<Endpoint> = match state.store.endpoints(None).await {
         Ok(list) => list.into_iter().map(|e| api::for_role(e, s.role)).collect(),
         Err(e) => return failed(&s, e.into()),
@@ -740,12 +924,12 @@ async fn create_endpoint(
     headers: HeaderMap,
     Form(f): Form<EndpointForm>,
 ) -> Response {
-    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+    if let Some(r) = refuse_form(&s, &headers, &f.csrf) {
         return r;
     }
     let result = match f.change(false) {
         Ok(change) => state
-            .store
+            .act(&s.actor)
             .create_endpoint(change)
             .await
             .map_err(ApiError::from),
@@ -753,7 +937,6 @@ async fn create_endpoint(
     };
     match result {
         Ok((id, secret)) => {
-            tracing::info!(endpoint_id = id, "console: endpoint created");
             secret_page(&s, "Endpoint created", id, "Its signing secret:", &secret).into_response()
         }
         Err(e) if e.status.is_client_error() => {
@@ -776,7 +959,7 @@ async fn endpoint_page(
     jar: CookieJar,
     Path(id): Path<i64>,
 ) -> Response {
-    let (jar, msg) = flash(&jar);
+    let (jar, msg) = flash(&state, &jar);
     let e = match state.store.endpoint(id).await {
         Ok(e) => api::for_role(e, s.role),
         Err(e) => return failed(&s, e.into()),
@@ -923,22 +1106,19 @@ async fn edit_endpoint(
     Path(id): Path<i64>,
     Form(f): Form<EndpointForm>,
 ) -> Response {
-    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+    if let Some(r) = refuse_form(&s, &headers, &f.csrf) {
         return r;
     }
     let result = match f.change(true) {
         Ok(change) => state
-            .store
+            .act(&s.actor)
             .alter_endpoint(id, change)
             .await
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
     match result {
-        Ok(()) => {
-            tracing::info!(endpoint_id = id, "console: endpoint changed");
-            done(jar, &format!("/endpoints/{id}"), "Saved.")
-        }
+        Ok(()) => done(&state, jar, &format!("/endpoints/{id}"), "Saved."),
         Err(e) if e.status.is_client_error() && e.status != StatusCode::NOT_FOUND => {
             let types = known_types(&state).await;
             let body = page(
@@ -969,34 +1149,31 @@ async fn endpoint_action(
     Path((id, what)): Path<(i64, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+    if let Some(r) = refuse_form(&s, &headers, &f.csrf) {
         return r;
     }
     let back = format!("/endpoints/{id}");
+    let act = state.act(&s.actor);
     let result: Result<Response, StoreError> = async {
         Ok(match what.as_str() {
             "test" => {
-                let event = state.store.send_test(id).await?;
-                done(jar, &back, &format!("Test event {event} sent."))
+                let event = act.send_test(id).await?;
+                done(&state, jar, &back, &format!("Test event {event} sent."))
             }
             "enable" => {
-                state.store.enable_endpoint(id, true).await?;
-                tracing::info!(endpoint_id = id, "console: endpoint enabled");
-                done(jar, &back, "Enabled: its pending deliveries go out now.")
+                act.enable_endpoint(id, true).await?;
+                done(&state, jar, &back, "Enabled: its pending deliveries go out now.")
             }
             "disable" => {
-                state.store.enable_endpoint(id, false).await?;
-                tracing::info!(endpoint_id = id, "console: endpoint disabled");
-                done(jar, &back, "Disabled: new events are not sent to it; pending deliveries wait.")
+                act.enable_endpoint(id, false).await?;
+                done(&state, jar, &back, "Disabled: new events are not sent to it; pending deliveries wait.")
             }
             "delete" => {
-                state.store.delete_endpoint(id).await?;
-                tracing::info!(endpoint_id = id, "console: endpoint deleted");
-                done(jar, "/", &format!("Endpoint {id} deleted."))
+                act.delete_endpoint(id).await?;
+                done(&state, jar, "/", &format!("Endpoint {id} deleted."))
             }
             "rotate-secret" => {
-                let secret = state.store.rotate_secret(id, None).await?;
-                tracing::warn!(endpoint_id = id, "console: endpoint secret rotated (the new secret was shown)");
+                let secret = act.rotate_secret(id, None).await?;
                 secret_page(
                     &s,
                     "Secret rotated",
@@ -1007,8 +1184,7 @@ async fn endpoint_action(
                 .into_response()
             }
             "reveal-secret" => {
-                let secret = state.store.endpoint_secret(id).await?;
-                tracing::warn!(endpoint_id = id, "console: endpoint secret revealed");
+                let secret = act.reveal_secret(id).await?;
                 secret_page(&s, "Signing secret", id, "The endpoint's current signing secret:", &secret).into_response()
             }
             "replay" => {
@@ -1019,9 +1195,8 @@ async fn endpoint_action(
                         Err(_) => "-infinity".to_string(),
                     },
                 };
-                let n = state.store.replay(id, &since).await?;
-                tracing::info!(endpoint_id = id, requeued = n, "console: dead deliveries replayed");
-                done(jar, &back, &format!("{n} dead deliveries requeued."))
+                let n = act.replay(id, &since).await?;
+                done(&state, jar, &back, &format!("{n} dead deliveries requeued."))
             }
             _ => return Err(StoreError::NotFound(format!("no action {what:?}"))),
         })
@@ -1080,7 +1255,7 @@ async fn deliveries(
     jar: CookieJar,
     Query(q): Query<DeliveriesForm>,
 ) -> Response {
-    let (jar, msg) = flash(&jar);
+    let (jar, msg) = flash(&state, &jar);
     let nonempty = |v: &Option<String>| v.clone().filter(|v| !v.trim().is_empty());
     let endpoint_id = match nonempty(&q.endpoint_id)
         .map(|v| v.trim().parse::<i64>())
@@ -1195,7 +1370,7 @@ async fn delivery_page(
     jar: CookieJar,
     Path((event_id, endpoint_id)): Path<(i64, i64)>,
 ) -> Response {
-    let (jar, msg) = flash(&jar);
+    let (jar, msg) = flash(&state, &jar);
     let mut d = match api::delivery_detail(&state, event_id, endpoint_id).await {
         Ok(d) => d,
         Err(e) => return failed(&s, e),
@@ -1283,18 +1458,20 @@ async fn redeliver(
     Path((event_id, endpoint_id)): Path<(i64, i64)>,
     Form(f): Form<CsrfForm>,
 ) -> Response {
-    if let Some(r) = refuse_form(&s, &state, &headers, &f.csrf) {
+    if let Some(r) = refuse_form(&s, &headers, &f.csrf) {
         return r;
     }
-    match state.store.redeliver(event_id, Some(endpoint_id)).await {
-        Ok(_) => {
-            tracing::info!(event_id, endpoint_id, "console: redelivered");
-            done(
-                jar,
-                &format!("/deliveries/{event_id}/{endpoint_id}"),
-                "Requeued: it goes out again now.",
-            )
-        }
+    match state
+        .act(&s.actor)
+        .redeliver(event_id, Some(endpoint_id))
+        .await
+    {
+        Ok(_) => done(
+            &state,
+            jar,
+            &format!("/deliveries/{event_id}/{endpoint_id}"),
+            "Requeued: it goes out again now.",
+        ),
         Err(e) => failed(&s, e.into()),
     }
 }
@@ -1454,4 +1631,89 @@ pub fn router() -> Router<AppState> {
         .route("/assets/console.js", get(js))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_sign_in_only_console_paths_are_followed() {
+        for ok in [
+            "/",
+            "/deliveries",
+            "/endpoints/3",
+            "/deliveries/12/3",
+            "/deliveries?status=dead&endpoint_id=3",
+            "/deliveries?since=2026-12-01+08%3A00%2B01",
+            "/events?event_type=orders.insert&cursor=7",
+        ] {
+            assert_eq!(safe_next(Some(ok)), ok, "{ok}");
+        }
+        for bad in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "/\x0b/evil.example",
+            "/\x00/evil.example",
+            "//evil.example",
+            "///evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/\\/evil.example",
+            "/%09/evil.example",
+            "/%2F/evil.example",
+            "/%5Cevil.example",
+            "%2F%2Fevil.example",
+            "https://evil.example",
+            "evil.example",
+            "/ /evil.example",
+            "/deliveries/ok//evil.example",
+            "/x?%0a",
+            "/x?%7f",
+            "/x?%zz",
+            "/x?%+9",
+            "/x?a b",
+            "/é",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+        assert_eq!(safe_next(Some(&format!("/{}", "a".repeat(3000)))), "/");
+    }
+
+    #[test]
+    fn forms_come_from_our_pages() {
+        let h = |pairs: &[(&str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(
+                    header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    v.parse().unwrap(),
+                );
+            }
+            m
+        };
+        let host = ("host", "127.0.0.1:8090");
+        assert!(from_our_pages(&h(&[host])));
+        assert!(from_our_pages(&h(&[
+            host,
+            ("origin", "http://127.0.0.1:8090")
+        ])));
+        assert!(from_our_pages(&h(&[
+            host,
+            ("sec-fetch-site", "same-origin")
+        ])));
+        for foreign in [
+            h(&[host, ("origin", "https://evil.example")]),
+            h(&[host, ("origin", "null")]),
+            h(&[host, ("origin", "http://127.0.0.1:8091")]),
+            h(&[("origin", "http://127.0.0.1:8090")]),
+            h(&[host, ("sec-fetch-site", "cross-site")]),
+            h(&[host, ("sec-fetch-site", "same-site")]),
+        ] {
+            assert!(!from_our_pages(&foreign), "{foreign:?}");
+        }
+    }
 }
