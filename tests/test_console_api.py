@@ -3,6 +3,10 @@ webhookd and receivers: every route with good input, bad input, no token,
 the read-only token and a wrong token. Errors are JSON {code, message, hint}
 with the SQL API's SQLSTATE; bad input is a 4xx, never a 5xx."""
 
+import re
+import socket
+import time
+
 import httpx
 import pytest
 
@@ -373,7 +377,10 @@ def test_the_console_replaces_connections_the_database_closed(api, db):
 def signed_in(console, token):
     """A client signed in to the web console with `token` (its cookie)."""
     c = httpx.Client(base_url=console.url, timeout=10)
-    r = c.post("/login", data={"token": token, "next": "/"}, headers={"Origin": console.url})
+    form = re.search(r'name="login_csrf" value="([^"]+)"', c.get("/login").text)
+    assert form, "no sign-in form"
+    r = c.post("/login", data={"token": token, "next": "/", "login_csrf": form.group(1)},
+               headers={"Origin": console.url})
     assert r.status_code in (302, 303), (r.status_code, r.text[:500])
     return c
 
@@ -428,9 +435,6 @@ def test_the_read_role_sees_endpoint_urls_without_query_or_userinfo_and_the_log_
 # The console's HTTP server against slow and idle clients.
 
 def test_half_sent_requests_are_closed_and_idle_connections_do_not_hold_the_console(dbname):
-    import socket
-    import time
-
     from conftest import Console
 
     c = Console(dbname, env={
@@ -462,12 +466,12 @@ def test_half_sent_requests_are_closed_and_idle_connections_do_not_hold_the_cons
     try:
         # Half a request head: closed after the header timeout.
         half = connect()
-        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: console\r\nX-Slow: ")
+        half.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         closed, after = closed_within(half, 8)
         assert closed and 1.5 < after < 5, after
         # A head, then half of its body: 408 after the request timeout.
         slow = connect()
-        slow.sendall(f"POST /api/v1/endpoints HTTP/1.1\r\nHost: console\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
+        slow.sendall(f"POST /api/v1/endpoints HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n"
                      "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"url\": ".encode())
         slow.settimeout(6)
         assert slow.recv(4096).startswith(b"HTTP/1.1 408"), "no 408"

@@ -197,3 +197,16 @@ def test_a_compromised_dispatcher_records_only_what_it_holds_and_cannot_prune(db
     db.execute("SELECT webhook.grant_manager('ops_manager')")
     with as_role(dbname, "ops_manager") as m:
         assert q1(m, "SELECT webhook.prune('7 days')") == 0
+
+
+def test_a_manager_redelivers_to_an_endpoint_that_had_no_delivery(db, dbname):
+    """redeliver() then makes a delivery, which takes an id from the
+    deliveries' sequence: granted with the rest of the manager's rights."""
+    role(db, "ops_redeliverer")
+    db.execute("SELECT webhook.grant_manager('ops_redeliverer')")
+    q1(db, "SELECT webhook.create_endpoint('https://example.com/a', '{a.*}')")
+    event = q1(db, "SELECT webhook.emit('a.x', '{}')")
+    with as_role(dbname, "ops_redeliverer") as m:
+        later = q1(m, "SELECT webhook.create_endpoint('https://example.com/b', '{b.*}')")
+        assert q1(m, "SELECT webhook.redeliver(%s, %s)", event, later) == 1
+    assert q1(db, "SELECT count(*) FROM webhook.delivery WHERE endpoint_id = %s", later) == 1

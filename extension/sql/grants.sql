@@ -62,7 +62,8 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.endpoint, webhook.endpoint_secret, '
                  'webhook.delivery, webhook.attempt_log TO %s', role);
   EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
-  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq TO %s', role);
+  -- redeliver() makes a delivery for an endpoint that had none.
+  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq, webhook.delivery_id_seq TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
                  'webhook.tracked_tables TO %s', role);

@@ -1713,9 +1713,10 @@ BEGIN
 END
 $$;
 
--- Managers may prune (they may delete those rows anyway); dispatchers no
--- longer may: granted prune() with a retention of its own, a compromised
--- webhookd could erase the record of what it delivered.
+-- Managers may prune (they may delete those rows anyway) and use the new
+-- deliveries' sequence (redeliver() to an endpoint that had no delivery);
+-- dispatchers no longer may prune: granted prune() with a retention of its
+-- own, a compromised webhookd could erase the record of what it delivered.
 CREATE OR REPLACE FUNCTION webhook.grant_manager(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1723,7 +1724,8 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON webhook.endpoint, webhook.endpoint_secret, '
                  'webhook.delivery, webhook.attempt_log TO %s', role);
   EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
-  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq TO %s', role);
+  -- redeliver() makes a delivery for an endpoint that had none.
+  EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq, webhook.delivery_id_seq TO %s', role);
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
                  'webhook.tracked_tables TO %s', role);
@@ -1743,6 +1745,7 @@ BEGIN
             WHERE c.oid = 'webhook.endpoint_secret'::regclass
               AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner AND a.grantee <> 0 LOOP
     EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', r.grantee::regrole::text);
+    EXECUTE format('GRANT USAGE ON SEQUENCE webhook.delivery_id_seq TO %s', r.grantee::regrole::text);
   END LOOP;
 END
 $$;

@@ -132,10 +132,7 @@ impl Act<'_> {
         // Who pointed webhooks where, by origin: a URL's path and query may
         // carry the receiver's credentials, and logs travel further than
         // the database.
-        let origin = change
-            .url
-            .as_deref()
-            .map(|u| shown_url(u, UrlView::Origin));
+        let origin = change.url.as_deref().map(|u| shown_url(u, UrlView::Origin));
         let r = self.console.store.create_endpoint(change).await;
         let (out, sqlstate) = outcome(&r);
         let id = r.as_ref().ok().map(|(id, _)| *id);
