@@ -13,7 +13,7 @@ import subprocess
 import httpx
 import pytest
 
-from conftest import ADMIN_TOKEN, READ_TOKEN, ROOT, WEBHOOKD, Console, dsn, free_port, q1, wait_for
+from conftest import ADMIN_TOKEN, READ_TOKEN, ROOT, WEBHOOKD, Console, dsn, free_port, q, q1, wait_for
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -183,12 +183,16 @@ def test_wrong_tokens_are_throttled_per_address(console):
         assert codes[:6] == [401] * 6 and codes[6] == 429, codes
         assert set(codes) == {401, 429} and codes.count(401) <= 9, codes
         guess(300)
-        r = guesser.get("/api/v1/endpoints", headers=ADMIN)
-        # Blocked: not even the right token is compared.
+        r = guesser.get("/api/v1/endpoints", headers={"Authorization": "Bearer guess-301"})
+        # Blocked: wrong tokens wait, without a line each.
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
         assert r.json()["code"] == "too_many_requests"
-        r = sign_in(guesser)
+        r = sign_in(guesser, token="guess-302")
         assert r.status_code == 429 and "retry-after" in r.headers and "pgwh_console" not in r.cookies
+        # A right token still passes: a guesser behind the same address (a
+        # proxy, NAT) locks nobody out.
+        assert guesser.get("/api/v1/endpoints", headers=ADMIN).status_code == 200
+        assert sign_in(guesser).status_code == 303
         # The session signed in from there before keeps working.
         session = signed_in.cookies["pgwh_console"]
         assert guesser.get("/", headers={"Cookie": f"pgwh_console={session}"}).status_code == 200
@@ -371,3 +375,38 @@ def test_under_secure_cookie_every_cookie_is_secure_and_host_prefixed(dbname, db
             assert not any(k.startswith("pgwh_") for k in set_cookies(r))
     finally:
         console.stop()
+
+
+# Found in review: operational events name endpoint URLs; the replay form's window.
+
+def test_the_read_role_sees_operational_events_without_url_queries(console, db):
+    eid = q1(db, "SELECT webhook.create_endpoint('https://example.com/hook?token=s3cret-in-query')")
+    db.execute("SELECT webhook.disable_endpoint(%s)", (eid,))
+    ev = q1(db, "SELECT id FROM webhook.events WHERE event_type = 'webhook.endpoint.disabled'")
+    with client(console) as c:
+        read = c.get(f"/api/v1/events/{ev}", headers={"Authorization": f"Bearer {READ_TOKEN}"})
+        assert read.status_code == 200 and "s3cret-in-query" not in read.text, read.text
+        assert read.json()["event"]["payload"]["data"]["url"].startswith("https://example.com/hook")
+        admin = c.get(f"/api/v1/events/{ev}", headers=ADMIN)
+        assert "s3cret-in-query" in admin.text
+    with client(console) as c:
+        assert sign_in(c, token=READ_TOKEN).status_code == 303
+        page = c.get(f"/events/{ev}")
+        assert page.status_code == 200 and "s3cret-in-query" not in page.text
+
+
+def test_a_replay_window_the_form_does_not_offer_is_refused_not_widened(console, db):
+    eid = q1(db, "SELECT webhook.create_endpoint('https://example.com/x', '{a.*}')")
+    db.execute("SELECT webhook.emit('a.x', '{}')")
+    (did, token) = q(db, "SELECT delivery_id, claim_token FROM webhook.claim(10, '1 minute', 'w')")[0]
+    db.execute("SELECT webhook.record(%s, %s, '{500}', '{NULL}', '{1}', '{NULL}', '{NULL}', 'w')", ([did], [token]))
+    with client(console) as c:
+        assert sign_in(c).status_code == 303
+        csrf = csrf_of(c.get(f"/endpoints/{eid}").text)
+        for window in ["1h", "99999999999", "18446744073709551615", "-1"]:
+            r = c.post(f"/endpoints/{eid}/replay", data={"csrf": csrf, "window": window})
+            assert r.status_code < 500, (window, r.status_code)
+            assert q1(db, "SELECT status FROM webhook.delivery WHERE id = %s", did) == "dead", window
+        r = c.post(f"/endpoints/{eid}/replay", data={"csrf": csrf, "window": "all"})
+        assert r.status_code == 303
+    assert q1(db, "SELECT status FROM webhook.delivery WHERE id = %s", did) == "pending"

@@ -267,13 +267,17 @@ impl FromRequestParts<AppState> for Caller {
             return Err(ApiError::unauthorized());
         };
         let now = Instant::now();
-        state
-            .throttle
-            .check(ctx.client, now)
-            .map_err(ApiError::too_many)?;
+        // A right token always passes: the backoff slows guessing from an
+        // address, and must not let one guesser behind a shared address
+        // (a proxy, NAT) lock out everyone else there. Tokens estimate at
+        // least 128 bits, so what a blocked guesser learns is worth nothing.
         match state.tokens.find(presented) {
             Some(who) => Ok(Caller(Actor::of(&who, &ctx))),
             None => {
+                state
+                    .throttle
+                    .check(ctx.client, now)
+                    .map_err(ApiError::too_many)?;
                 let block = state.throttle.failed(ctx.client, now);
                 actions::wrong_token(&ctx, "bearer", block);
                 Err(ApiError::unauthorized())
@@ -633,6 +637,19 @@ pub fn for_role(mut e: Endpoint, role: Role) -> Endpoint {
     e
 }
 
+/// An event as `role` may see it: pg_webhook's own events (`webhook.*`)
+/// name an endpoint's URL in `data.url`, shown as [`for_role`] shows it.
+pub fn event_for_role(mut e: Event, role: Role) -> Event {
+    if e.event_type.starts_with("webhook.") {
+        if let Some(url) = e.payload.pointer_mut("/data/url") {
+            if let Some(u) = url.as_str() {
+                *url = serde_json::Value::String(shown_url(u, UrlView::of(role)));
+            }
+        }
+    }
+    e
+}
+
 /// How much of an endpoint's URL a reader sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UrlView {
@@ -877,6 +894,7 @@ async fn get_delivery(
         }
     }
     d.request.url = shown_url(&d.request.url, UrlView::of(who.role));
+    d.event = event_for_role(d.event, who.role);
     Ok(Json(d))
 }
 
@@ -917,11 +935,11 @@ async fn list_events(
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = "events", params(("id" = i64, Path)),
     responses((status = 200, body = EventDetail), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody)))]
 async fn get_event(
-    _: Caller,
+    Caller(who): Caller,
     State(s): State<AppState>,
     Ids(id): Ids<i64>,
 ) -> ApiResult<Json<EventDetail>> {
-    let event = s.store.event(id).await?;
+    let event = event_for_role(s.store.event(id).await?, who.role);
     let deliveries = s.store.deliveries_of_event(id).await?;
     Ok(Json(EventDetail { event, deliveries }))
 }

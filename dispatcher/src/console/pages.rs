@@ -539,24 +539,29 @@ async fn login(
             .into_response();
     }
     let now = Instant::now();
-    if let Err(b) = state.throttle.check(ctx.client, now) {
-        let msg = format!(
-            "Too many wrong tokens from your address: try again in {} seconds.",
-            b.seconds()
-        );
-        let mut r = login_response(
-            &state,
-            jar,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            Some(&msg),
-        )
-        .into_response();
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(b.seconds()));
-        return r;
+    // As for bearer tokens (api.rs): a right token signs in even from a
+    // blocked address; only wrong ones wait.
+    let who = state.tokens.find(&f.token);
+    if who.is_none() {
+        if let Err(b) = state.throttle.check(ctx.client, now) {
+            let msg = format!(
+                "Too many wrong tokens from your address: try again in {} seconds.",
+                b.seconds()
+            );
+            let mut r = login_response(
+                &state,
+                jar,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                Some(&msg),
+            )
+            .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(b.seconds()));
+            return r;
+        }
     }
-    match state.tokens.find(&f.token) {
+    match who {
         Some(who) => {
             // Always a new session (no fixation); a session this browser
             // had ends.
@@ -1188,11 +1193,25 @@ async fn endpoint_action(
                 secret_page(&s, "Signing secret", id, "The endpoint's current signing secret:", &secret).into_response()
             }
             "replay" => {
+                // A window the form does not offer is refused, never read
+                // as "everything" (nor as a time before 1970, which
+                // cannot be formatted).
                 let since = match f.window.as_deref() {
                     Some("all") | None => "-infinity".to_string(),
-                    Some(w) => match w.parse::<u64>() {
-                        Ok(secs) => humantime::format_rfc3339(SystemTime::now() - Duration::from_secs(secs)).to_string(),
-                        Err(_) => "-infinity".to_string(),
+                    Some(w) => match w
+                        .parse::<u64>()
+                        .ok()
+                        .and_then(|secs| SystemTime::now().checked_sub(Duration::from_secs(secs)))
+                        .filter(|t| *t >= SystemTime::UNIX_EPOCH)
+                    {
+                        Some(t) => humantime::format_rfc3339(t).to_string(),
+                        None => {
+                            return Err(StoreError::Refused {
+                                sqlstate: "22023".into(),
+                                message: format!("invalid replay window {w:?}"),
+                                hint: Some("Choose one of the windows the form offers.".into()),
+                            })
+                        }
                     },
                 };
                 let n = act.replay(id, &since).await?;
@@ -1376,6 +1395,7 @@ async fn delivery_page(
         Err(e) => return failed(&s, e),
     };
     d.request.url = api::shown_url(&d.request.url, api::UrlView::of(s.role));
+    d.event = api::event_for_role(d.event, s.role);
     let (class, label) = delivery_state(&d.delivery);
     let payload = serde_json::to_string_pretty(&d.event.payload).unwrap_or_default();
     let body = page(
@@ -1553,7 +1573,7 @@ async fn event_page(s: Session, State(state): State<AppState>, Path(id): Path<i6
         state.store.event(id).await,
         state.store.deliveries_of_event(id).await,
     ) {
-        (Ok(e), Ok(d)) => (e, d),
+        (Ok(e), Ok(d)) => (api::event_for_role(e, s.role), d),
         (Err(e), _) | (_, Err(e)) => return failed(&s, e.into()),
     };
     let payload = serde_json::to_string_pretty(&event.payload).unwrap_or_default();

@@ -136,6 +136,21 @@ impl AllowedHosts {
     }
 }
 
+/// Whether a refused host name should be logged now: at most once a
+/// minute (seconds since the Unix epoch of the last line).
+fn refusal_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    (last == 0 || now >= last + 60)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 /// Refuses a request whose Host is not one of the console's names.
 pub async fn check_host(State(s): State<Arc<Console>>, req: Request, next: Next) -> Response {
     let host = req
@@ -146,7 +161,12 @@ pub async fn check_host(State(s): State<Arc<Console>>, req: Request, next: Next)
     match host {
         Some(h) if s.hosts.allows(h) => next.run(req).await,
         _ => {
-            tracing::info!(host = ?host, "console: refused a request for a host name not its own (--allowed-host)");
+            // The name is the client's: cut, and logged at most once a
+            // minute, so refused requests cannot flood the log.
+            if refusal_due() {
+                let shown: Option<String> = host.map(|h| h.chars().take(100).collect());
+                tracing::info!(host = ?shown, "console: refused a request for a host name not its own (--allowed-host); more are not logged for a minute");
+            }
             (
                 StatusCode::MISDIRECTED_REQUEST,
                 "This console does not answer to that host name (see --allowed-host).\n",
