@@ -150,7 +150,7 @@ unsafe fn capture_args(
     } else {
         natts_of(tracked)
     };
-    let attrs = (*tupdesc).attrs.as_slice(rel_natts);
+    let attrs = payload::attributes(tupdesc);
     // A key column dropped after track() (its primary key went with it)
     // is left out rather than read: a dropped column has no type.
     let keys = map(parse_attnums(&arg(1), natts).map_err(invalid)?)

@@ -271,7 +271,7 @@ unsafe fn has_outbox_columns(rel: pg_sys::Relation) -> bool {
     if n != COLUMNS.len() && n != COLUMNS_0_1_0 {
         return false;
     }
-    let attrs = (*desc).attrs.as_slice(n);
+    let attrs = crate::payload::attributes(desc);
     attrs.iter().zip(COLUMNS).all(|(a, c)| {
         !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == c.as_bytes()
     })
@@ -298,8 +298,8 @@ unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64)
     if (*(*leaf).rd_att).natts as usize != n {
         return false;
     }
-    let ours = (*(*parent).rd_att).attrs.as_slice(n);
-    let theirs = (*(*leaf).rd_att).attrs.as_slice(n);
+    let ours = crate::payload::attributes((*parent).rd_att);
+    let theirs = crate::payload::attributes((*leaf).rd_att);
     ours.iter()
         .zip(theirs)
         .all(|(a, b)| a.atttypid == b.atttypid && a.attlen == b.attlen && a.attbyval == b.attbyval)
