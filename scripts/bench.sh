@@ -396,8 +396,8 @@ b6() {
 }
 
 # ---------------------------------------------------------------------------
-# Helpers of L, B9, B10 and B11. They use only the SQL interface of
-# design.md (track, emit, create_endpoint, endpoint_secret,
+# Helpers of L, B9, B10 and B11. They use only the interface kept between
+# releases (docs/interface.md: track, emit, create_endpoint, endpoint_secret,
 # disable_endpoint, route, the views webhook.events and webhook.deliveries),
 # so they measure any storage design, the baseline tree's as well.
 # ---------------------------------------------------------------------------

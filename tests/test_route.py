@@ -1,5 +1,5 @@
 """Route: committed events reach the endpoints that want them, and an event
-an endpoint wants is never held up by events nobody wants (design.md,
+an endpoint wants is never held up by events nobody wants (README,
 Guarantees)."""
 
 import time

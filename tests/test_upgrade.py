@@ -6,9 +6,9 @@ path (pg_webhook--A--B.sql scripts) to the version this build installs.
 Upgrades: `ALTER EXTENSION pg_webhook UPDATE` from every release gives
 exactly the schema (and privileges) of a fresh install of this version, and
 keeps every delivery: pending ones are delivered, succeeded ones are not sent
-again, dead ones stay dead until replayed (design.md, "Retention, upgrades,
-operations"). These tests install the frozen script with today's library,
-as a user's database has it after a package upgrade."""
+again, dead ones stay dead until replayed (README, "Releases and upgrades").
+These tests install the frozen script with today's library, as a
+user's database has it after a package upgrade."""
 
 import base64
 import difflib
@@ -615,8 +615,9 @@ def new_secret():
 
 # Deliveries in every state are built through 0.1.0's own dispatcher API
 # (claim / record / release), as its webhookd left them; the checks after the
-# upgrade use only the contract (design.md): webhook.events, deliveries,
-# attempts, endpoint_health, emit, replay, enable_endpoint and webhookd.
+# upgrade use only the interface kept between releases (docs/interface.md):
+# webhook.events, deliveries, attempts, endpoint_health, emit, replay,
+# enable_endpoint and webhookd.
 OLDEST = "0.1.0"
 # The "crashed" worker's lease: still running when the upgrade runs and
 # webhookd starts, short enough not to slow the test down.
