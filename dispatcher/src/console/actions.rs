@@ -271,7 +271,40 @@ pub fn signed_out(who: &Actor) {
 
 /// A wrong token (`via`: `bearer` or `sign-in`), and the block it
 /// started, if any. The presented token is never written.
-pub fn wrong_token(ctx: &RequestContext, via: &'static str, block: Option<Blocked>) {
+/// Why a presented token was not taken.
+pub enum Refused {
+    /// No token is this one (counted against the address, audited).
+    Wrong,
+    /// Not a token, and the address is waiting after wrong ones.
+    Blocked(Blocked),
+}
+
+/// The identity `presented` is, for the API's bearer tokens and the
+/// sign-in form alike. A right token always passes: the backoff slows
+/// guessing from an address, and must not let one guesser behind a
+/// shared address (a proxy, NAT) lock out everyone else there; tokens
+/// estimate at least 128 bits, so what a blocked guesser learns is worth
+/// nothing. A wrong one waits while its address is blocked, else counts.
+pub fn authenticate(
+    console: &Console,
+    presented: &str,
+    ctx: &RequestContext,
+    via: &'static str,
+) -> Result<Identity, Refused> {
+    if let Some(who) = console.tokens.find(presented) {
+        return Ok(who);
+    }
+    let now = std::time::Instant::now();
+    console
+        .throttle
+        .check(ctx.client, now)
+        .map_err(Refused::Blocked)?;
+    let block = console.throttle.failed(ctx.client, now);
+    wrong_token(ctx, via, block);
+    Err(Refused::Wrong)
+}
+
+fn wrong_token(ctx: &RequestContext, via: &'static str, block: Option<Blocked>) {
     tracing::warn!(target: AUDIT, client = %ctx.client_text(), request_id = %ctx.id, action = "auth",
         outcome = "wrong-token", via, "console: wrong token");
     if let Some(b) = block {

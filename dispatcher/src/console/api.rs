@@ -5,7 +5,6 @@
 //! SQL API answered, 4xx for anything the request got wrong.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -266,22 +265,10 @@ impl FromRequestParts<AppState> for Caller {
         let Some(presented) = bearer(h) else {
             return Err(ApiError::unauthorized());
         };
-        let now = Instant::now();
-        // A right token always passes: the backoff slows guessing from an
-        // address, and must not let one guesser behind a shared address
-        // (a proxy, NAT) lock out everyone else there. Tokens estimate at
-        // least 128 bits, so what a blocked guesser learns is worth nothing.
-        match state.tokens.find(presented) {
-            Some(who) => Ok(Caller(Actor::of(&who, &ctx))),
-            None => {
-                state
-                    .throttle
-                    .check(ctx.client, now)
-                    .map_err(ApiError::too_many)?;
-                let block = state.throttle.failed(ctx.client, now);
-                actions::wrong_token(&ctx, "bearer", block);
-                Err(ApiError::unauthorized())
-            }
+        match actions::authenticate(state, presented, &ctx, "bearer") {
+            Ok(who) => Ok(Caller(Actor::of(&who, &ctx))),
+            Err(actions::Refused::Blocked(b)) => Err(ApiError::too_many(b)),
+            Err(actions::Refused::Wrong) => Err(ApiError::unauthorized()),
         }
     }
 }

@@ -538,12 +538,24 @@ async fn login(
         return login_response(&state, jar, StatusCode::FORBIDDEN, &next, Some(msg))
             .into_response();
     }
-    let now = Instant::now();
-    // As for bearer tokens (api.rs): a right token signs in even from a
-    // blocked address; only wrong ones wait.
-    let who = state.tokens.find(&f.token);
-    if who.is_none() {
-        if let Err(b) = state.throttle.check(ctx.client, now) {
+    match actions::authenticate(&state, &f.token, &ctx, "sign-in") {
+        Ok(who) => {
+            // Always a new session (no fixation); a session this browser
+            // had ends.
+            if let Some(old) = jar.get(names.session) {
+                state.sessions.end(old.value());
+            }
+            let (id, _) = state.sessions.start(&who, Instant::now());
+            actions::signed_in(&Actor::of(&who, &ctx));
+            let jar = drop_cookie(&state, jar, names.login).add(cookie(
+                &state,
+                names.session,
+                id,
+                SESSION_LIFETIME.as_secs() as i64,
+            ));
+            (jar, Redirect::to(&next)).into_response()
+        }
+        Err(actions::Refused::Blocked(b)) => {
             let msg = format!(
                 "Too many wrong tokens from your address: try again in {} seconds.",
                 b.seconds()
@@ -558,29 +570,9 @@ async fn login(
             .into_response();
             r.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(b.seconds()));
-            return r;
+            r
         }
-    }
-    match who {
-        Some(who) => {
-            // Always a new session (no fixation); a session this browser
-            // had ends.
-            if let Some(old) = jar.get(names.session) {
-                state.sessions.end(old.value());
-            }
-            let (id, _) = state.sessions.start(&who, now);
-            actions::signed_in(&Actor::of(&who, &ctx));
-            let jar = drop_cookie(&state, jar, names.login).add(cookie(
-                &state,
-                names.session,
-                id,
-                SESSION_LIFETIME.as_secs() as i64,
-            ));
-            (jar, Redirect::to(&next)).into_response()
-        }
-        None => {
-            let block = state.throttle.failed(ctx.client, now);
-            actions::wrong_token(&ctx, "sign-in", block);
+        Err(actions::Refused::Wrong) => {
             let msg = "That token is not valid.";
             login_response(&state, jar, StatusCode::UNAUTHORIZED, &next, Some(msg)).into_response()
         }
