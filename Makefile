@@ -1,35 +1,58 @@
 # pg_webhook — the two commands: `make demo` and `make test`.
 SHELL := /bin/bash
-PG_CONFIG ?= /usr/lib/postgresql/15/bin/pg_config
 QUICK ?= 0
-PGRX_TEST_DATA := $(CURDIR)/target/pgrx-test-data
+# The PostgreSQL major version a build, a test run or a benchmark is for:
+# `make e2e-test PG=17`. 15 is the host's own (Debian 12); 17 and 18 run
+# in Debian roots of their own (scripts/pg-root.sh, built once and cached).
+# `make test` runs the suite on every version in PG_VERSIONS.
+PG ?= 15
+PG_VERSIONS ?= 15 17 18
+export PGWEBHOOK_PG := $(PG)
+# Every command that builds against or runs this PostgreSQL goes through
+# scripts/pg-root.sh, which runs it in the version's root (on the host for
+# 15); pg_config's path is the one inside that root.
+IN_ROOT := $(CURDIR)/scripts/pg-root.sh $(PG) run
+PG_CONFIG := /usr/lib/postgresql/$(PG)/bin/pg_config
+# Each version's extension build in a target directory of its own (the
+# bindings differ, and a root's build scripts link its own C library):
+# target/pg$(PG)/release/pg_webhook-pg$(PG) is its package.
+EXT_TARGET := $(CURDIR)/target/pg$(PG)
+PGRX_FEATURES := --no-default-features --features pg$(PG)
+PGRX_TEST_DATA := $(CURDIR)/target/pg$(PG)/pgrx-test-data
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
+.PHONY: test-versions setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
 
-## Install the extension into the local PostgreSQL 15 and build target/release/webhookd.
+## Install the extension into PostgreSQL $(PG) (the host's, or its root's)
+## and build target/release/webhookd (one binary for every version).
 install: setup build-extension webhookd
 
 build-extension:
-	cd extension && cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_INSTALL_FLAGS)
+	cd extension && CARGO_TARGET_DIR=$(EXT_TARGET) $(IN_ROOT) \
+	  cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_FEATURES) $(PGRX_INSTALL_FLAGS)
 
 webhookd:
 	cargo build --release -p webhookd
 
 ## The extension as files to copy into an image or a package
-## (target/release/pg_webhook-pg15/usr/...).
+## (target/pg$(PG)/release/pg_webhook-pg$(PG)/usr/...).
 package: setup
-	cd extension && cargo pgrx package --pg-config $(PG_CONFIG)
+	cd extension && CARGO_TARGET_DIR=$(EXT_TARGET) $(IN_ROOT) \
+	  cargo pgrx package --pg-config $(PG_CONFIG) $(PGRX_FEATURES)
 
 ## The container images pg-webhook/webhookd:<version> and
-## pg-webhook/postgres:<version> (deploy/*/Containerfile); compose.yaml runs them.
-image: webhookd package
-	scripts/image.sh
+## pg-webhook/postgres:<version>-pg<N> for each N of PG_VERSIONS
+## (deploy/*/Containerfile); compose.yaml runs them.
+image: webhookd
+	scripts/image.sh webhookd
+	@for v in $(PG_VERSIONS); do \
+	  $(MAKE) --no-print-directory PG=$$v package && PGWEBHOOK_PG=$$v scripts/image.sh postgres || exit 1; \
+	done
 
 lint:
 	scripts/sync-upgrade.py --check
@@ -48,17 +71,24 @@ unit-test:
 pg-test: setup
 	@mkdir -p $(PGRX_TEST_DATA)
 	@if [ "$$(id -u)" = 0 ]; then chown postgres: $(PGRX_TEST_DATA); fi
-	cd extension && if [ "$$(id -u)" = 0 ]; then \
-	    cargo pgrx test pg15 --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
-	  else cargo pgrx test pg15; fi
+	cd extension && export CARGO_TARGET_DIR=$(EXT_TARGET) && if [ "$$(id -u)" = 0 ]; then \
+	    $(IN_ROOT) cargo pgrx test pg$(PG) $(PGRX_FEATURES) --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
+	  else $(IN_ROOT) cargo pgrx test pg$(PG) $(PGRX_FEATURES); fi
 
 # The container tests (test_container, test_compose, test_faults) build
 # their images from the release build and the extension package.
 e2e-test: install package
 	.venv/bin/pytest -q tests
 
-## Every test: formatting, lints, unit tests, #[pg_test]s, end-to-end tests.
-test: setup lint unit-test pg-test e2e-test
+## Every test: formatting, lints, unit tests, then the #[pg_test]s and the
+## end-to-end tests on each PostgreSQL of PG_VERSIONS.
+test: setup lint unit-test test-versions
+
+test-versions:
+	@for v in $(PG_VERSIONS); do \
+	  echo "== PostgreSQL $$v"; \
+	  $(MAKE) --no-print-directory PG=$$v pg-test e2e-test || exit 1; \
+	done
 
 ## Build, start a throwaway cluster and show the shop demo.
 demo: install
@@ -79,7 +109,6 @@ bench-delivery: bench-setup
 	QUICK=$(QUICK) ONLY="B3 B5 B6" scripts/bench.sh
 
 clean:
-	-scripts/cluster.sh stop target/test-cluster
-	-scripts/cluster.sh stop target/demo-cluster
-	-scripts/cluster.sh stop target/bench-cluster
+	-for v in $(PG_VERSIONS); do for d in test demo bench; do \
+	  PGWEBHOOK_PG=$$v scripts/cluster.sh stop target/$$d-cluster-pg$$v; done; done
 	cargo clean

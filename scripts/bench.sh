@@ -29,11 +29,15 @@ QUICK=${QUICK:-0}
 ONLY=${ONLY:-"B1 B2 B3 B5 B6 L B9 B10 B11"}
 PORT=${PORT:-25441}
 RPORT=${RPORT:-25443}  # receiver; RPORT+1 webhookd metrics; RPORT+2 second receiver
-DIR=${DIR:-target/bench-cluster}
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PG=${PGWEBHOOK_PG:-15}  # the major version (scripts/pg-root.sh): `make bench PG=17`
+DIR=${DIR:-target/bench-cluster-pg$PG}
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG/bin}
 BENCH=${BENCH:-target/release/pgwh-bench}
 WEBHOOKD=${WEBHOOKD:-target/release/webhookd}
 export PGBIN  # scripts/cluster.sh runs this PostgreSQL
+# pgtool PROGRAM ARGS...: a client program of that PostgreSQL (in its root
+# for 17 and 18), whose WAL format pg_waldump must know.
+pgtool() { scripts/pg-root.sh "$PG" run "$PGBIN/$1" "${@:2}"; }
 export PGHOST=127.0.0.1 PGPORT=$PORT PGUSER=postgres
 
 if [ "$QUICK" = 1 ]; then
@@ -116,7 +120,7 @@ fresh_db() { # name
   psql -qX -d postgres -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
 }
 
-fsync=$($PGBIN/pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/fdatasync/ && /ops\/sec/ {print $2; exit}')
+fsync=$(pgtool pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/fdatasync/ && /ops\/sec/ {print $2; exit}')
 machine="$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(. /etc/os-release && echo "$PRETTY_NAME")"
 pgver=$(psql -XtAc 'SHOW server_version' -d postgres)
 emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"pgbin\":\"$PGBIN\",\"webhookd\":\"$WEBHOOKD\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
@@ -161,7 +165,7 @@ SQL
           line="  rep $rep:"
           for v in $variants; do
             reset "$v" "$op"
-            tps=$($PGBIN/pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/${op}_$v.sql" bench 2>/dev/null | awk '/^tps/ {print int($3); exit}')
+            tps=$(pgtool pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/${op}_$v.sql" bench 2>/dev/null | awk '/^tps/ {print int($3); exit}')
             emit "{\"bench\":\"B1\",\"op\":\"$op\",\"sync\":\"$sync\",\"clients\":$c,\"variant\":\"$v\",\"rep\":$rep,\"tps\":${tps:-0}}"
             line+=" $v $tps"
           done
@@ -251,7 +255,7 @@ SQL
           psql -qX -d postgres -c "ALTER DATABASE bench_e2e SET webhook.notify = off" >/dev/null
           start_webhookd bench_e2e --no-listen --poll-interval 100ms
         fi
-        tps=$($PGBIN/pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/b2.sql" bench_e2e 2>/dev/null | awk '/^tps/ {print int($3); exit}')
+        tps=$(pgtool pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/b2.sql" bench_e2e 2>/dev/null | awk '/^tps/ {print int($3); exit}')
         kill "$WEBHOOKD_PID"; wait "$WEBHOOKD_PID" 2>/dev/null || true
         emit "{\"bench\":\"B2\",\"clients\":$c,\"mode\":\"$mode\",\"rep\":$rep,\"tps\":${tps:-0}}"
         line+=" $mode $tps"
@@ -336,7 +340,7 @@ b5() {
 \set c random(1, 100000)
 INSERT INTO bench_orders (customer_id, total, items, note) VALUES (:c, :c * 0.37, 3, 'b5');
 SQL
-  idle=$($PGBIN/pgbench -n -c 8 -j 8 -T "$PRODUCER_SECS" -f "$tmp/b5.sql" bench_backlog 2>/dev/null | awk '/^tps/ {print int($3); exit}')
+  idle=$(pgtool pgbench -n -c 8 -j 8 -T "$PRODUCER_SECS" -f "$tmp/b5.sql" bench_backlog 2>/dev/null | awk '/^tps/ {print int($3); exit}')
   echo "  producer with no dispatcher: $idle tps"
   psql -qX -d bench_backlog -c "TRUNCATE bench_orders, webhook.event_log, webhook.delivery, webhook.attempt_log RESTART IDENTITY" >/dev/null
   for ((done_rows = 0; done_rows < BACKLOG; done_rows += 10000)); do
@@ -348,7 +352,7 @@ SQL
   drain=$!
   sleep 0.5
   start_webhookd bench_backlog
-  during=$($PGBIN/pgbench -n -c 8 -j 8 -T "$PRODUCER_SECS" -f "$tmp/b5.sql" bench_backlog 2>/dev/null | awk '/^tps/ {print int($3); exit}')
+  during=$(pgtool pgbench -n -c 8 -j 8 -T "$PRODUCER_SECS" -f "$tmp/b5.sql" bench_backlog 2>/dev/null | awk '/^tps/ {print int($3); exit}')
   echo "  producer during the drain: $during tps"
   wait "$drain" || true
   peak=$(rss_mb "$WEBHOOKD_PID" VmHWM)
@@ -554,7 +558,7 @@ b9_insert() { # db table n → WAL bytes of n rows in transactions of 10,000
   done
   l1=$(wal_lsn)
   wal_flush
-  "$PGBIN/pg_waldump" --stats -p "$DIR/data/pg_wal" -s "$l0" -e "$l1" >"$tmp/b9.$2.waldump" 2>/dev/null || true
+  pgtool pg_waldump --stats -p "$DIR/data/pg_wal" -s "$l0" -e "$l1" >"$tmp/b9.$2.waldump" 2>/dev/null || true
   wal_diff "$l1" "$l0"
 }
 b9() {
@@ -592,7 +596,7 @@ b9() {
     q "$db" >/dev/null
   vacuum=$(wal_diff "$(wal_lsn)" "$v0")
   wal_flush
-  "$PGBIN/pg_waldump" --stats -p "$DIR/data/pg_wal" -s "$l0" -e "$l1" >"$tmp/b9.waldump" 2>/dev/null || true
+  pgtool pg_waldump --stats -p "$DIR/data/pg_wal" -s "$l0" -e "$l1" >"$tmp/b9.waldump" 2>/dev/null || true
   if [ -n "${B9_KEEP:-}" ]; then mkdir -p "$B9_KEEP" && cp "$tmp"/b9*.waldump "$B9_KEEP"/; fi # pg_waldump --stats of each phase
   python3 - "$tmp/b9.json" "$RESULTS" "$n" "$plain" "$tracked" "$(wal_diff "$l1" "$l0")" "$((ck1 - ck0))" "$tmp/b9.waldump" \
     "$(times_s "$tmp/b9.times")" "$vacuum" <<'PY'
@@ -713,7 +717,7 @@ b11() {
 \set c random(1, 100000)
 INSERT INTO bench_orders (customer_id, total, items, note) VALUES (:c, :c * 0.37, 3, 'b11');
 SQL
-  "$PGBIN/pgbench" -n -c "$B11_CLIENTS" -j 2 -R "$rate" -T 3 -f "$tmp/b11.sql" "$db" >/dev/null 2>&1 # warm-up
+  pgtool pgbench -n -c "$B11_CLIENTS" -j 2 -R "$rate" -T 3 -f "$tmp/b11.sql" "$db" >/dev/null 2>&1 # warm-up
   wait_delivered "$db" 60 || true
   sleep 11 # idle backends flush their function statistics within 10 s
   b11_state "$db" >"$tmp/b11.before"
@@ -722,7 +726,7 @@ SQL
   declare -A wt0
   for p in $wpids; do wt0[$p]=$(ticks_of "$p"); done
   c0=$(pg_cpu_ticks); wd0=$(ticks_of "$WEBHOOKD_PID"); r0=$(ticks_of "$rpid"); t0=$(now_s)
-  "$PGBIN/pgbench" -n -c "$B11_CLIENTS" -j 2 -R "$rate" -T "$secs" -f "$tmp/b11.sql" "$db" >"$tmp/b11.pgbench" 2>&1 &
+  pgtool pgbench -n -c "$B11_CLIENTS" -j 2 -R "$rate" -T "$secs" -f "$tmp/b11.sql" "$db" >"$tmp/b11.pgbench" 2>&1 &
   local pgb=$!
   # The producer's backends, sampled 1 s before the end (they exit with it).
   sleep $((secs - 1))

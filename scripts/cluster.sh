@@ -8,9 +8,16 @@
 # command runs as the `postgres` system user (created by the Debian package);
 # otherwise as ourselves. The socket lives in DIR/sock, never in the system's
 # /var/run/postgresql, and the server listens on 127.0.0.1:PORT only.
+#
+# PGWEBHOOK_PG picks the major version (default 15, the host's); the
+# server of 17 or 18 runs in its Debian root (scripts/pg-root.sh), and is
+# reached from here the same way. PGBIN (a path inside that root) may
+# name another build's binaries (scripts/baseline.sh).
 set -euo pipefail
 
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+PG=${PGWEBHOOK_PG:-15}
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PG/bin}
+ROOT_RUN="$(dirname "$0")/pg-root.sh"
 cmd=${1:?usage: cluster.sh start|stop DIR [PORT]}
 dir=$(realpath -m "${2:?data directory}")
 
@@ -21,6 +28,9 @@ as_owner() {
     "$@"
   fi
 }
+
+# pg PROGRAM ARGS...: one of the server's programs, as its owner.
+pg() { "$ROOT_RUN" "$PG" run --postgres "$PGBIN/$1" "${@:2}"; }
 
 case "$cmd" in
   start)
@@ -34,8 +44,12 @@ case "$cmd" in
       if [ "$(id -u)" = 0 ] && [ "$(stat -c %a "$p" | cut -c3)" = 0 ]; then chmod o+x "$p"; fi
       p=$(dirname "$p")
     done
+    if [ -f "$dir/data/PG_VERSION" ] && [ "$(cat "$dir/data/PG_VERSION")" != "$PG" ]; then
+      echo "cluster.sh: $dir holds a PostgreSQL $(cat "$dir/data/PG_VERSION") cluster, not $PG: remove it or pick another directory" >&2
+      exit 1
+    fi
     if [ ! -f "$dir/data/PG_VERSION" ]; then
-      as_owner "$PGBIN/initdb" -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log"
+      pg initdb -D "$dir/data" -U postgres -A trust --no-sync -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log"
       as_owner mkdir -p "$dir/sock"
       {
         echo "listen_addresses = '127.0.0.1'"
@@ -48,18 +62,18 @@ case "$cmd" in
         for line in "$@"; do echo "$line"; done
       } | as_owner tee -a "$dir/data/postgresql.conf" >/dev/null
     fi
-    if ! as_owner "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
+    if ! pg pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
       # -p: the port given now wins over the one written at initdb.
-      as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null
+      pg pg_ctl -D "$dir/data" -l "$dir/server.log" -o "-p $port" -w -t 60 start >/dev/null
     fi
     ;;
   stop)
-    if [ -f "$dir/data/PG_VERSION" ] && as_owner "$PGBIN/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
-      as_owner "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+    if [ -f "$dir/data/PG_VERSION" ] && pg pg_ctl -D "$dir/data" status >/dev/null 2>&1; then
+      pg pg_ctl -D "$dir/data" -m fast -w stop >/dev/null
     fi
     ;;
   restart)
-    as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
+    pg pg_ctl -D "$dir/data" -l "$dir/server.log" -m fast -w -t 60 restart >/dev/null
     ;;
   *)
     echo "unknown command $cmd" >&2

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Below the kernel's ephemeral port range (32768+), so an outgoing
 # connection can never be holding one of our listening ports.
 BASE=${DEMO_PORT_BASE:-25450}
-DIR=${DEMO_DIR:-target/demo-cluster}
+DIR=${DEMO_DIR:-target/demo-cluster-pg${PGWEBHOOK_PG:-15}}
 PACE=${DEMO_PACE:-0.6}
 WEBHOOKD=${WEBHOOKD:-target/release/webhookd}
 export PGHOST=127.0.0.1 PGPORT=$BASE PGUSER=postgres
@@ -26,7 +26,7 @@ trap 'exit 130' INT TERM
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 sql() { psql -qXtA -v ON_ERROR_STOP=1 -d shop "$@"; }
 
-say "Starting a throwaway PostgreSQL 15 on 127.0.0.1:$BASE ($DIR)"
+say "Starting a throwaway PostgreSQL ${PGWEBHOOK_PG:-15} on 127.0.0.1:$BASE ($DIR)"
 scripts/cluster.sh start "$DIR" "$BASE"
 mkdir -p "$LOGS"
 psql -qX -d postgres -c "DROP DATABASE IF EXISTS shop WITH (FORCE)" -c "CREATE DATABASE shop"

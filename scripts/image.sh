@@ -3,18 +3,20 @@
 # registry to pull from):
 #   pg-webhook/webhookd:<version>   deploy/webhookd/Containerfile, FROM
 #       scratch: the release binary and the shared libraries it links;
-#   pg-webhook/postgres:<version>   deploy/postgres/Containerfile: the
-#       extension (`cargo pgrx package` output) on a PostgreSQL 15 base, the
-#       official postgres:15-bookworm where that image is present, else the
-#       local Debian 12 one of scripts/pg-base-image.sh (built once).
+#   pg-webhook/postgres:<version>-pg<N>   deploy/postgres/Containerfile:
+#       the extension (`cargo pgrx package` output) on a PostgreSQL N base
+#       (N = PGWEBHOOK_PG, default 15), the official postgres:N where that
+#       image is present, else the local Debian one of
+#       scripts/pg-base-image.sh (built once).
 #
 #   scripts/image.sh [webhookd|postgres|all]          # default: all
 #   IMAGE_TAG=x:y WEBHOOKD=path scripts/image.sh webhookd
-#   PG_IMAGE_TAG=x:y PG_PACKAGE=dir PG_BASE_IMAGE=image scripts/image.sh postgres
+#   PGWEBHOOK_PG=17 PG_IMAGE_TAG=x:y PG_PACKAGE=dir PG_BASE_IMAGE=image scripts/image.sh postgres
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WHAT=${1:-all}
+PG=${PGWEBHOOK_PG:-15}
 VERSION=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 SOURCE=${IMAGE_SOURCE:-pg_webhook}
 
@@ -50,22 +52,23 @@ webhookd_image() {
 }
 
 postgres_image() {
-  local pkg=${PG_PACKAGE:-target/release/pg_webhook-pg15} dir=$ctx/postgres base
-  [ -f "$pkg/usr/share/postgresql/15/extension/pg_webhook.control" ] ||
-    { echo "image: no extension package in $pkg: run make package first" >&2; exit 1; }
+  local pkg=${PG_PACKAGE:-target/pg$PG/release/pg_webhook-pg$PG} dir=$ctx/postgres base
+  [ -f "$pkg/usr/share/postgresql/$PG/extension/pg_webhook.control" ] ||
+    { echo "image: no extension package in $pkg: run make package PG=$PG first" >&2; exit 1; }
   base=${PG_BASE_IMAGE:-}
   if [ -z "$base" ]; then
     # Never pulled: an image is used only if this machine already has it.
-    if docker image inspect postgres:15-bookworm >/dev/null 2>&1; then
-      base=postgres:15-bookworm
+    # The official image is Debian-based too, with the same paths.
+    if docker image inspect "postgres:$PG" >/dev/null 2>&1; then
+      base=postgres:$PG
     else
-      base=$(scripts/pg-base-image.sh)
+      base=$(scripts/pg-base-image.sh "$PG")
     fi
   fi
   mkdir -p "$dir"
   cp -r "$pkg/usr" "$dir/usr"
   cp deploy/postgres/Containerfile "$dir/Containerfile"
-  build "${PG_IMAGE_TAG:-pg-webhook/postgres:$VERSION}" "$dir" --build-arg BASE="$base"
+  build "${PG_IMAGE_TAG:-pg-webhook/postgres:$VERSION-pg$PG}" "$dir" --build-arg BASE="$base" --build-arg PG_MAJOR="$PG"
 }
 
 case "$WHAT" in

@@ -45,6 +45,18 @@ if ! grep -qs "pg15 = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; t
   cargo pgrx init --pg15 "$PG_CONFIG"
 fi
 
+# PGWEBHOOK_PG=17|18 (`make ... PG=17`): that version's Debian root
+# (scripts/pg-root.sh: debootstrap once, then cached), and pgrx told about
+# its PostgreSQL inside the root, where its builds run.
+PG=${PGWEBHOOK_PG:-15}
+if [ "$PG" != 15 ]; then
+  root=$(scripts/pg-root.sh "$PG" path build)
+  if ! grep -qs "pg$PG = " "$root$HOME/.pgrx/config.toml"; then
+    echo "setup: cargo pgrx init in the PostgreSQL $PG root"
+    scripts/pg-root.sh "$PG" run cargo pgrx init "--pg$PG" "/usr/lib/postgresql/$PG/bin/pg_config"
+  fi
+fi
+
 # Whether .venv has every package a requirements file names, at the version
 # it pins (a requirement added later is installed on the next run).
 venv_has() {

@@ -21,9 +21,13 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The PostgreSQL major version under test (`make e2e-test PG=17` sets it):
+# the cluster's server and the extension installed into it. 15 is the
+# host's own; 17 and 18 run in their Debian roots (scripts/pg-root.sh).
+PG_MAJOR = os.environ.get("PGWEBHOOK_PG", "15")
 # Both can be overridden, so two suites (two checkouts, or a focused run
 # beside the full one) can run at once without sharing a cluster.
-CLUSTER_DIR = Path(os.environ.get("PGWEBHOOK_TEST_CLUSTER", ROOT / "target" / "test-cluster"))
+CLUSTER_DIR = Path(os.environ.get("PGWEBHOOK_TEST_CLUSTER", ROOT / "target" / f"test-cluster-pg{PG_MAJOR}"))
 # Fixed ports stay below the ephemeral range (32768+): a client socket of
 # the suite itself could otherwise hold the port a server needs.
 PORT = int(os.environ.get("PGWEBHOOK_TEST_PORT", "25439"))
@@ -35,6 +39,18 @@ _db_counter = itertools.count()
 
 def dsn(dbname="postgres"):
     return f"postgresql://postgres@127.0.0.1:{PORT}/{dbname}"
+
+
+def pg_dir(option):
+    """A directory of the PostgreSQL under test (`pg_config --sharedir`,
+    `--pkglibdir`, ...) as this host sees it: inside the version's root."""
+    run = [str(ROOT / "scripts" / "pg-root.sh"), PG_MAJOR]
+    root = subprocess.run([*run, "path"], capture_output=True, text=True, check=True).stdout.strip()
+    inside = subprocess.run(
+        [*run, "run", f"/usr/lib/postgresql/{PG_MAJOR}/bin/pg_config", option],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    return Path(root) / inside.lstrip("/")
 
 
 def cluster(cmd, *args):
@@ -374,22 +390,22 @@ def inspect(name, fmt):
 
 @pytest.fixture(scope="session")
 def images():
-    """pg-webhook/webhookd:test and pg-webhook/postgres:test, built by
-    scripts/image.sh from this checkout's release build and extension
-    package (`make package`)."""
+    """pg-webhook/webhookd:test and pg-webhook/postgres:test-pg<N> (the
+    version under test), built by scripts/image.sh from this checkout's
+    release build and extension package (`make package`)."""
     out = subprocess.run(
         [str(ROOT / "scripts" / "image.sh"), "all"],
         env=dict(
             os.environ,
             IMAGE_TAG=f"pg-webhook/webhookd:{IMAGE_VERSION}",
-            PG_IMAGE_TAG=f"pg-webhook/postgres:{IMAGE_VERSION}",
+            PG_IMAGE_TAG=f"pg-webhook/postgres:{IMAGE_VERSION}-pg{PG_MAJOR}",
             WEBHOOKD=str(WEBHOOKD),
         ),
         capture_output=True,
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
-    return {"webhookd": f"pg-webhook/webhookd:{IMAGE_VERSION}", "postgres": f"pg-webhook/postgres:{IMAGE_VERSION}"}
+    return {"webhookd": f"pg-webhook/webhookd:{IMAGE_VERSION}", "postgres": f"pg-webhook/postgres:{IMAGE_VERSION}-pg{PG_MAJOR}"}
 
 
 # The console (tests/test_console_*.py): tokens made for each run, as

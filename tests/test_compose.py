@@ -19,7 +19,7 @@ import httpx
 import psycopg
 import pytest
 
-from conftest import IMAGE_VERSION, ROOT, free_port, inspect, needs_docker, wait_for
+from conftest import IMAGE_VERSION, PG_MAJOR, ROOT, free_port, inspect, needs_docker, wait_for
 from test_demo import EXPECTED, LINE
 
 pytestmark = needs_docker
@@ -41,7 +41,7 @@ def stack(images):
     # compose.yaml's own defaults, but for the images' tag, the port and the pace.
     env = {k: v for k, v in os.environ.items()
            if k not in set(re.findall(r"\$\{(\w+):-", (ROOT / "compose.yaml").read_text()))}
-    env.update(PG_WEBHOOK_VERSION=IMAGE_VERSION, SHOP_PG_PORT=str(port), SHOP_CONSOLE_PORT=str(console_port),
+    env.update(PG_WEBHOOK_VERSION=IMAGE_VERSION, PG_WEBHOOK_PG=PG_MAJOR, SHOP_PG_PORT=str(port), SHOP_CONSOLE_PORT=str(console_port),
                SHOP_PACE="0")
     cmd = [*compose_command(), "-p", project, "-f", str(ROOT / "compose.yaml")]
 

@@ -28,10 +28,9 @@ import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from conftest import ROOT, Webhookd, connect, dsn, q, q1, wait_for
+from conftest import ROOT, Webhookd, connect, dsn, pg_dir, q, q1, wait_for
 
 SQL = ROOT / "extension" / "sql"
-PG_CONFIG = os.environ.get("PG_CONFIG", "/usr/lib/postgresql/15/bin/pg_config")
 
 
 def current_version():
@@ -68,8 +67,7 @@ def test_a_released_version_installs_exactly_its_frozen_script():
     # A version not frozen yet is still being developed.
     if not frozen.exists():
         return
-    sharedir = subprocess.run([PG_CONFIG, "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
-    installed = Path(sharedir) / "extension" / f"pg_webhook--{version}.sql"
+    installed = pg_dir("--sharedir") / "extension" / f"pg_webhook--{version}.sql"
     assert objects(installed.read_text()) == objects(frozen.read_text()), (
         f"the schema changed while the version is still {version}, which is released: "
         "bump the version and add pg_webhook--{version}--<new>.sql"
@@ -105,8 +103,7 @@ def released_scripts():
     the old ones from the packages it was installed from. Idempotent and
     atomic (a rename), so suites running side by side never see half a file;
     through sudo when this user cannot write the directory."""
-    sharedir = subprocess.run([PG_CONFIG, "--sharedir"], capture_output=True, text=True, check=True).stdout.strip()
-    dest = Path(sharedir) / "extension"
+    dest = pg_dir("--sharedir") / "extension"
     for version in UPGRADABLE:
         src = SQL / f"pg_webhook--{version}.sql"
         target = dest / src.name
