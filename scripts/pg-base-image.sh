@@ -14,14 +14,15 @@ cd "$(dirname "$0")/.."
 N=${1:-15}
 TAG=${PG_BASE_TAG:-pg-webhook/postgres-base:$N}
 ENTRY=deploy/postgres/base/docker-entrypoint.sh
-recipe=$(cat "$0" "$ENTRY" scripts/pg-root.sh | sha256sum | cut -c1-16)
+# The base root's name carries the hash of the steps that made it.
+base=$(scripts/pg-root.sh "$N" path base)
+recipe=$( (cat "$0" "$ENTRY"; echo "$base") | sha256sum | cut -c1-16)
 
 if [ "$(docker image inspect -f '{{index .Config.Labels "pg-webhook.recipe"}}' "$TAG" 2>/dev/null)" = "$recipe" ]; then
   echo "$TAG"
   exit 0
 fi
 
-base=$(scripts/pg-root.sh "$N" path base)
 old=$(docker image inspect -f '{{.Id}}' "$TAG" 2>/dev/null || true)
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -29,7 +30,7 @@ work=$(mktemp -d /var/tmp/pg-base.XXXXXX)
 trap '$SUDO rm -rf "$work"' EXIT
 root=$work/rootfs
 $SUDO cp -a "$base" "$root"
-$SUDO rm -f "$root/.pg-webhook-recipe"
+$SUDO rm -f "$root/.pg-webhook-root"
 # The entrypoint makes the cluster in $PGDATA. Listen on every address of
 # the container, as the official image does (its pg_hba line is added by
 # the entrypoint).

@@ -26,9 +26,8 @@
 # The root's postgres user has the host's uid and gid, so a data directory
 # made on either side belongs to the same user on both. Roots are cached in
 # $PGWEBHOOK_ROOTS (default /var/tmp/pg-webhook/roots), outside any
-# checkout, so a clean clone reuses them; one is rebuilt when this script
-# changes, and built under a temporary name first, so an interrupted build
-# never looks finished.
+# checkout, so a clean clone reuses them, and built under a temporary name
+# first, so an interrupted build never looks finished.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -50,7 +49,6 @@ esac
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-recipe=$(sha256sum "$0" | cut -c1-16)
 
 # The mirror apt is configured with (deb822 or one-line sources), never a
 # name written here. Every suite is served from the same mirror.
@@ -119,6 +117,10 @@ make_base() {
   # No service starts inside the root when a package is installed later.
   printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$tmp/usr/sbin/policy-rc.d" >/dev/null
   $SUDO chmod 0755 "$tmp/usr/sbin/policy-rc.d"
+  # The mirror may be a snapshot older than a suite's Release file allows
+  # (sid's is valid for a week): apt inside the root accepts it as
+  # debootstrap did, signatures still checked.
+  echo 'Acquire::Check-Valid-Until "false";' | $SUDO tee "$tmp/etc/apt/apt.conf.d/99pg-webhook" >/dev/null
   # The package made a cluster "main" of its own; nothing uses it.
   $SUDO rm -rf "$tmp/etc/postgresql/$N/main" "$tmp/var/lib/postgresql/$N/main"
   # The root's postgres user and group get the host's ids (see the top).
@@ -134,7 +136,7 @@ make_base() {
     chroot_setup "$tmp" usermod -u "$uid" -g "$gid" postgres
     chroot_setup "$tmp" find / -xdev \( -uid "$ouid" -o -gid "$ogid" \) -exec chown -h postgres:postgres {} +
   fi
-  echo "$recipe" | $SUDO tee "$tmp/.pg-webhook-recipe" >/dev/null
+  $SUDO touch "$tmp/.pg-webhook-root"
   $SUDO rm -f "$tmp.log"
   $SUDO rm -rf "$dest"
   $SUDO mv "$tmp" "$dest"
@@ -156,17 +158,40 @@ make_build() {
   $SUDO mv "$tmp" "$dest"
 }
 
-root_path() { # root_path base|build: built if missing or of an older recipe
-  local kind=$1 base=$ROOTS/$SUITE-pg$N-base build=$ROOTS/$SUITE-pg$N-build
+# A root's name carries the hash of the steps that made it (the bodies of
+# make_base and make_build, comments aside), so a checkout whose steps
+# differ builds roots of its own beside, never over, the ones another
+# checkout is using; roots of older steps are removed after a day unused.
+base_recipe=$(declare -f make_base | sha256sum | cut -c1-12)
+build_recipe=$( (echo "$base_recipe"; declare -f make_build) | sha256sum | cut -c1-12)
+
+root_path() { # root_path base|build: built if missing
+  local kind=$1 base=$ROOTS/$SUITE-pg$N-base-$base_recipe build=$ROOTS/$SUITE-pg$N-build-$build_recipe
   if [ "$kind" = build ] && [ "$N" = "$HOST_MAJOR" ]; then echo /; return; fi
-  if [ "$(cat "$base/.pg-webhook-recipe" 2>/dev/null)" != "$recipe" ]; then
+  if [ ! -f "$base/.pg-webhook-root" ]; then
     $SUDO mkdir -p "$ROOTS"
     make_base "$base"
+    forget_old "$SUITE-pg$N-base-" "$base"
   fi
-  if [ "$kind" = build ] && [ "$(cat "$build/.pg-webhook-recipe" 2>/dev/null)" != "$recipe" ]; then
+  if [ "$kind" = build ] && [ ! -f "$build/.pg-webhook-root" ]; then
     make_build "$base" "$build"
+    forget_old "$SUITE-pg$N-build-" "$build"
   fi
-  if [ "$kind" = build ]; then echo "$build"; else echo "$base"; fi
+  local r=$base
+  if [ "$kind" = build ]; then r=$build; fi
+  $SUDO touch "$r/.pg-webhook-root"
+  echo "$r"
+}
+
+forget_old() { # forget_old PREFIX KEEP: roots of other steps, unused for a day
+  local d
+  for d in "$ROOTS/$1"*; do
+    [ -d "$d" ] && [ "$d" != "$2" ] || continue
+    # The marker is touched at each use; a root being built may have none.
+    local mark=$d/.pg-webhook-root
+    [ -f "$mark" ] || mark=$d
+    if [ -n "$(find "$mark" -maxdepth 0 -mtime +0)" ]; then $SUDO rm -rf "$d"; fi
+  done
 }
 
 cmd=${2:-}
