@@ -83,9 +83,9 @@ in_root() {
   case "$PWD/" in /tmp/* | "$REPO"/*) cwd=$PWD ;; esac
   local path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
   if [ "$user" = postgres ]; then
-    exec chroot "$root" env -C "$cwd" runuser -u postgres -- env HOME=/var/lib/postgresql PATH="$path" "$@"
+    exec chroot "$root" env -u PGWEBHOOK_IN_NS -C "$cwd" runuser -u postgres -- env HOME=/var/lib/postgresql PATH="$path" "$@"
   fi
-  exec chroot "$root" env -C "$cwd" HOME="$HOME" PATH="$HOME/.cargo/bin:$path" CARGO_HOME="$HOME/.cargo" \
+  exec chroot "$root" env -u PGWEBHOOK_IN_NS -C "$cwd" HOME="$HOME" PATH="$HOME/.cargo/bin:$path" CARGO_HOME="$HOME/.cargo" \
     RUSTUP_HOME="$HOME/.rustup" "$@"
 }
 

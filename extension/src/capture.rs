@@ -17,7 +17,7 @@ use pgrx::prelude::*;
 
 use crate::error::WebhookError;
 use crate::payload;
-use crate::{outbox, wake};
+use crate::{outbox, pgcompat, wake};
 
 /// One captured event, ready for the outbox.
 pub struct Event {
@@ -150,7 +150,7 @@ unsafe fn capture_args(
     } else {
         natts_of(tracked)
     };
-    let attrs = payload::attributes(tupdesc);
+    let attrs = pgcompat::attributes(tupdesc);
     // A key column dropped after track() (its primary key went with it)
     // is left out rather than read: a dropped column has no type.
     let keys = map(parse_attnums(&arg(1), natts).map_err(invalid)?)
@@ -183,7 +183,7 @@ unsafe fn tracked_table(trigger: *const pg_sys::Trigger, rel: pg_sys::Relation) 
         return tracked;
     }
     while pg_sys::get_rel_relispartition(tracked) {
-        let parent = outbox::partition_parent(tracked);
+        let parent = pgcompat::partition_parent(tracked);
         if pg_sys::get_trigger_oid(parent, (*trigger).tgname, true) == pg_sys::InvalidOid {
             break;
         }

@@ -14,6 +14,7 @@ mod error;
 mod guc;
 mod outbox;
 mod payload;
+mod pgcompat;
 mod route;
 mod wake;
 

@@ -19,22 +19,6 @@ extern "C-unwind" {
     // commands/sequence.h is not among pgrx's bindings; exported since
     // PostgreSQL 10 (identity columns use it) with this signature.
     fn nextval_internal(relid: pg_sys::Oid, check_permissions: bool) -> i64;
-    // catalog/partition.h, not among pgrx's bindings either; PostgreSQL 14
-    // added the second argument.
-    #[cfg(not(feature = "pg13"))]
-    fn get_partition_parent(relid: pg_sys::Oid, even_if_detached: bool) -> pg_sys::Oid;
-    #[cfg(feature = "pg13")]
-    #[link_name = "get_partition_parent"]
-    fn get_partition_parent_13(relid: pg_sys::Oid) -> pg_sys::Oid;
-}
-
-/// # Safety
-/// `relid` must be a partition (relispartition), inside a transaction.
-pub(crate) unsafe fn partition_parent(relid: pg_sys::Oid) -> pg_sys::Oid {
-    #[cfg(not(feature = "pg13"))]
-    return get_partition_parent(relid, false);
-    #[cfg(feature = "pg13")]
-    return get_partition_parent_13(relid);
 }
 
 const SCHEMA: &CStr = c"webhook";
@@ -271,7 +255,7 @@ unsafe fn has_outbox_columns(rel: pg_sys::Relation) -> bool {
     if n != COLUMNS.len() && n != COLUMNS_0_1_0 {
         return false;
     }
-    let attrs = crate::payload::attributes(desc);
+    let attrs = crate::pgcompat::attributes(desc);
     attrs.iter().zip(COLUMNS).all(|(a, c)| {
         !a.attisdropped && CStr::from_ptr(a.attname.data.as_ptr()).to_bytes() == c.as_bytes()
     })
@@ -289,7 +273,7 @@ unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64)
     if name.to_bytes() != format!("event_log_p{k}").as_bytes()
         || !(*(*leaf).rd_rel).relispartition
         || (*(*leaf).rd_rel).relkind != pg_sys::RELKIND_RELATION as std::ffi::c_char
-        || partition_parent((*leaf).rd_id) != (*parent).rd_id
+        || crate::pgcompat::partition_parent((*leaf).rd_id) != (*parent).rd_id
         || !has_outbox_columns(leaf)
     {
         return false;
@@ -298,8 +282,8 @@ unsafe fn is_partition(parent: pg_sys::Relation, leaf: pg_sys::Relation, k: i64)
     if (*(*leaf).rd_att).natts as usize != n {
         return false;
     }
-    let ours = crate::payload::attributes((*parent).rd_att);
-    let theirs = crate::payload::attributes((*leaf).rd_att);
+    let ours = crate::pgcompat::attributes((*parent).rd_att);
+    let theirs = crate::pgcompat::attributes((*leaf).rd_att);
     ours.iter()
         .zip(theirs)
         .all(|(a, b)| a.atttypid == b.atttypid && a.attlen == b.attlen && a.attbyval == b.attbyval)
@@ -466,7 +450,7 @@ unsafe fn check_indexes(indexes: pg_sys::CatalogIndexState) -> Result<(), Webhoo
         // A partition's index is named after the index made on the
         // outbox itself, the one the user wrote.
         let named = if (*(**rel).rd_rel).relispartition {
-            pg_sys::get_rel_name(partition_parent((**rel).rd_id))
+            pg_sys::get_rel_name(crate::pgcompat::partition_parent((**rel).rd_id))
         } else {
             std::ptr::null_mut()
         };

@@ -16,6 +16,8 @@ use base64::Engine;
 use pgrx::pg_guard;
 use pgrx::pg_sys;
 
+use crate::pgcompat;
+
 /// Append `s` as a JSON string literal.
 pub fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
@@ -469,7 +471,7 @@ pub unsafe fn push_row(
     let mut values = vec![pg_sys::Datum::from(0usize); natts];
     let mut isnull = vec![false; natts];
     pg_sys::heap_deform_tuple(tuple, tupdesc, values.as_mut_ptr(), isnull.as_mut_ptr());
-    let attrs = attributes(tupdesc);
+    let attrs = pgcompat::attributes(tupdesc);
     out.push('{');
     let mut first = true;
     for (i, att) in attrs.iter().enumerate() {
@@ -497,28 +499,6 @@ pub unsafe fn push_row(
     out.push('}');
 }
 
-/// A tuple descriptor's attributes, `natts` of them. PostgreSQL 18 moved
-/// them behind the descriptor's compact attributes (reached through
-/// `TupleDescAttr`); before, they are the `attrs` array itself.
-///
-/// # Safety
-/// `desc` must be a valid tuple descriptor that outlives the slice.
-pub unsafe fn attributes<'a>(desc: pg_sys::TupleDesc) -> &'a [pg_sys::FormData_pg_attribute] {
-    let n = (*desc).natts.max(0) as usize;
-    #[cfg(not(feature = "pg18"))]
-    {
-        (*desc).attrs.as_slice(n)
-    }
-    #[cfg(feature = "pg18")]
-    {
-        if n == 0 {
-            return &[];
-        }
-        // TupleDescAttr(desc, i) is element i of one contiguous array.
-        std::slice::from_raw_parts(pg_sys::TupleDescAttr(desc, 0), n)
-    }
-}
-
 /// The text of the given key columns, joined by commas (an ordering key).
 ///
 /// # Safety
@@ -532,7 +512,7 @@ pub unsafe fn key_text(
         return None;
     }
     let mut out = String::new();
-    let attrs = attributes(tupdesc);
+    let attrs = pgcompat::attributes(tupdesc);
     for (n, &attnum) in keys.iter().enumerate() {
         if n > 0 {
             out.push(',');
