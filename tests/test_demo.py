@@ -6,7 +6,7 @@ import re
 import subprocess
 from collections import Counter
 
-from conftest import PG_MAJOR, ROOT, WEBHOOKD
+from conftest import PG_MAJOR, PORT, ROOT, WEBHOOKD
 
 LINE = re.compile(r"\[(\w+)\] ✓ +(\d+) +(\S+)")
 # What sql/demo/scenario.sql delivers: (receiver, event type) -> count
@@ -25,7 +25,7 @@ EXPECTED = Counter(
 def test_demo_delivers_the_scenario():
     env = dict(
         os.environ,
-        DEMO_PORT_BASE="25460",
+        DEMO_PORT_BASE=str(PORT + 21),
         DEMO_DIR=str(ROOT / "target" / f"demo-test-cluster-pg{PG_MAJOR}"),
         DEMO_PACE="0",
         WEBHOOKD=str(WEBHOOKD),

@@ -31,6 +31,6 @@ def test_captures_through_pgbouncer_are_the_applications_transactions(orders, db
                 app.execute("INSERT INTO orders (total) VALUES (%s)", (99,))
                 app.execute("SELECT 1 / 0")
     assert q1(orders, "SELECT count(*) FROM webhook.event_log WHERE event_type = 'orders.insert'") == 20
-    assert q1(orders, "SELECT count(*) FROM webhook.event_log WHERE body->'data'->'new'->>'total' = '99'") == 0
+    assert q1(orders, "SELECT count(*) FROM webhook.event_log WHERE body::jsonb->'data'->'new'->>'total' = '99'") == 0
     show = bouncer.output()
     assert "FATAL" not in show and "ERROR" not in show, show
