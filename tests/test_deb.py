@@ -96,7 +96,9 @@ def clean_root():
 
 def tree(root):
     """Every path of the root (not /proc, /dev, /sys, nor the test's own
-    directories): its type, mode, owner and, for a link, its target."""
+    directories): its type, mode, owner and, for a link, its target. (Run
+    by a user with sudo rather than by root, directories only root may
+    read are left out.)"""
     skip = {"proc", "dev", "sys", CLUSTER.lstrip("/"), INCOMING.lstrip("/")}
     found = {}
     for d, dirs, files in os.walk(root):
@@ -123,18 +125,16 @@ def test_packages_install_deliver_and_remove_cleanly_in_a_clean_root(debs, clean
     # Install from the two files alone: apt is given no source to download
     # from (were a dependency missing, it would fail, not fetch it).
     incoming = root / INCOMING.lstrip("/")
-    (incoming / "sources.list.d").mkdir(mode=0o755, parents=True)
-    (incoming / "sources.list").write_text("")
-    for d in debs:
-        shutil.copy(d, incoming / d.name)
-        os.chmod(incoming / d.name, 0o644)
+    run([*SUDO, "install", "-d", "-m", "0755", str(incoming), str(incoming / "sources.list.d")])
+    run([*SUDO, "install", "-m", "0644", "/dev/null", str(incoming / "sources.list")])
+    run([*SUDO, "install", "-m", "0644", *map(str, debs), str(incoming)])
     out = run(in_root(root, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
                       "--no-install-recommends", f"-oDir::Etc::SourceList={INCOMING}/sources.list",
                       f"-oDir::Etc::SourceParts={INCOMING}/sources.list.d",
                       *(f"{INCOMING}/{d.name}" for d in debs)))
     print(out.stdout)
     assert "2 newly installed" in out.stdout and "Need to get 0 B" in out.stdout, out.stdout
-    shutil.rmtree(incoming)
+    run([*SUDO, "rm", "-rf", str(incoming)])
     listed = {}
     for p in PACKAGES:
         status = run(in_root(root, "dpkg-query", "-W", "-f", "${Status} ${Version}", p)).stdout
@@ -143,6 +143,8 @@ def test_packages_install_deliver_and_remove_cleanly_in_a_clean_root(debs, clean
     assert f"/usr/lib/postgresql/{PG_MAJOR}/lib/pg_webhook.so" in listed[EXTENSION_PKG]
     assert f"/usr/share/postgresql/{PG_MAJOR}/extension/pg_webhook.control" in listed[EXTENSION_PKG]
     assert {"/usr/bin/webhookd", UNIT, ENV_FILE} <= set(listed["webhookd"])
+    conffiles = run(in_root(root, "dpkg-query", "-W", "-f", "${Conffiles}", "webhookd")).stdout.split()
+    assert conffiles[:1] == [ENV_FILE], conffiles
     env_file = os.lstat(root / ENV_FILE.lstrip("/"))
     assert (stat.S_IMODE(env_file.st_mode), env_file.st_uid, env_file.st_gid) == (0o640, 0, 0)
     # The unit is not enabled by the package (see deploy/debian/webhookd).
@@ -170,8 +172,8 @@ def test_packages_install_deliver_and_remove_cleanly_in_a_clean_root(debs, clean
     run(in_root(root, f"{pg}/initdb", "-D", f"{CLUSTER}/data", "-U", "postgres", "-A", "trust", "--no-sync",
                 "-E", "UTF8", "--locale=C.UTF-8", user="postgres"))
     run(in_root(root, "mkdir", f"{CLUSTER}/sock", user="postgres"))
-    with open(root / CLUSTER.lstrip("/") / "data" / "postgresql.conf", "a") as conf:
-        conf.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{CLUSTER}/sock'\n")
+    run([*SUDO, "tee", "-a", str(root / CLUSTER.lstrip("/") / "data" / "postgresql.conf")],
+        input=f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{CLUSTER}/sock'\n")
     run(in_root(root, f"{pg}/pg_ctl", "-D", f"{CLUSTER}/data", "-l", f"{CLUSTER}/server.log", "-w", "-t", "60",
                 "start", user="postgres"))
     webhookd = None
