@@ -134,7 +134,7 @@ new_build_dir() { # new_build_dir PKG: an empty DIR with DIR/debian/control
 
 extension() {
   local pg=$1 pkg=postgresql-$1-pg-webhook src dir root so depends
-  case "$pg" in 15 | 17 | 18) ;; *) usage ;; esac
+  case "$pg" in "" | *[!0-9]*) usage ;; esac
   src=${PG_PACKAGE:-target/pg$pg/release/pg_webhook-pg$pg}
   [ -f "$src/usr/share/postgresql/$pg/extension/pg_webhook.control" ] && [ -f "$src/usr/lib/postgresql/$pg/lib/pg_webhook.so" ] ||
     { echo "deb: no extension package for PostgreSQL $pg in $src: run make package PG=$pg first" >&2; exit 1; }
