@@ -15,8 +15,10 @@ need_pkgs=()
 # alone (the tinyproxy package would also start a system service).
 # chromium: the browser of tests/test_console_browser.py (Playwright drives
 # it; Playwright's own browser download is never used).
+# debootstrap: the Debian roots of PostgreSQL 17 and 18 (scripts/pg-root.sh).
+# dpkg-dev, binutils and lintian: `make deb` and tests/test_deb.py.
 for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo bc openssl \
-    tinyproxy-bin chromium; do
+    tinyproxy-bin chromium debootstrap dpkg-dev binutils lintian; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -43,6 +43,15 @@ def dsn(dbname="postgres"):
     return f"postgresql://postgres@127.0.0.1:{PORT}/{dbname}"
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "version_independent: what it tests is webhookd's own side (HTTP, TLS, the console, "
+        "containers' faults), which no PostgreSQL version changes; `make test` runs it on the first "
+        "version of PG_VERSIONS only (`-m 'not version_independent'` on the others, reported as deselected)",
+    )
+
+
 def pg_dir(option):
     """A directory of the PostgreSQL under test (`pg_config --sharedir`,
     `--pkglibdir`, ...) as this host sees it: inside the version's root."""

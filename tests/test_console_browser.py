@@ -18,10 +18,13 @@ ARTIFACTS = ROOT / "target" / "test-artifacts" / "console"
 FAST = ["--retry-schedule", "200ms,200ms", "--retry-jitter", "0", "--poll-interval", "100ms",
         "--breaker-threshold", "1000"]
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true",
-    reason="no /usr/bin/chromium (scripts/setup.sh installs Debian's chromium); required under CI=true",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true",
+        reason="no /usr/bin/chromium (scripts/setup.sh installs Debian's chromium); required under CI=true",
+    ),
+    pytest.mark.version_independent,
+]
 
 
 @pytest.fixture(scope="module")

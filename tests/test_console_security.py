@@ -15,6 +15,8 @@ import pytest
 
 from conftest import ADMIN_TOKEN, READ_TOKEN, ROOT, WEBHOOKD, Console, dsn, free_port, q, q1, wait_for
 
+pytestmark = pytest.mark.version_independent
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 

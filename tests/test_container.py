@@ -15,7 +15,7 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import SECRET, docker, dsn, free_port, inspect, needs_docker, q1, wait_for
 
-pytestmark = needs_docker
+pytestmark = [needs_docker, pytest.mark.version_independent]
 
 
 @pytest.fixture(scope="module")

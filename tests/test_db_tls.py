@@ -14,6 +14,8 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import CLUSTER_DIR, PORT, ROOT, SECRET, WEBHOOKD, q1, wait_for
 
+pytestmark = pytest.mark.version_independent
+
 TLS_DIR = CLUSTER_DIR.parent / (CLUSTER_DIR.name + "-tls")
 # Beside the suite's own cluster port, so two suites with their own ports
 # never share this one either.

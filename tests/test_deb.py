@@ -251,7 +251,6 @@ def test_packages_install_deliver_and_remove_cleanly_in_a_clean_root(debs, clean
     print(f"PostgreSQL {PG_MAJOR}: install, delivery and purge in {time.monotonic() - started:.1f} s")
 
 
-@pytest.mark.skipif(not shutil.which("lintian"), reason="lintian is not installed (apt install lintian)")
 def test_lintian_finds_nothing_not_overridden(debs):
     """Errors, warnings and informational tags fail (pedantic ones are
     only shown); each override in deploy/debian/*/lintian-overrides says

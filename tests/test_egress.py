@@ -17,6 +17,8 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import SECRET, WEBHOOKD, dsn, issue, make_ca, private_ca, q, q1, wait_for, webhookd_env
 
+pytestmark = pytest.mark.version_independent
+
 FAST = ["--retry-schedule", "150ms,150ms,150ms", "--retry-jitter", "0", "--poll-interval", "200ms"]
 PROXY_VARS = ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"]
 

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import SECRET, docker, inspect, needs_docker, wait_for
 
-pytestmark = needs_docker
+pytestmark = [needs_docker, pytest.mark.version_independent]
 
 PASSWORD = "faults"
 # webhookd's requests in flight at most, per process: the duplicate bound.

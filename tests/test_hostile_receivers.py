@@ -10,9 +10,12 @@ import socket
 import threading
 import time
 
+import pytest
 from standardwebhooks.webhooks import Webhook
 
 from conftest import SECRET, q, q1, wait_for
+
+pytestmark = pytest.mark.version_independent
 
 FAST = ["--retry-schedule", "150ms,150ms,150ms", "--retry-jitter", "0", "--poll-interval", "200ms"]
 

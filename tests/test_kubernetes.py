@@ -3,9 +3,12 @@
 the README promises of it."""
 
 import kubernetes_validate
+import pytest
 import yaml
 
 from conftest import ROOT
+
+pytestmark = pytest.mark.version_independent
 
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
 VERSIONS = ["1.29.0", "1.32.0"]

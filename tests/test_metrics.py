@@ -9,9 +9,12 @@ import json
 import re
 import urllib.request
 
+import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from conftest import ROOT, SECRET, free_port, q1, wait_for
+
+pytestmark = pytest.mark.version_independent
 
 FAST = ["--retry-schedule", "100ms", "--retry-jitter", "0", "--poll-interval", "100ms", "--breaker-threshold", "1000"]
 DASHBOARD = ROOT / "deploy" / "grafana" / "webhookd.json"

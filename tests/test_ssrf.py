@@ -15,6 +15,8 @@ from standardwebhooks.webhooks import Webhook
 
 from conftest import CLUSTER_DIR, PORT, ROOT, SECRET, WEBHOOKD, dsn, q, q1, wait_for, webhookd_env
 
+pytestmark = pytest.mark.version_independent
+
 FAST = ["--retry-schedule", "100ms", "--retry-jitter", "0", "--poll-interval", "200ms"]
 
 
