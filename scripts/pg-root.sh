@@ -14,7 +14,8 @@
 #        installed into by their test.
 # build: base plus what the extension builds and tests with (server
 #        headers, clang for bindgen, a C compiler, sudo for
-#        `cargo pgrx test --runas`) and PgBouncer. For 15 it is the host.
+#        `cargo pgrx test --runas`), PgBouncer, and PgQ (a peer in the
+#        benchmarks). For 15 it is the host.
 # run:   CMD inside the build root (for 15: on the host), as root, or as
 #        the postgres user with --postgres (PostgreSQL refuses root). The
 #        command sees the host's /tmp, this checkout, ~/.cargo and
@@ -79,6 +80,8 @@ in_root() {
     mkdir -p "$root$d"
     mount --bind "$d" "$root$d"
   done
+  # The host's names (sudo inside looks up this host's name).
+  mount --bind -o ro /etc/hosts "$root/etc/hosts"
   local cwd=/
   case "$PWD/" in /tmp/* | "$REPO"/*) cwd=$PWD ;; esac
   local path=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -149,7 +152,7 @@ make_build() {
   echo "pg-root: adding the build tools and PgBouncer to the $SUITE root (once)" >&2
   chroot_setup "$tmp" apt-get update -qq
   if ! chroot_setup "$tmp" apt-get install -y -qq --no-install-recommends "postgresql-server-dev-$N" \
-      build-essential libclang-dev clang pkg-config sudo pgbouncer >"$tmp.log" 2>&1; then
+      build-essential libclang-dev clang pkg-config sudo pgbouncer "postgresql-$N-pgq3" >"$tmp.log" 2>&1; then
     tail -n 30 "$tmp.log" >&2
     exit 1
   fi

@@ -124,6 +124,27 @@ ALTER SEQUENCE webhook.attempt_log_id_seq OWNED BY webhook.attempt_log.id;
 CREATE INDEX ON webhook.attempt_log (delivery_id);
 CREATE INDEX ON webhook.attempt_log (endpoint_id, created_at);
 
+-- PostgreSQL 18 keeps NOT NULL constraints in pg_constraint, named
+-- <table>_<column>_not_null unless the schema holds that name already: the
+-- old tables (generation 0 now) do, so the new parents got a suffix. Named
+-- as a fresh install names them, before the old tables are attached (the
+-- name must then match the partition's, and an attached partition's
+-- constraint can no longer be renamed). Before 18 there are none.
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.conrelid::regclass AS rel, c.conname, format('%s_%s_not_null', t.relname, a.attname) AS want
+             FROM pg_catalog.pg_constraint c
+             JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+            WHERE c.contype = 'n' AND t.relnamespace = 'webhook'::regnamespace
+              AND t.relname IN ('event_log', 'delivery', 'attempt_log')
+              AND c.conname <> format('%s_%s_not_null', t.relname, a.attname)
+  LOOP
+    EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', r.rel, r.conname, r.want);
+  END LOOP;
+END $$;
+
 ALTER TABLE webhook.event_log ATTACH PARTITION webhook.event_log_p0 FOR VALUES FROM (0) TO (1099511627776);
 ALTER TABLE webhook.delivery ATTACH PARTITION webhook.delivery_p0 FOR VALUES FROM (0) TO (1099511627776);
 ALTER TABLE webhook.attempt_log ATTACH PARTITION webhook.attempt_log_p0 FOR VALUES FROM (0) TO (1099511627776);
