@@ -96,6 +96,8 @@ e2e-test: install package
 ## PG_BUILD_ONLY, then the #[pg_test]s and the end-to-end tests on each
 ## PostgreSQL of PG_VERSIONS.
 test: setup lint unit-test build-only test-versions
+# setup starts building the Debian roots of every version at once.
+test: export PGWEBHOOK_PG_VERSIONS := $(PG_VERSIONS)
 
 build-only:
 	@for v in $(PG_BUILD_ONLY); do \

@@ -7,6 +7,8 @@
 # chroot and never mixed into the host's packages.
 #
 #   scripts/pg-root.sh N path [base|build]   # prints the root (built once, cached)
+#   scripts/pg-root.sh N ready [base|build]  # exit 0 when it is built
+#   scripts/pg-root.sh N prepare [base|build] # build it in the background
 #   scripts/pg-root.sh N run [--postgres] CMD [ARG...]
 #
 # base:  Debian's postgresql-N alone: the base of the container image
@@ -36,7 +38,7 @@ REPO=$(dirname "$HERE")
 ROOTS=${PGWEBHOOK_ROOTS:-/var/tmp/pg-webhook/roots}
 HOST_MAJOR=15
 
-usage() { echo "usage: scripts/pg-root.sh N path [base|build] | N run [--postgres] CMD..." >&2; exit 2; }
+usage() { echo "usage: scripts/pg-root.sh N path|ready|prepare [base|build] | N run [--postgres] CMD..." >&2; exit 2; }
 N=${1:-}
 [ -n "$N" ] || usage
 # The supported versions and the Debian suite that carries each: the one
@@ -50,6 +52,8 @@ esac
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+# Held by whoever builds this version's roots (root_path).
+LOCK=$ROOTS/.lock-$SUITE-pg$N
 
 # The mirror apt is configured with (deb822 or one-line sources), never a
 # name written here. Every suite is served from the same mirror.
@@ -171,8 +175,16 @@ build_recipe=$( (echo "$base_recipe"; declare -f make_build) | sha256sum | cut -
 root_path() { # root_path base|build: built if missing
   local kind=$1 base=$ROOTS/$SUITE-pg$N-base-$base_recipe build=$ROOTS/$SUITE-pg$N-build-$build_recipe
   if [ "$kind" = build ] && [ "$N" = "$HOST_MAJOR" ]; then echo /; return; fi
-  if [ ! -f "$base/.pg-webhook-root" ]; then
+  if [ ! -f "$base/.pg-webhook-root" ] || { [ "$kind" = build ] && [ ! -f "$build/.pg-webhook-root" ]; }; then
+    # One builder per root at a time (setup.sh starts the builds in the
+    # background; a later caller waits here, then finds the root made).
     $SUDO mkdir -p "$ROOTS"
+    $SUDO touch "$LOCK"
+    $SUDO chmod a+rw "$LOCK"
+    exec 9<>"$LOCK"
+    flock 9
+  fi
+  if [ ! -f "$base/.pg-webhook-root" ]; then
     make_base "$base"
     forget_old "$SUITE-pg$N-base-" "$base"
   fi
@@ -180,6 +192,7 @@ root_path() { # root_path base|build: built if missing
     make_build "$base" "$build"
     forget_old "$SUITE-pg$N-build-" "$build"
   fi
+  exec 9>&- # the lock, if taken: never inherited by the command run
   local r=$base
   if [ "$kind" = build ]; then r=$build; fi
   $SUDO touch "$r/.pg-webhook-root"
@@ -201,6 +214,24 @@ cmd=${2:-}
 case "$cmd" in
   path)
     case "${3:-build}" in base | build) root_path "${3:-build}" ;; *) usage ;; esac
+    ;;
+  ready) # exit 0 when the root is built (never builds it)
+    case "${3:-build}" in
+      build) [ "$N" = "$HOST_MAJOR" ] || [ -f "$ROOTS/$SUITE-pg$N-build-$build_recipe/.pg-webhook-root" ] ;;
+      base) [ -f "$ROOTS/$SUITE-pg$N-base-$base_recipe/.pg-webhook-root" ] ;;
+      *) usage ;;
+    esac
+    ;;
+  prepare) # build the root in the background unless built or being built
+    kind=${3:-build}
+    "$0" "$N" ready "$kind" && exit 0
+    log=$ROOTS/.log-$SUITE-pg$N
+    $SUDO mkdir -p "$ROOTS"
+    $SUDO touch "$LOCK" "$log"
+    $SUDO chmod a+rw "$LOCK"
+    flock -n "$LOCK" true || exit 0
+    echo "pg-root: building the PostgreSQL $N $kind root in the background (log: $log)" >&2
+    ("$0" "$N" path "$kind" 2>&1 | $SUDO tee -a "$log" >/dev/null) </dev/null >/dev/null 2>&1 &
     ;;
   run)
     shift 2

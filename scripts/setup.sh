@@ -29,6 +29,19 @@ fi
 
 # The Debian package starts a cluster on 5432; we never use it, and leave it alone.
 
+# The Debian roots of every version `make test` runs (PGWEBHOOK_PG_VERSIONS,
+# from the Makefile's PG_VERSIONS): the build root of each version the host
+# does not carry (made from its base root), the base root of the host's
+# (images, package tests). Built in the background, a few minutes each and
+# mostly waiting on the mirror, while cargo-pgrx and the first builds
+# compile; whoever needs one later waits for it (scripts/pg-root.sh takes a
+# lock per root) and sees the error if it failed.
+for v in ${PGWEBHOOK_PG_VERSIONS:-}; do
+  kind=build
+  if [ "$v" = 15 ]; then kind=base; fi
+  scripts/pg-root.sh "$v" prepare "$kind"
+done
+
 # Compose for compose.yaml's tests where a Docker engine answers and has no
 # `docker compose` plugin (Debian's docker-compose is Compose v1).
 if docker info >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1 && ! command -v docker-compose >/dev/null; then
