@@ -22,6 +22,13 @@ PG_CONFIG := /usr/lib/postgresql/$(PG)/bin/pg_config
 EXT_TARGET := $(CURDIR)/target/pg$(PG)
 PGRX_FEATURES := --no-default-features --features pg$(PG)
 PGRX_TEST_DATA := $(CURDIR)/target/pg$(PG)/pgrx-test-data
+# The environment of every cargo run that builds the extension. cargo pgrx
+# links the extension with the rustflags below (a --config it passes), and
+# `cargo pgrx test` builds its test harness without them, so each version's
+# dependencies were compiled twice; RUSTFLAGS, which cargo takes over any
+# configured rustflags, gives every build the same ones. Keep them cargo
+# pgrx's (`cargo pgrx install --verbose` prints them).
+EXT_ENV := CARGO_TARGET_DIR=$(EXT_TARGET) RUSTFLAGS='-C link-arg=-Wl,--no-gc-sections'
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
@@ -36,7 +43,7 @@ setup:
 install: setup build-extension webhookd
 
 build-extension:
-	cd extension && CARGO_TARGET_DIR=$(EXT_TARGET) $(IN_ROOT) \
+	cd extension && $(IN_ROOT) env $(EXT_ENV) \
 	  cargo pgrx install --release --pg-config $(PG_CONFIG) $(PGRX_FEATURES) $(PGRX_INSTALL_FLAGS)
 
 webhookd:
@@ -45,7 +52,7 @@ webhookd:
 ## The extension as files to copy into an image or a package
 ## (target/pg$(PG)/release/pg_webhook-pg$(PG)/usr/...).
 package: setup
-	cd extension && CARGO_TARGET_DIR=$(EXT_TARGET) $(IN_ROOT) \
+	cd extension && $(IN_ROOT) env $(EXT_ENV) \
 	  cargo pgrx package --pg-config $(PG_CONFIG) $(PGRX_FEATURES)
 
 ## The container images pg-webhook/webhookd:<version> and
@@ -82,9 +89,9 @@ unit-test:
 pg-test: setup
 	@mkdir -p $(PGRX_TEST_DATA)
 	@if [ "$$(id -u)" = 0 ]; then chown postgres: $(PGRX_TEST_DATA); fi
-	cd extension && export CARGO_TARGET_DIR=$(EXT_TARGET) && if [ "$$(id -u)" = 0 ]; then \
-	    $(IN_ROOT) cargo pgrx test pg$(PG) $(PGRX_FEATURES) --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
-	  else $(IN_ROOT) cargo pgrx test pg$(PG) $(PGRX_FEATURES); fi
+	cd extension && if [ "$$(id -u)" = 0 ]; then \
+	    $(IN_ROOT) env $(EXT_ENV) cargo pgrx test pg$(PG) $(PGRX_FEATURES) --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
+	  else $(IN_ROOT) env $(EXT_ENV) cargo pgrx test pg$(PG) $(PGRX_FEATURES); fi
 
 # The container tests (test_container, test_compose, test_faults) build
 # their images from the release build and the extension package.
