@@ -128,7 +128,7 @@ demo: install
 ## (scripts/check-docs.py).
 docs:
 	@scripts/setup.sh docs
-	mdbook build docs
+	cd docs && mdbook build
 
 bench-setup: install
 	@scripts/setup.sh bench

@@ -58,14 +58,13 @@ def rewrite_line(line, base, here, pages, src):
             new = os.path.relpath(dest, here.parent)
         return f"{bang}[{text}]({new}{hash_}{anchor}{title})"
 
-    # Links in inline code stay as written.
-    out, last = [], 0
-    for c in CODE_SPAN.finditer(line):
-        out.append(LINK.sub(link, line[last:c.start()]))
-        out.append(c.group(0))
-        last = c.end()
-    out.append(LINK.sub(link, line[last:]))
-    return "".join(out)
+    # A link that starts inside inline code is code, and stays as written.
+    code = [c.span() for c in CODE_SPAN.finditer(line)]
+
+    def outside_code(m):
+        return m.group(0) if any(a <= m.start() < b for a, b in code) else link(m)
+
+    return LINK.sub(outside_code, line)
 
 
 def rewrite(content, base, here, pages, src):
