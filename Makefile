@@ -33,7 +33,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: deb test-versions build-only setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
+.PHONY: docs deb test-versions build-only setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
@@ -74,6 +74,7 @@ deb: webhookd
 
 lint:
 	scripts/sync-upgrade.py --check
+	scripts/check-docs.py
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd extension && cargo clippy --all-targets --features pg_test -- -D warnings
@@ -127,6 +128,14 @@ test-versions:
 ## Build, start a throwaway cluster and show the shop demo.
 demo: install
 	scripts/demo.sh
+
+## The documentation (README.md, docs/) as a browsable book in target/book;
+## installs mdBook the first time (scripts/setup.sh docs). Not part of
+## `make test` or `make lint`, which check the pages without it
+## (scripts/check-docs.py).
+docs:
+	@scripts/setup.sh docs
+	cd docs && mdbook build
 
 bench-setup: install
 	@scripts/setup.sh bench

@@ -10,6 +10,17 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# `scripts/setup.sh docs`: what only `make docs` needs, mdBook, and nothing
+# else (the book needs no PostgreSQL).
+MDBOOK_VERSION=0.4.52
+if [ "${1:-}" = docs ]; then
+  if [ "$(mdbook --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]; then
+    echo "setup: installing mdbook $MDBOOK_VERSION (a few minutes)"
+    cargo install --locked mdbook --version "$MDBOOK_VERSION"
+  fi
+  exit 0
+fi
+
 need_pkgs=()
 # tinyproxy-bin: the forward proxy of tests/test_egress.py, the executable
 # alone (the tinyproxy package would also start a system service).

@@ -22,6 +22,8 @@ SELECT t.tgrelid::regclass AS relation,
   FROM pg_trigger t
  WHERE t.tgname LIKE 'webhook\_capture\_%:%'
  GROUP BY t.tgrelid, split_part(t.tgname, ':', 2);
+COMMENT ON VIEW webhook.tracked_tables IS
+  'What is captured: one row per tracked table and event prefix, with its operations and the triggers that capture them.';
 
 -- DROP EXTENSION pg_webhook removes the capture triggers it installed on
 -- user tables (they depend on the extension's trigger function, so without
@@ -99,6 +101,8 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION webhook.untrack(regclass, text) IS
+  'Stop capturing a table: every event prefix, or only event_prefix.';
 
 CREATE FUNCTION webhook.track(
     relation     regclass,
@@ -249,6 +253,8 @@ BEGIN
   END LOOP;
 END
 $$;
+COMMENT ON FUNCTION webhook.track(regclass, text[], text, text, text[]) IS
+  'Capture a table''s row changes as events <prefix>.<op> in the writing transaction, optionally filtered (condition) and projected (columns).';
 
 -- Executable only by roles granted it (webhook.grant_emitter): an event is
 -- signed with every subscribed endpoint's secret, so whoever may emit may
@@ -281,3 +287,5 @@ BEGIN
   RETURN id;
 END
 $$;
+COMMENT ON FUNCTION webhook.emit(text, jsonb, text) IS
+  'Write a custom event into the outbox in the caller''s transaction; returns its id.';

@@ -359,6 +359,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint) IS
+  'webhookd''s: route new events, lease due deliveries and return each request signed (the caller never reads a secret).';
 
 -- Give back leases without an attempt (graceful shutdown).
 CREATE FUNCTION webhook.release(delivery_ids bigint[], claim_tokens int[]) RETURNS int
@@ -375,3 +377,5 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION webhook.release(bigint[], int[]) IS
+  'webhookd''s: give leases back without an attempt (graceful shutdown); returns how many it gave back.';

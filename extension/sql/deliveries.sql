@@ -68,11 +68,15 @@ SELECT d.id AS delivery_id, d.event_id, d.endpoint_id, e.event_type, d.status, d
        (d.status = 'pending' AND d.claim_token > 0 AND d.next_attempt_at > now() AND d.leased_by IS NOT NULL) AS in_flight
   FROM webhook.delivery d
   JOIN webhook.event_log e ON e.id = d.event_id;
+COMMENT ON VIEW webhook.deliveries IS
+  'One row per event and endpoint: pending, succeeded or dead, its attempts and the last outcome.';
 
 CREATE VIEW webhook.attempts AS
 SELECT a.id, a.delivery_id, a.event_id, a.endpoint_id, a.attempt, a.created_at AS attempted_at,
        a.http_status, a.duration_ms, a.error, a.response_excerpt, a.worker
   FROM webhook.attempt_log a;
+COMMENT ON VIEW webhook.attempts IS
+  'Every HTTP attempt: its status, duration, error, response excerpt and the worker that made it.';
 
 CREATE VIEW webhook.endpoint_health AS
 SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
@@ -92,6 +96,8 @@ SELECT ep.id AS endpoint_id, ep.url, ep.enabled, ep.disabled_reason,
                             (array_agg(a.http_status ORDER BY a.id DESC))[1] AS last_status
                        FROM (SELECT * FROM webhook.attempt_log a WHERE a.endpoint_id = ep.id
                               ORDER BY a.created_at DESC LIMIT 1000) a) la ON true;
+COMMENT ON VIEW webhook.endpoint_health IS
+  'Per endpoint: backlog, oldest pending delivery, dead deliveries, last success and failure, failing since.';
 
 -- Each endpoint's attempts and failures per time bucket since a time (for
 -- a sparkline, a success rate): one row per endpoint and bucket that had
@@ -123,6 +129,8 @@ BEGIN
    ORDER BY ep.id, x.b;
 END
 $$;
+COMMENT ON FUNCTION webhook.endpoint_activity(timestamptz, interval) IS
+  'Each endpoint''s attempts and failures per time bucket since a time (default: the last hour in 5-minute buckets).';
 
 -- Event types an endpoint can subscribe to: those the tracked tables emit
 -- (prefix.op, from webhook.tracked_tables) and those seen among the most
@@ -147,3 +155,5 @@ BEGIN
    ORDER BY 1;
 END
 $$;
+COMMENT ON FUNCTION webhook.event_types(int) IS
+  'Event types an endpoint can subscribe to: those tracked tables emit and those seen among the newest events.';

@@ -256,6 +256,8 @@ BEGIN
   RETURN id;
 END
 $$;
+COMMENT ON FUNCTION webhook.create_endpoint(text, text[], text, text, jsonb, interval, boolean, int, int, interval[], interval) IS
+  'Create an endpoint: a URL subscribed to event type patterns, with its signing secret; returns its id.';
 
 -- Change an endpoint's settings: each argument left NULL keeps its value.
 -- rate_limit 0 removes the limit, description '' clears it,
@@ -314,6 +316,8 @@ BEGIN
    WHERE e.id = alter_endpoint.id;
 END
 $$;
+COMMENT ON FUNCTION webhook.alter_endpoint(bigint, text, text[], text, jsonb, interval, boolean, int, int, interval[], interval, boolean) IS
+  'Change the endpoint settings given, with create_endpoint''s checks; NULL keeps a setting as it is.';
 
 CREATE FUNCTION webhook.endpoint_secret(endpoint_id bigint) RETURNS text
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -324,6 +328,8 @@ BEGIN
            ORDER BY s.id DESC LIMIT 1);
 END
 $$;
+COMMENT ON FUNCTION webhook.endpoint_secret(bigint) IS
+  'The endpoint''s current signing secret (whsec_...), for its receiver.';
 
 CREATE FUNCTION webhook.rotate_secret(endpoint_id bigint, new_secret text DEFAULT NULL,
                                       overlap interval DEFAULT '24 hours') RETURNS text
@@ -346,6 +352,8 @@ BEGIN
   RETURN s;
 END
 $$;
+COMMENT ON FUNCTION webhook.rotate_secret(bigint, text, interval) IS
+  'Sign with a new secret at once (returned); the older ones keep signing beside it until the overlap ends.';
 
 CREATE FUNCTION webhook.disable_endpoint(id bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -361,6 +369,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION webhook.disable_endpoint(bigint) IS
+  'Stop delivering to an endpoint; events committed while it is disabled are not queued for it.';
 
 -- Enabled again, an endpoint starts with a clean record (auto-disable
 -- counts from its next failure) and its pending deliveries go out.
@@ -378,6 +388,8 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION webhook.enable_endpoint(bigint) IS
+  'Deliver to a disabled endpoint again: its pending deliveries go out and its health record starts afresh.';
 
 CREATE FUNCTION webhook.delete_endpoint(id bigint) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -388,6 +400,8 @@ BEGIN
   DELETE FROM webhook.endpoint e WHERE e.id = delete_endpoint.id;
 END
 $$;
+COMMENT ON FUNCTION webhook.delete_endpoint(bigint) IS
+  'Delete an endpoint with its secrets, deliveries and attempts.';
 
 CREATE FUNCTION webhook.send_test(endpoint_id bigint) RETURNS bigint
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -408,3 +422,5 @@ BEGIN
   RETURN id;
 END
 $$;
+COMMENT ON FUNCTION webhook.send_test(bigint) IS
+  'Send a webhook.test event to this endpoint only; returns the event id.';

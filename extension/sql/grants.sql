@@ -30,6 +30,8 @@ BEGIN
   EXECUTE format('GRANT SELECT ON webhook.deliveries, webhook.endpoint_health, webhook.attempts TO %s', role);
 END
 $$;
+COMMENT ON FUNCTION webhook.grant_dispatcher(regrole) IS
+  'Grant a role what webhookd needs: claim, record, release, route, maintain and the delivery views.';
 
 -- Emitting custom events: webhook.emit(). Every subscribed endpoint signs
 -- what is emitted, so this is granted to the roles that should speak for
@@ -41,6 +43,7 @@ BEGIN
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.emit(text, jsonb, text) TO %s', role);
 END
 $$;
+COMMENT ON FUNCTION webhook.grant_emitter(regrole) IS 'Grant a role webhook.emit(), to write custom events.';
 
 -- Tracking tables: webhook.track() / untrack() on tables the role may add
 -- triggers to (PostgreSQL's TRIGGER privilege, e.g. their owner).
@@ -51,6 +54,8 @@ BEGIN
   EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row() TO %s', role);
 END
 $$;
+COMMENT ON FUNCTION webhook.grant_tracker(regrole) IS
+  'Grant a role webhook.track() and untrack() on the tables it may add triggers to.';
 
 -- Managing endpoints: create, change, delete, read and rotate secrets,
 -- test, redeliver and replay, and read every view. Such a role can read
@@ -69,6 +74,15 @@ BEGIN
                  'webhook.tracked_tables TO %s', role);
 END
 $$;
+COMMENT ON FUNCTION webhook.grant_manager(regrole) IS
+  'Grant a role the endpoint API (secrets included), redeliver, replay, prune and every view.';
 
 REVOKE EXECUTE ON FUNCTION webhook.grant_dispatcher(regrole), webhook.grant_emitter(regrole),
   webhook.grant_tracker(regrole), webhook.grant_manager(regrole) FROM PUBLIC;
+
+-- sign() and verify() are Rust (lib.rs); their comments are here, in the
+-- file that runs when every object exists.
+COMMENT ON FUNCTION webhook.sign(text, text, bigint, text) IS
+  'The Standard Webhooks signature v1,<base64> of msg_id.ts.body under a whsec_ secret.';
+COMMENT ON FUNCTION webhook.verify(text, text, bigint, text, text) IS
+  'Whether any v1 entry of a webhook-signature header matches msg_id.ts.body under a whsec_ secret.';

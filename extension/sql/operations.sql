@@ -181,3 +181,5 @@ BEGIN
   UPDATE webhook.settings s SET auto_disable_after = after;
 END
 $$;
+COMMENT ON FUNCTION webhook.set_auto_disable(interval) IS
+  'Disable endpoints whose every attempt has failed this long (default 5 days); NULL: never.';

@@ -44,3 +44,5 @@ SELECT id, event_type,
             ELSE webhook._without_nul_escapes(body)::jsonb END AS payload,
        body, ordering_key, created_at, txid
   FROM webhook.event_log;
+COMMENT ON VIEW webhook.events IS
+  'Every event in the outbox: its type, its body as jsonb (payload) and as sent (body), ordering key and time.';

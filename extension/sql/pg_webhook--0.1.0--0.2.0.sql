@@ -1803,3 +1803,72 @@ BEGIN
   END LOOP;
 END
 $$;
+
+-- Comments (psql's \df+, \dv+), as the stage files make them.
+COMMENT ON FUNCTION webhook.alter_endpoint(bigint, text, text[], text, jsonb, interval, boolean, int, int, interval[], interval, boolean) IS
+  'Change the endpoint settings given, with create_endpoint''s checks; NULL keeps a setting as it is.';
+COMMENT ON FUNCTION webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint) IS
+  'webhookd''s: route new events, lease due deliveries and return each request signed (the caller never reads a secret).';
+COMMENT ON FUNCTION webhook.create_endpoint(text, text[], text, text, jsonb, interval, boolean, int, int, interval[], interval) IS
+  'Create an endpoint: a URL subscribed to event type patterns, with its signing secret; returns its id.';
+COMMENT ON FUNCTION webhook.delete_endpoint(bigint) IS
+  'Delete an endpoint with its secrets, deliveries and attempts.';
+COMMENT ON FUNCTION webhook.disable_endpoint(bigint) IS
+  'Stop delivering to an endpoint; events committed while it is disabled are not queued for it.';
+COMMENT ON FUNCTION webhook.emit(text, jsonb, text) IS
+  'Write a custom event into the outbox in the caller''s transaction; returns its id.';
+COMMENT ON FUNCTION webhook.enable_endpoint(bigint) IS
+  'Deliver to a disabled endpoint again: its pending deliveries go out and its health record starts afresh.';
+COMMENT ON FUNCTION webhook.endpoint_activity(timestamptz, interval) IS
+  'Each endpoint''s attempts and failures per time bucket since a time (default: the last hour in 5-minute buckets).';
+COMMENT ON FUNCTION webhook.endpoint_secret(bigint) IS
+  'The endpoint''s current signing secret (whsec_...), for its receiver.';
+COMMENT ON FUNCTION webhook.event_types(int) IS
+  'Event types an endpoint can subscribe to: those tracked tables emit and those seen among the newest events.';
+COMMENT ON FUNCTION webhook.grant_dispatcher(regrole) IS
+  'Grant a role what webhookd needs: claim, record, release, route, maintain and the delivery views.';
+COMMENT ON FUNCTION webhook.grant_emitter(regrole) IS 'Grant a role webhook.emit(), to write custom events.';
+COMMENT ON FUNCTION webhook.grant_manager(regrole) IS
+  'Grant a role the endpoint API (secrets included), redeliver, replay, prune and every view.';
+COMMENT ON FUNCTION webhook.grant_tracker(regrole) IS
+  'Grant a role webhook.track() and untrack() on the tables it may add triggers to.';
+COMMENT ON FUNCTION webhook.maintain() IS
+  'Upkeep, run by webhookd about once a minute: endpoint health, auto-disable, and starting and dropping generations.';
+COMMENT ON FUNCTION webhook.prune(interval) IS
+  'Delete finished events older than the retention with their deliveries and attempts, row by row (0.1.0''s; maintain() replaces it).';
+COMMENT ON FUNCTION webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text) IS
+  'webhookd''s: record a batch of attempt outcomes for the leases it holds (succeeded, retry at a time, or dead).';
+COMMENT ON FUNCTION webhook.redeliver(bigint, bigint) IS
+  'Deliver an event again, to every endpoint that had it or to one endpoint; returns the deliveries requeued or made.';
+COMMENT ON FUNCTION webhook.release(bigint[], int[]) IS
+  'webhookd''s: give leases back without an attempt (graceful shutdown); returns how many it gave back.';
+COMMENT ON FUNCTION webhook.replay(bigint, timestamptz) IS
+  'Requeue an endpoint''s dead deliveries made since a time; returns how many.';
+COMMENT ON FUNCTION webhook.rotate_secret(bigint, text, interval) IS
+  'Sign with a new secret at once (returned); the older ones keep signing beside it until the overlap ends.';
+COMMENT ON FUNCTION webhook.route(int) IS
+  'webhookd''s: fan newly committed events out into deliveries, in commit order; returns how many events it routed.';
+COMMENT ON FUNCTION webhook.send_test(bigint) IS
+  'Send a webhook.test event to this endpoint only; returns the event id.';
+COMMENT ON FUNCTION webhook.set_auto_disable(interval) IS
+  'Disable endpoints whose every attempt has failed this long (default 5 days); NULL: never.';
+COMMENT ON FUNCTION webhook.set_retention(interval, interval) IS
+  'Set how long events, deliveries and attempts are kept, and how long each generation of partitions lasts.';
+COMMENT ON FUNCTION webhook.sign(text, text, bigint, text) IS
+  'The Standard Webhooks signature v1,<base64> of msg_id.ts.body under a whsec_ secret.';
+COMMENT ON FUNCTION webhook.track(regclass, text[], text, text, text[]) IS
+  'Capture a table''s row changes as events <prefix>.<op> in the writing transaction, optionally filtered (condition) and projected (columns).';
+COMMENT ON FUNCTION webhook.untrack(regclass, text) IS
+  'Stop capturing a table: every event prefix, or only event_prefix.';
+COMMENT ON FUNCTION webhook.verify(text, text, bigint, text, text) IS
+  'Whether any v1 entry of a webhook-signature header matches msg_id.ts.body under a whsec_ secret.';
+COMMENT ON VIEW webhook.attempts IS
+  'Every HTTP attempt: its status, duration, error, response excerpt and the worker that made it.';
+COMMENT ON VIEW webhook.deliveries IS
+  'One row per event and endpoint: pending, succeeded or dead, its attempts and the last outcome.';
+COMMENT ON VIEW webhook.endpoint_health IS
+  'Per endpoint: backlog, oldest pending delivery, dead deliveries, last success and failure, failing since.';
+COMMENT ON VIEW webhook.events IS
+  'Every event in the outbox: its type, its body as jsonb (payload) and as sent (body), ordering key and time.';
+COMMENT ON VIEW webhook.tracked_tables IS
+  'What is captured: one row per tracked table and event prefix, with its operations and the triggers that capture them.';

@@ -81,3 +81,5 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION webhook.record(bigint[], int[], int[], text[], double precision[], text[], timestamptz[], text) IS
+  'webhookd''s: record a batch of attempt outcomes for the leases it holds (succeeded, retry at a time, or dead).';

@@ -29,6 +29,8 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION webhook.redeliver(bigint, bigint) IS
+  'Deliver an event again, to every endpoint that had it or to one endpoint; returns the deliveries requeued or made.';
 
 CREATE FUNCTION webhook.replay(endpoint_id bigint, since timestamptz) RETURNS int
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -47,5 +49,7 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION webhook.replay(bigint, timestamptz) IS
+  'Requeue an endpoint''s dead deliveries made since a time; returns how many.';
 
 -- Delete finished events older than `retention` with their deliveries and attempts.

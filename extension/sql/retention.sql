@@ -23,6 +23,8 @@ BEGIN
   RETURN n;
 END
 $$;
+COMMENT ON FUNCTION webhook.prune(interval) IS
+  'Delete finished events older than the retention with their deliveries and attempts, row by row (0.1.0''s; maintain() replaces it).';
 
 -- How long events, deliveries and attempts are kept, and how often a new
 -- generation of partitions starts (webhook.set_retention changes both).
@@ -96,6 +98,8 @@ BEGIN
   UPDATE webhook.settings s SET retention = set_retention.retention, generation_interval = g;
 END
 $$;
+COMMENT ON FUNCTION webhook.set_retention(interval, interval) IS
+  'Set how long events, deliveries and attempts are kept, and how long each generation of partitions lasts.';
 
 -- Retention and auto-disable (operations.sql), run by webhookd about once
 -- a minute (any role granted it may run it; concurrent calls skip): start a
@@ -182,3 +186,5 @@ BEGIN
   END IF;
 END
 $$;
+COMMENT ON FUNCTION webhook.maintain() IS
+  'Upkeep, run by webhookd about once a minute: endpoint health, auto-disable, and starting and dropping generations.';

@@ -244,3 +244,5 @@ BEGIN
   RETURN (webhook._route(max_events, max_events, snap, NULL, 0, '{}', '{}', '{}', NULL)).routed;
 END
 $$;
+COMMENT ON FUNCTION webhook.route(int) IS
+  'webhookd''s: fan newly committed events out into deliveries, in commit order; returns how many events it routed.';
