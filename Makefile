@@ -67,6 +67,7 @@ deb: webhookd
 
 lint:
 	scripts/sync-upgrade.py --check
+	PYTHONPATH=bench python3 -m pgwh_bench check-goals BENCHMARKS.md
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd extension && cargo clippy --all-targets --features pg_test -- -D warnings
