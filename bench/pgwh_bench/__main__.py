@@ -20,6 +20,11 @@ RECORDS = {
 }
 
 
+def summary(fn):
+    """The first sentence of a function's docstring, on one line."""
+    return " ".join(inspect.getdoc(fn).split("\n\n")[0].split()).split(". ")[0].rstrip(".")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python3 -m pgwh_bench", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -30,7 +35,7 @@ def main(argv=None):
     chk = sub.add_parser("check-goals", help="BENCHMARKS.md's prose against the goal table")
     chk.add_argument("path", nargs="?", default="BENCHMARKS.md")
     for name, fn in RECORDS.items():
-        p = sub.add_parser(name, help=inspect.getdoc(fn).splitlines()[0])
+        p = sub.add_parser(name, help=summary(fn))
         for param in inspect.signature(fn).parameters.values():
             p.add_argument(param.name, nargs="+" if param.kind is param.VAR_POSITIONAL else None)
     a = ap.parse_args(argv)
