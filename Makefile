@@ -75,6 +75,7 @@ deb: webhookd
 lint:
 	scripts/sync-upgrade.py --check
 	scripts/check-docs.py
+	PYTHONPATH=bench python3 -m pgwh_bench check-goals BENCHMARKS.md
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cd extension && cargo clippy --all-targets --features pg_test -- -D warnings

@@ -1,5 +1,5 @@
 //! Percentiles and the JSON lines every benchmark appends to its results
-//! file (rendered into BENCHMARKS.md and plots by bench/report.py).
+//! file (rendered into BENCHMARKS.md and plots by bench/pgwh_bench).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
