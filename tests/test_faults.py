@@ -163,7 +163,7 @@ def test_the_network_between_webhookd_and_postgres_is_cut_mid_drain_and_restored
     wait_for(lambda: delivered_count(h) >= 800, 60, 0.2, what="deliveries under way")
     docker("network", "disconnect", h.db_net, wh)
     cut_at = delivered_count(h)
-    # Longer than webhookd's TCP user timeout and keepalive probes (db.rs):
+    # Longer than webhookd's TCP user timeout and keepalive probes (webhookd/src/db/session.rs):
     # its connections must be found dead and made again, not resumed.
     time.sleep(CUT_SECONDS)
     # Cut off from the database, nothing new is claimed (what was in flight

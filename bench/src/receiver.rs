@@ -1,5 +1,5 @@
 //! The receiving side of every benchmark: an HTTP/1.1 server on 127.0.0.1
-//! (webhookd's own, dispatcher/src/http.rs) that verifies each request's
+//! (webhookd's own, `webhookd::http`) that verifies each request's
 //! Standard Webhooks signature (or, for the unsigned baseline, only parses
 //! it) and notes when each order arrived, per path. Faults for the isolation
 //! benchmark: a path can answer 500 to a share of requests.
@@ -14,8 +14,7 @@ use hyper::Request;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-#[path = "../../dispatcher/src/http.rs"]
-mod http;
+use webhookd::http;
 
 /// What the receiver saw: (path, order id) → first receipt, and failures.
 /// The counts are kept as receipts arrive: the benchmarks poll them every

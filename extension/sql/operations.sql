@@ -57,7 +57,7 @@ END
 $$;
 
 -- What kind of failure an attempt's error text reports, from a fixed list
--- (webhookd's Failure kinds, deliver.rs): the error is whatever the
+-- (webhookd's Failure kinds, pipeline/deliver.rs): the error is whatever the
 -- dispatcher recorded, so signed events carry this, never the text.
 CREATE FUNCTION webhook._error_class(error text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$

@@ -21,7 +21,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Statement};
 use tokio_util::sync::CancellationToken;
 
-use crate::{db, telemetry};
+use crate::db;
+use crate::observe::telemetry;
 use tracing::Instrument;
 
 /// Bytes of a response kept for `webhook.attempts`.
@@ -408,7 +409,7 @@ pub async fn release(
 pub async fn run(
     database: db::Database,
     worker: String,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    metrics: std::sync::Arc<crate::observe::metrics::Metrics>,
     mut rx: mpsc::Receiver<Report>,
     give_up: CancellationToken,
 ) {
@@ -436,7 +437,7 @@ pub async fn run(
 async fn drain(
     database: &db::Database,
     worker: &str,
-    metrics: &crate::metrics::Metrics,
+    metrics: &crate::observe::metrics::Metrics,
     rx: &mut mpsc::Receiver<Report>,
     pending: &mut Vec<Report>,
 ) {

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::add_extension::AddExtension;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::config::DatabaseArgs;
+use crate::db::DatabaseArgs;
 use auth::{LoginForms, Tokens};
 use request::AllowedHosts;
 use session::Sessions;

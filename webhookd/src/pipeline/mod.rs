@@ -1,6 +1,15 @@
-//! `webhookd run`: the claim loop. claim (routes + signs in the database) →
-//! deliver (bounded concurrency, per-endpoint limits) → record (batched) →
-//! retry or dead (the schedule in retry.rs).
+//! The pipeline `webhookd run` drives: the claim loop here, one module per
+//! stage. claim (routes, leases and signs in the database) → deliver (one
+//! HTTP POST, bounded concurrency, per-endpoint limits) → record (outcomes
+//! in batches) → retry or dead (the schedule in policy::retry). Beside
+//! them: room (what webhookd knows of each endpoint between claims) and
+//! maintain (retention, every `--maintain-interval`).
+
+pub mod claim;
+pub mod deliver;
+pub mod maintain;
+pub mod record;
+pub mod room;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,15 +19,17 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::BreakerPolicy;
-use crate::claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
-use crate::deliver::{self, Deliverer};
-use crate::egress;
-use crate::endpoints::{Admission, Endpoints};
-use crate::metrics::{self, Metrics};
-use crate::record::{self, Outcome, Report};
-use crate::retry::{self, Policy};
-use crate::{db, http, telemetry};
+use crate::db;
+use crate::net::egress;
+use crate::net::http;
+use crate::observe::metrics::{self, Metrics};
+use crate::observe::telemetry;
+use crate::policy::breaker::BreakerPolicy;
+use crate::policy::retry::{self, Policy};
+use claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
+use deliver::Deliverer;
+use record::{Outcome, Report};
+use room::{Admission, Endpoints};
 use tracing::Instrument;
 
 /// While every endpoint we may claim for is busy, how often committed
@@ -40,7 +51,6 @@ pub struct Config {
     pub maintain_interval: Duration,
     /// Endpoints with /metrics series of their own.
     pub metrics_max_endpoints: usize,
-    pub linger: Duration,
     pub listen: bool,
     pub http: egress::Options,
     pub retry: Policy,
@@ -299,7 +309,7 @@ pub async fn run(
         ));
     }
     if !cfg.maintain_interval.is_zero() {
-        tokio::spawn(crate::maintain::run(
+        tokio::spawn(maintain::run(
             cfg.database.clone(),
             cfg.maintain_interval,
             background.clone(),
@@ -364,7 +374,9 @@ fn serve_metrics(
                         let mut r = http::reply(200, m.render());
                         r.headers_mut().insert(
                             hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+                            hyper::header::HeaderValue::from_static(
+                                crate::observe::metrics::CONTENT_TYPE,
+                            ),
                         );
                         r
                     }
@@ -375,7 +387,7 @@ fn serve_metrics(
         },
         background.clone(),
     ));
-    tokio::spawn(crate::metrics::poll_backlog(
+    tokio::spawn(crate::observe::metrics::poll_backlog(
         cfg.database.clone(),
         metrics.clone(),
         Duration::from_secs(5),
@@ -552,13 +564,6 @@ async fn claim_loop(
                 _ = wake.notified() => {}
                 _ = shared.finished.notified(), if busy => {}
                 _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.cancelled() => break,
-            }
-        } else if got < free && !cfg.linger.is_zero() {
-            // A partial batch: stay "busy" for a moment so commits arriving
-            // now are batched into the next claim instead of each notifying.
-            tokio::select! {
-                _ = tokio::time::sleep(cfg.linger) => {}
                 _ = shutdown.cancelled() => break,
             }
         }

@@ -6,6 +6,24 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
+use clap::Args;
+
+/// `webhookd healthcheck`'s flags.
+#[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    /// The health address of the instance (`run --metrics-addr`, from the
+    /// same environment variable); 0.0.0.0 is asked on loopback.
+    #[arg(long, env = "WEBHOOKD_METRICS_ADDR", default_value = "127.0.0.1:9090")]
+    addr: SocketAddr,
+    /// How long the answer may take.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+pub async fn command(a: HealthcheckArgs) -> anyhow::Result<()> {
+    run(a.addr, a.timeout).await
+}
+
 /// Where to ask: the address served on, with an unspecified one (0.0.0.0,
 /// ::, how a container listens) asked on loopback.
 fn target(addr: SocketAddr) -> SocketAddr {
@@ -56,12 +74,12 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(crate::http::serve(
+        tokio::spawn(crate::net::http::serve(
             listener,
             |req| async move {
                 match req.uri().path() {
-                    "/healthz" => crate::http::reply(200, "ok\n"),
-                    _ => crate::http::reply(404, "not found\n"),
+                    "/healthz" => crate::net::http::reply(200, "ok\n"),
+                    _ => crate::net::http::reply(404, "not found\n"),
                 }
             },
             stop.clone(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// How an attempt ended, as the retry decision and the circuit breaker
-/// (breaker.rs) see it: typed from the HTTP client's error up to here.
+/// (policy::breaker) see it: typed from the HTTP client's error up to here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     /// The receiver answered with this status.

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::retry::Ending;
+use crate::policy::retry::Ending;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerPolicy {

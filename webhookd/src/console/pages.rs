@@ -28,7 +28,7 @@ use super::request::{self, RequestContext};
 use super::session::SESSION_LIFETIME;
 use super::store::{Activity, Delivery, Endpoint, EndpointChange, EventFilter, StoreError};
 use super::Console;
-use crate::retry;
+use crate::policy::retry;
 
 type AppState = Arc<Console>;
 

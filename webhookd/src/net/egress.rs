@@ -31,7 +31,7 @@ use hyper_util::client::proxy::matcher::{Intercept, Matcher};
 use ipnet::IpNet;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::ssrf::{self, Policy, Rule};
+use crate::policy::ssrf::{self, Policy, Rule};
 
 /// Sent with every request (also to a proxy).
 pub const USER_AGENT: &str = concat!("pg_webhook/", env!("CARGO_PKG_VERSION"));

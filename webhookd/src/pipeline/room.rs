@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use crate::breaker::{Admit, Breaker, BreakerPolicy, Health};
-use crate::retry::Ending;
+use crate::policy::breaker::{Admit, Breaker, BreakerPolicy, Health};
+use crate::policy::retry::Ending;
 
 /// One endpoint's state.
 struct Endpoint {

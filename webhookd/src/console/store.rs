@@ -774,7 +774,7 @@ pub fn request_of(endpoint: &Endpoint, event_id: i64) -> Request {
     };
     let mut headers = vec![
         header("content-type", "application/json".into()),
-        header("user-agent", crate::egress::USER_AGENT.into()),
+        header("user-agent", crate::net::egress::USER_AGENT.into()),
         header("webhook-id", event_id.to_string()),
         header(
             "webhook-timestamp",

@@ -1,32 +1,68 @@
 //! `webhookd listen`: a development receiver that verifies every request
 //! (Standard Webhooks signature, 5-minute timestamp tolerance) and prints it.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
+use clap::Args;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::Request;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{self, Reply};
+use crate::net::http::{self, Reply};
 
 pub const TOLERANCE_SECS: i64 = 300;
 
-#[derive(Debug, Clone)]
+/// `webhookd listen`'s flags.
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    #[arg(long, env = "WEBHOOKD_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    addr: SocketAddr,
+    #[command(flatten)]
+    options: Options,
+}
+
+/// How the receiver answers and what it prints.
+#[derive(Args, Debug, Clone)]
 pub struct Options {
+    /// The endpoint's secret (whsec_...), as returned by webhook.endpoint_secret().
+    #[arg(long, env = "WEBHOOK_SECRET")]
     pub secret: String,
+    /// Also print each raw body.
+    #[arg(long)]
     pub json: bool,
+    /// Exit 0 after N verified events.
+    #[arg(long)]
     pub max: Option<u64>,
+    /// Exit 1 on the first request that fails verification.
+    #[arg(long)]
     pub strict: bool,
-    /// Status answered to verified requests.
+    /// Status code for verified requests.
+    #[arg(long, default_value_t = 204)]
     pub status: u16,
-    /// Fraction of verified requests answered 500 instead.
+    /// Answer this fraction of verified requests with 500.
+    #[arg(long, default_value_t = 0.0)]
     pub fail_rate: f64,
-    /// The first N verified requests are answered 503.
+    /// Answer the first N verified requests with 503.
+    #[arg(long, default_value_t = 0)]
     pub fail_first: u64,
+    /// A label printed before each line.
+    #[arg(long)]
     pub name: Option<String>,
+}
+
+/// `webhookd listen`: serve until `--max` events or the first bad one
+/// with `--strict`; the process exits with the receiver's code.
+pub async fn command(a: ListenArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(a.addr)
+        .await
+        .with_context(|| format!("binding {}", a.addr))?;
+    let code = run(listener, a.options).await?;
+    std::process::exit(code)
 }
 
 /// Why a request failed verification.

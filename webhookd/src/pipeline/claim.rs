@@ -2,7 +2,7 @@
 //! also routes newly committed events and signs each request in the database
 //! (the dispatcher never sees a secret). It needs a READ COMMITTED
 //! session that may write, whatever the database's defaults: every
-//! session is opened so (db.rs, `session_settings`).
+//! session is opened so (db::session, `session_settings`).
 //!
 //! Payloads are what could make webhookd's memory grow without bound: an
 //! event's body comes once per claim (on the first row of its event) and is
@@ -68,7 +68,7 @@ pub struct Claimed {
     pub attempt: i32,
     pub url: String,
     /// The endpoint's own headers (a JSON object of strings); the standard
-    /// ones are built from the fields below (deliver.rs).
+    /// ones are built from the fields below (pipeline::deliver).
     pub headers: serde_json::Value,
     /// `webhook-signature`: one `v1,...` per current secret.
     pub signature: String,
@@ -88,7 +88,7 @@ pub struct Claimed {
     pub retry_deadline: Option<Instant>,
     /// The W3C traceparent of the transaction that wrote the event: the
     /// attempt's span's parent, and the `traceparent` header when spans
-    /// are not exported (telemetry.rs).
+    /// are not exported (observe::telemetry).
     pub traceparent: Option<String>,
 }
 

@@ -1,42 +1,25 @@
-//! `webhookd run`'s configuration: the flags (each with an environment
-//! variable), their defaults written once (the schedule and the breaker's
-//! in the modules that use them), and `Config::from_args`, which validates
-//! them into the `dispatcher::Config` the claim loop runs with.
+//! `webhookd run`: its flags (each with an environment variable), their
+//! defaults written once (the schedule and the breaker's in the policies
+//! that use them), `Config::from_args`, which validates them into the
+//! `pipeline::Config` the claim loop runs with, and the command itself.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use tokio_util::sync::CancellationToken;
 
-use crate::dispatcher::Config;
-use crate::{breaker, db, egress, metrics, retry, ssrf};
-
-/// How to reach PostgreSQL; shared by every command that connects.
-#[derive(Args, Debug)]
-pub struct DatabaseArgs {
-    /// PostgreSQL connection string (postgres://user@host:port/db or
-    /// key=value form). TLS by libpq's sslmode (disable, allow, prefer,
-    /// require, verify-ca, verify-full) and sslrootcert.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
-    /// PEM file of the certificate authority that signed the database
-    /// server's certificate, when the URL names no sslrootcert.
-    #[arg(long, env = "WEBHOOKD_DATABASE_CA_FILE")]
-    pub database_ca_file: Option<std::path::PathBuf>,
-}
-
-impl DatabaseArgs {
-    pub fn database(&self) -> anyhow::Result<db::Database> {
-        db::Database::new(&self.database_url, self.database_ca_file.as_deref())
-            .context("--database-url")
-    }
-}
+use crate::db;
+use crate::net::egress;
+use crate::observe::metrics;
+use crate::pipeline::{self, Config};
+use crate::policy::{breaker, retry, ssrf};
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
-    pub db: DatabaseArgs,
+    pub db: db::DatabaseArgs,
     /// Requests in flight at most, over all endpoints.
     #[arg(long, env = "WEBHOOKD_CONCURRENCY", default_value_t = 64)]
     pub concurrency: usize,
@@ -55,11 +38,6 @@ pub struct RunArgs {
     /// Fallback poll when no wake-up arrives (and the only mode with --no-listen).
     #[arg(long, env = "WEBHOOKD_POLL_INTERVAL", default_value = "500ms", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
-    /// After a partial batch, wait this long before claiming again (0: claim
-    /// at once; a claim that finds nothing costs the database no write, and
-    /// waiting measured slower and later, see BENCHMARKS.md).
-    #[arg(long, env = "WEBHOOKD_LINGER", default_value = "0ms", value_parser = humantime::parse_duration)]
-    pub linger: Duration,
     /// Do not LISTEN for wake-ups; poll only.
     #[arg(long, env = "WEBHOOKD_NO_LISTEN")]
     pub no_listen: bool,
@@ -75,7 +53,7 @@ pub struct RunArgs {
     #[arg(long, env = "WEBHOOKD_METRICS_MAX_ENDPOINTS", default_value_t = metrics::DEFAULT_MAX_ENDPOINTS)]
     pub metrics_max_endpoints: usize,
     #[command(flatten)]
-    pub otlp: crate::telemetry::OtlpArgs,
+    pub otlp: crate::observe::telemetry::OtlpArgs,
     /// Allow loopback, private and link-local targets (development and tests only).
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
@@ -178,7 +156,6 @@ impl Config {
             poll_interval: a.poll_interval,
             maintain_interval: a.maintain_interval,
             metrics_max_endpoints: a.metrics_max_endpoints,
-            linger: a.linger,
             listen: !a.no_listen,
             http: egress::Options {
                 targets: ssrf::Policy {
@@ -207,6 +184,23 @@ impl Config {
             delivery_threads: a.threads,
         })
     }
+}
+
+/// `webhookd run`: claim and deliver until SIGTERM or Ctrl-C.
+pub async fn command(a: RunArgs) -> anyhow::Result<()> {
+    let metrics_addr = a.metrics_addr;
+    let cfg = Config::from_args(a)?;
+    let metrics_listener = match metrics_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding --metrics-addr {addr}"))?,
+        ),
+        None => None,
+    };
+    let token = CancellationToken::new();
+    tokio::spawn(super::terminated(token.clone()));
+    pipeline::run(cfg, metrics_listener, token).await
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::{self, Database};
-use crate::telemetry;
+use crate::observe::telemetry;
 use tracing::Instrument;
 
 /// What one call did, as `webhook.maintain()` returns it.

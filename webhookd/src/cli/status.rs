@@ -1,8 +1,20 @@
 //! `webhookd status`: backlog, oldest pending age and per-endpoint health.
 
 use anyhow::Context;
+use clap::Args;
 
-use crate::db::{Database, Report};
+use crate::db::{Database, DatabaseArgs, Report};
+
+/// `webhookd status`'s flags.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    db: DatabaseArgs,
+}
+
+pub async fn command(a: StatusArgs) -> anyhow::Result<()> {
+    run(&a.db.database()?).await
+}
 
 /// The error with what the server said (anyhow's chain would show
 /// tokio-postgres's "db error" first and the server's message only below).

@@ -1,5 +1,5 @@
 //! Deliver: one HTTP POST per claimed delivery, through the egress client
-//! (egress.rs: reqwest, the SSRF guard as its resolver). Redirects are not
+//! (net::egress: reqwest, the SSRF guard as its resolver). Redirects are not
 //! followed, the response body is read up to a cap, and every request has
 //! a timeout.
 
@@ -9,9 +9,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 
-use crate::claim::Claimed;
-use crate::egress::{self, Egress};
-use crate::{record, retry, telemetry};
+use crate::net::egress::{self, Egress};
+use crate::observe::telemetry;
+use crate::pipeline::claim::Claimed;
+use crate::pipeline::record;
+use crate::policy::retry;
 
 /// Response body bytes read at most: a body up to this size is read to its
 /// end (so the connection can carry the next request); past it, reading

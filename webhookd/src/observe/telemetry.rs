@@ -33,7 +33,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::claim::Claimed;
+use crate::pipeline::claim::Claimed;
 
 /// The target of every span made here; the log layer leaves them out.
 const TARGET: &str = "webhookd::telemetry";
