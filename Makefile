@@ -82,6 +82,7 @@ lint:
 
 unit-test:
 	cargo test --workspace --exclude pg_webhook
+	.venv/bin/pytest -q bench
 
 # #[pg_test]s run inside a backend of a cluster owned by the `postgres` user
 # (PostgreSQL refuses to run as root).

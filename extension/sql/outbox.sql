@@ -28,7 +28,7 @@ CREATE TABLE webhook.event_log (
 ALTER SEQUENCE webhook.event_id_seq OWNED BY webhook.event_log.id;
 -- Routing finds new events by transaction id. A btree, not BRIN: BRIN was
 -- free to maintain but the unsummarized tail (everything since the last
--- VACUUM) is scanned in full by every route() call (see BENCHMARKS.md).
+-- VACUUM) is scanned in full by every route() call (see docs/bench/history.md).
 CREATE INDEX event_log_txid ON webhook.event_log (txid);
 
 COMMENT ON TABLE webhook.event_log IS

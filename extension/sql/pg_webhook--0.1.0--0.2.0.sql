@@ -62,7 +62,7 @@ CREATE TABLE webhook.event_log (
 ALTER SEQUENCE webhook.event_id_seq OWNED BY webhook.event_log.id;
 -- Routing finds new events by transaction id. A btree, not BRIN: BRIN was
 -- free to maintain but the unsummarized tail (everything since the last
--- VACUUM) is scanned in full by every route() call (see BENCHMARKS.md).
+-- VACUUM) is scanned in full by every route() call (see docs/bench/history.md).
 CREATE INDEX event_log_txid ON webhook.event_log (txid);
 
 COMMENT ON TABLE webhook.event_log IS
@@ -442,7 +442,7 @@ $$;
 -- The planner settings pin those ordered index scans: on this busy table the
 -- statistics are often stale (an empty table at the last ANALYZE, 50,000 due
 -- rows now), and the bitmap scan + sort it then picks reads every due row on
--- each claim (see BENCHMARKS.md).
+-- each claim (see docs/bench/history.md).
 CREATE FUNCTION webhook._due(max_deliveries int, t_now timestamptz, lease_until timestamptz,
                              exclude bigint[], cap_ids bigint[], cap_n int[], worker text) RETURNS bigint[]
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -558,7 +558,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 SET jit = off SET enable_mergejoin = off SET enable_hashjoin = off SET enable_seqscan = off
 -- Never a parallel plan: the outbox and deliveries are partitioned, and a
 -- Parallel Append over them looked cheap to the planner while starting its
--- workers cost a claim 7 ms (BENCHMARKS.md, session 8).
+-- workers cost a claim 7 ms (docs/bench/history.md, session 8).
 SET max_parallel_workers_per_gather = 0
 SET plan_cache_mode = force_generic_plan AS $$
 -- claimed: everything this call leases, due deliveries first, then fresh ones.
@@ -612,7 +612,7 @@ BEGIN
   -- ends and routes straight into leases. Routed now, each of those
   -- deliveries would be written three times (created pending, leased
   -- through the due queue, recorded) instead of twice, which made a drain a
-  -- third slower (BENCHMARKS.md). While that lasts webhookd calls route()
+  -- third slower (docs/bench/history.md). While that lasts webhookd calls route()
   -- about once a second, so a slow endpoint's backlog still shows as
   -- pending deliveries.
   --
@@ -676,7 +676,7 @@ BEGIN
   -- apart): as joins of whole tables, a plan cached while the deliveries
   -- looked empty (the first claim after a VACUUM ANALYZE) read every
   -- delivery through another index on each claim, 3–15 ms a claim at
-  -- 20,000 deliveries (BENCHMARKS.md, session 9).
+  -- 20,000 deliveries (docs/bench/history.md, session 9).
   WITH c AS MATERIALIZED (
     SELECT d.id, d.event_id
       FROM unnest(claimed) AS k(id)

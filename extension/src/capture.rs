@@ -1,7 +1,7 @@
 //! Capture: an AFTER ROW trigger turns each row change into one event and
 //! writes it straight into the outbox (a heap insert, no SPI and no executor:
 //! see outbox.rs), so a 100,000-row COPY costs 100,000 cheap inserts rather
-//! than 100,000 SPI round trips. BENCHMARKS.md compares this with the
+//! than 100,000 SPI round trips. docs/bench/history.md compares this with the
 //! buffered, statement-level design it replaced.
 //!
 //! Trigger arguments, written by `webhook.track()`:

@@ -105,3 +105,101 @@ pub fn main() -> anyhow::Result<()> {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::{Arg, ArgAction, CommandFactory};
+
+    use super::Cli;
+
+    /// (flag, env, default) as docs/webhookd.md writes them: `--flag`,
+    /// `ENV` or nothing, `default` or nothing (a switch has none).
+    type Row = (String, String, String);
+
+    fn code(s: &str) -> String {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!("`{s}`")
+        }
+    }
+
+    fn row(a: &Arg) -> Option<Row> {
+        let long = a.get_long()?;
+        if matches!(long, "help" | "version") {
+            return None;
+        }
+        let env = a
+            .get_env()
+            .map(|e| e.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let default = if matches!(a.get_action(), ArgAction::SetTrue) {
+            String::new()
+        } else {
+            let values: Vec<String> = a
+                .get_default_values()
+                .iter()
+                .map(|v| v.to_string_lossy().into_owned())
+                .collect();
+            values.join(",")
+        };
+        Some((format!("`--{long}`"), code(&env), code(&default)))
+    }
+
+    /// The rows of the table between `<!-- flags:NAME:begin -->` and its end.
+    fn documented(doc: &str, name: &str) -> BTreeSet<Row> {
+        let begin = format!("<!-- flags:{name}:begin -->");
+        let end = format!("<!-- flags:{name}:end -->");
+        let Some((_, rest)) = doc.split_once(&begin) else {
+            panic!("docs/webhookd.md has no {begin}");
+        };
+        let Some((table, _)) = rest.split_once(&end) else {
+            panic!("docs/webhookd.md has no {end}");
+        };
+        table
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                (cells[0].into(), cells[1].into(), cells[2].into())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_flag_tables_of_the_docs_are_the_flags_clap_defines() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webhookd.md");
+        let doc = std::fs::read_to_string(path).expect("docs/webhookd.md");
+        let cli = Cli::command();
+        let mut tables = vec![(
+            "global".to_string(),
+            cli.get_arguments().filter_map(row).collect::<BTreeSet<_>>(),
+        )];
+        for sub in cli.get_subcommands() {
+            let rows = sub
+                .get_arguments()
+                .filter(|a| !a.is_global_set())
+                .filter_map(row)
+                .collect();
+            tables.push((sub.get_name().to_string(), rows));
+        }
+        for (name, defined) in tables {
+            let written = documented(&doc, &name);
+            let show = |rows: &BTreeSet<Row>| {
+                rows.iter()
+                    .map(|(f, e, d)| format!("| {f} | {e} | {d} |"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            assert!(
+                written == defined,
+                "docs/webhookd.md's {name} table (flag | env | default) differs from clap's flags.\n\
+                 only in clap:\n{}\nonly in the docs:\n{}",
+                show(&defined.difference(&written).cloned().collect()),
+                show(&written.difference(&defined).cloned().collect()),
+            );
+        }
+    }
+}
