@@ -75,6 +75,9 @@ def test_generated_secrets(db):
         ("'https://example.com/x', '{*}', 'not-a-secret'", "22023", "whsec_"),
         ("'https://example.com/x', '{*}', 'whsec_!!!!'", "22023", "base64"),
         ("'https://example.com/x', headers => '{\"webhook-id\": \"x\"}'", "22023", "cannot be overridden"),
+        ("'https://example.com/x', headers => '{\"Content-Length\": \"1\"}'", "22023", "cannot be overridden"),
+        ("'https://example.com/x', headers => '{\"upgrade\": \"h2c\"}'", "22023", "never forwarded"),
+        ("'https://example.com/x', headers => '{\"Proxy-Authorization\": \"x\"}'", "22023", "never forwarded"),
         ("'https://example.com/x', timeout => '10 minutes'", "22023", "timeout"),
     ],
 )

@@ -1712,11 +1712,17 @@ BEGIN
         USING ERRCODE = 'invalid_parameter_value',
               HINT = 'Header names are HTTP tokens and values are strings without line breaks.';
     END IF;
-    IF lower(k) IN ('host', 'content-length', 'content-type', 'user-agent', 'transfer-encoding', 'connection')
-       OR lower(k) LIKE 'webhook-%' THEN
+    -- The names pg_webhook sets and those it never forwards: the lists of
+    -- signing/src/headers.rs, whose tests check the two marked lines.
+    IF lower(k) IN ('webhook-id', 'webhook-timestamp', 'webhook-signature', 'content-type', 'user-agent', 'host', 'content-length', 'transfer-encoding') OR lower(k) LIKE 'webhook-%' THEN -- headers::SET_BY_WEBHOOKD
       RAISE EXCEPTION 'header % is set by pg_webhook and cannot be overridden', quote_literal(k)
         USING ERRCODE = 'invalid_parameter_value',
-              HINT = 'content-type, user-agent and the webhook-* headers are part of the Standard Webhooks request; choose another name.';
+              HINT = 'content-type, user-agent and the webhook-* headers are part of the Standard Webhooks request, host, content-length and transfer-encoding of its framing; choose another name.';
+    END IF;
+    IF lower(k) IN ('connection', 'te', 'upgrade', 'keep-alive', 'trailer', 'expect') OR lower(k) LIKE 'proxy-%' THEN -- headers::HOP_BY_HOP
+      RAISE EXCEPTION 'header % is about the connection and is never forwarded', quote_literal(k)
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'connection, te, upgrade, keep-alive, trailer, expect and proxy-* are hop-by-hop: they describe one connection, not the request.';
     END IF;
   END LOOP;
   RETURN coalesce((SELECT jsonb_object_agg(lower(key), value) FROM jsonb_each(headers)), '{}');

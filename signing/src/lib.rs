@@ -1,5 +1,8 @@
 //! Standard Webhooks signing: `v1,` + base64(HMAC-SHA256(key, "{id}.{ts}.{body}")),
-//! where the key is the base64-decoded part of a `whsec_` secret.
+//! where the key is the base64-decoded part of a `whsec_` secret; and the
+//! request headers that are pg_webhook's own (`headers`).
+
+pub mod headers;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;

@@ -859,7 +859,7 @@ fn endpoint_form(
                 div { label for="rate_limit" { "Rate limit (per second)" } input #rate_limit name="rate_limit" inputmode="numeric" value=(f.rate_limit) placeholder="none"; }
             }
             div.row {
-                div { label for="retry_schedule" { "Retry schedule " span.muted { "— delays, comma separated; empty: webhookd's; " code { "none" } ": no retry" } } input #retry_schedule name="retry_schedule" value=(f.retry_schedule) placeholder=(retry::DEFAULT_SCHEDULE.replace(',', ", ")); }
+                div { label for="retry_schedule" { "Retry schedule " span.muted { "— delays, comma separated; empty: each webhookd's " code { "--retry-schedule" } " (its default shown: the console cannot see a running webhookd's flags); " code { "none" } ": no retry" } } input #retry_schedule name="retry_schedule" value=(f.retry_schedule) placeholder=(retry::DEFAULT_SCHEDULE.replace(',', ", ")); }
                 div { label for="retry_max_age" { "Retry max age " span.muted { "— empty: no limit" } } input #retry_max_age name="retry_max_age" value=(f.retry_max_age) placeholder="3days"; }
             }
             label.check { input type="checkbox" name="ordered" checked[f.ordered.is_some()]; " Ordered: one delivery per ordering key at a time, in commit order" }

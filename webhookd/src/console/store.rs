@@ -13,6 +13,7 @@ use tokio_postgres::Row;
 use utoipa::ToSchema;
 
 use crate::db::Report;
+use webhook_signing::headers;
 
 /// Why a call failed, typed up to the HTTP status that answers it.
 #[derive(Debug, thiserror::Error)]
@@ -772,19 +773,20 @@ pub fn request_of(endpoint: &Endpoint, event_id: i64) -> Request {
         name: name.to_string(),
         value,
     };
-    let mut headers = vec![
-        header("content-type", "application/json".into()),
-        header("user-agent", crate::net::egress::USER_AGENT.into()),
-        header("webhook-id", event_id.to_string()),
-        header(
-            "webhook-timestamp",
-            "(the attempt's time, in Unix seconds)".into(),
-        ),
-        header(
-            "webhook-signature",
-            "v1,… (one per signing secret, made for each attempt)".into(),
-        ),
-    ];
+    // Every header of headers::STANDARD, with what is known of its value.
+    let mut headers: Vec<Header> = headers::STANDARD
+        .iter()
+        .map(|&name| {
+            let value = match name {
+                headers::CONTENT_TYPE => headers::JSON.into(),
+                headers::USER_AGENT => crate::net::egress::USER_AGENT.into(),
+                headers::WEBHOOK_ID => event_id.to_string(),
+                headers::WEBHOOK_TIMESTAMP => "(the attempt's time, in Unix seconds)".into(),
+                _ => "v1,… (one per signing secret, made for each attempt)".into(),
+            };
+            header(name, value)
+        })
+        .collect();
     if let Some(obj) = endpoint.headers.as_object() {
         for (k, v) in obj {
             headers.push(header(k, v.as_str().unwrap_or_default().to_string()));

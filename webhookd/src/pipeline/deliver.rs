@@ -14,15 +14,16 @@ use crate::observe::telemetry;
 use crate::pipeline::claim::Claimed;
 use crate::pipeline::record;
 use crate::policy::retry;
+use webhook_signing::headers::{self, Reserved};
 
 /// Response body bytes read at most: a body up to this size is read to its
 /// end (so the connection can carry the next request); past it, reading
 /// stops and the connection is closed. What is stored is `EXCERPT_BYTES`.
 pub const READ_CAP: usize = 64 * 1024;
 
-const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
-const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
-const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static(headers::WEBHOOK_ID);
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static(headers::WEBHOOK_TIMESTAMP);
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static(headers::WEBHOOK_SIGNATURE);
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The HTTP client, and which endpoints' dropped headers were already
@@ -136,34 +137,24 @@ impl Attempt {
     }
 }
 
-/// Why an endpoint's own header is not sent, if it is not: webhookd sets
-/// it (the Standard Webhooks request and its framing), it is hop-by-hop
-/// (about the connection, not the request), or it is not valid HTTP. The
-/// SQL API refuses the names webhookd sets (`_check_headers`); rows edited
-/// by hand are checked here again.
+/// Why an endpoint's own header is not sent, if it is not: it is reserved
+/// (`webhook_signing::headers`: webhookd sets it, or it is hop-by-hop) or
+/// it is not valid HTTP. The SQL API refuses all of these
+/// (`_check_headers`); rows edited by hand are checked here again.
 fn refused_header(name: &str, value: &serde_json::Value) -> Option<&'static str> {
-    let lower = name.to_ascii_lowercase();
     let Some(value) = value.as_str() else {
         return Some("not a string");
     };
     if name.is_empty() || !name.bytes().all(is_token) {
-        Some("not a valid header name")
-    } else if matches!(
-        lower.as_str(),
-        "host" | "content-length" | "content-type" | "user-agent" | "transfer-encoding"
-    ) || lower.starts_with("webhook-")
-    {
-        Some("set by webhookd")
-    } else if matches!(
-        lower.as_str(),
-        "connection" | "te" | "upgrade" | "keep-alive" | "trailer" | "expect"
-    ) || lower.starts_with("proxy-")
-    {
-        Some("hop-by-hop")
-    } else if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
-        Some("control character in the value")
-    } else {
-        None
+        return Some("not a valid header name");
+    }
+    match headers::reserved(name) {
+        Some(Reserved::SetByWebhookd) => Some("set by webhookd"),
+        Some(Reserved::HopByHop) => Some("hop-by-hop"),
+        None if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) => {
+            Some("control character in the value")
+        }
+        None => None,
     }
 }
 
@@ -236,7 +227,7 @@ pub async fn send(deliverer: &Deliverer, claimed: &Claimed) -> Attempt {
     // The signed headers exactly as the extension returned them, then the
     // endpoint's own (user-agent is the client's default).
     let mut headers = HeaderMap::with_capacity(4 + own.len());
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(headers::JSON));
     headers.insert(WEBHOOK_ID, HeaderValue::from(claimed.event_id));
     headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(claimed.signed_at));
     headers.insert(WEBHOOK_SIGNATURE, signature);
