@@ -96,6 +96,19 @@ in_root() {
     RUSTUP_HOME="$HOME/.rustup" "$@"
 }
 
+# remove_tree DIR: a root (or what an interrupted build left) removed. What
+# an interrupted debootstrap left mounted in it (/proc) is unmounted first,
+# and rm never crosses into another file system. (make_base and make_build
+# then find no temporary directory to remove.)
+remove_tree() {
+  [ -e "$1" ] || return 0
+  local m
+  for m in $(findmnt -rn -o TARGET | awk -v d="$1/" 'index($0, d) == 1' | sort -r); do
+    $SUDO umount -l "$m"
+  done
+  $SUDO rm -rf --one-file-system "$1"
+}
+
 # chroot_setup ROOT CMD...: a step of building a root (no host paths bound).
 chroot_setup() {
   local root=$1
@@ -185,10 +198,12 @@ root_path() { # root_path base|build: built if missing
     flock 9
   fi
   if [ ! -f "$base/.pg-webhook-root" ]; then
+    remove_tree "$base.tmp"
     make_base "$base"
     forget_old "$SUITE-pg$N-base-" "$base"
   fi
   if [ "$kind" = build ] && [ ! -f "$build/.pg-webhook-root" ]; then
+    remove_tree "$build.tmp"
     make_build "$base" "$build"
     forget_old "$SUITE-pg$N-build-" "$build"
   fi
@@ -206,7 +221,7 @@ forget_old() { # forget_old PREFIX KEEP: roots of other steps, unused for a day
     # The marker is touched at each use; a root being built may have none.
     local mark=$d/.pg-webhook-root
     [ -f "$mark" ] || mark=$d
-    if [ -n "$(find "$mark" -maxdepth 0 -mtime +0)" ]; then $SUDO rm -rf "$d"; fi
+    if [ -n "$(find "$mark" -maxdepth 0 -mtime +0)" ]; then remove_tree "$d"; fi
   done
 }
 

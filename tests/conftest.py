@@ -539,6 +539,11 @@ class PgBouncer:
         for f in self.dir.iterdir():
             os.chmod(f, 0o644)
         self.log = open(self.dir / "pgbouncer.log", "wb")
+        # The root first, however long building it takes (once per machine;
+        # `make test` builds it in the background from the start), so that
+        # the wait below is for PgBouncer alone.
+        subprocess.run([str(ROOT / "scripts" / "pg-root.sh"), PGBOUNCER_ROOT_PG, "path", "build"],
+                       check=True, stdout=subprocess.DEVNULL)
         # A session of its own: the whole chain (the root's runner, runuser,
         # pgbouncer) is stopped by one signal to its process group.
         self.proc = subprocess.Popen(

@@ -144,9 +144,12 @@ def test_webhookd_exports_its_spans_over_otlp_inside_the_producer_s_trace(db, re
     assert a["webhook.outcome"] == "retry"
     assert s.status.code == Status.STATUS_CODE_ERROR
 
-    # webhookd's database round trips are spans too.
-    names = {s.name for _, s in exported_spans(collector)}
-    assert {"webhook.claim", "webhook.record"} <= names, names
+    # webhookd's database round trips are spans too (a batch of outcomes is
+    # written, and its span exported, after the attempts it records).
+    def names():
+        return {s.name for _, s in exported_spans(collector)}
+
+    wait_for(lambda: {"webhook.claim", "webhook.record"} <= names(), 20, what="claim and record spans exported")
     claims = [attrs(s) for _, s in exported_spans(collector) if s.name == "webhook.claim"]
     assert any(c.get("webhook.claim.got", 0) >= 1 for c in claims)
     assert all(c["db.system.name"] == "postgresql" for c in claims)

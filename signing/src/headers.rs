@@ -16,13 +16,14 @@ pub const USER_AGENT: &str = "user-agent";
 /// What every delivery's body is.
 pub const JSON: &str = "application/json";
 
-/// The headers every delivery carries, set by webhookd.
+/// The headers every delivery carries, set by webhookd (in the order the
+/// console shows them).
 pub const STANDARD: [&str; 5] = [
+    CONTENT_TYPE,
+    USER_AGENT,
     WEBHOOK_ID,
     WEBHOOK_TIMESTAMP,
     WEBHOOK_SIGNATURE,
-    CONTENT_TYPE,
-    USER_AGENT,
 ];
 
 /// Written by the HTTP client from the request itself (its framing).
