@@ -22,13 +22,12 @@ PG_CONFIG := /usr/lib/postgresql/$(PG)/bin/pg_config
 EXT_TARGET := $(CURDIR)/target/pg$(PG)
 PGRX_FEATURES := --no-default-features --features pg$(PG)
 PGRX_TEST_DATA := $(CURDIR)/target/pg$(PG)/pgrx-test-data
-# The environment of every cargo run that builds the extension. cargo pgrx
-# links the extension with the rustflags below (a --config it passes), and
-# `cargo pgrx test` builds its test harness without them, so each version's
-# dependencies were compiled twice; RUSTFLAGS, which cargo takes over any
-# configured rustflags, gives every build the same ones. Keep them cargo
-# pgrx's (`cargo pgrx install --verbose` prints them).
-EXT_ENV := CARGO_TARGET_DIR=$(EXT_TARGET) RUSTFLAGS='-C link-arg=-Wl,--no-gc-sections'
+# The environment of every cargo run that builds the extension. (cargo
+# pgrx links the extension with -Wl,--no-gc-sections, which the test
+# harness of `cargo pgrx test` cannot have: it keeps code that calls the
+# server, which an executable cannot link. So the two builds of pg-test
+# compile the dependencies twice; that is why #[pg_test]s run once.)
+EXT_ENV := CARGO_TARGET_DIR=$(EXT_TARGET)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
