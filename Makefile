@@ -22,11 +22,7 @@ PG_CONFIG := /usr/lib/postgresql/$(PG)/bin/pg_config
 EXT_TARGET := $(CURDIR)/target/pg$(PG)
 PGRX_FEATURES := --no-default-features --features pg$(PG)
 PGRX_TEST_DATA := $(CURDIR)/target/pg$(PG)/pgrx-test-data
-# The environment of every cargo run that builds the extension. (cargo
-# pgrx links the extension with -Wl,--no-gc-sections, which the test
-# harness of `cargo pgrx test` cannot have: it keeps code that calls the
-# server, which an executable cannot link. So the two builds of pg-test
-# compile the dependencies twice; that is why #[pg_test]s run once.)
+# The environment of every cargo run that builds the extension.
 EXT_ENV := CARGO_TARGET_DIR=$(EXT_TARGET)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
@@ -132,7 +128,10 @@ build-only:
 # reports as deselected. The #[pg_test]s check the extension's Rust from
 # inside a backend; what they check of a version (capture, payloads,
 # signing, settings) the end-to-end suite checks on every version through
-# the release build, which is the one installed.
+# the release build, which is the one installed. And they are dear: cargo
+# pgrx links the extension with -Wl,--no-gc-sections, which the test
+# harness cannot have (it keeps code that calls the server, which an
+# executable cannot link), so pg-test compiles every dependency twice.
 test-versions:
 	@marks=; first=pg-test; for v in $(PG_VERSIONS); do \
 	  echo "== PostgreSQL $$v$${marks:+ ($$marks)}"; \

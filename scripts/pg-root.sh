@@ -185,15 +185,30 @@ make_build() {
 base_recipe=$(declare -f make_base | sha256sum | cut -c1-12)
 build_recipe=$( (echo "$base_recipe"; declare -f make_build) | sha256sum | cut -c1-12)
 
+BASE=$ROOTS/$SUITE-pg$N-base-$base_recipe
+BUILD=$ROOTS/$SUITE-pg$N-build-$build_recipe
+
+ready() { # ready base|build: the root is built (never builds it)
+  if [ "$1" = build ]; then
+    [ "$N" = "$HOST_MAJOR" ] || [ -f "$BUILD/.pg-webhook-root" ]
+  else
+    [ -f "$BASE/.pg-webhook-root" ]
+  fi
+}
+
+lock_file() { # the lock's file, made so any user may take it
+  $SUDO mkdir -p "$ROOTS"
+  $SUDO touch "$LOCK"
+  $SUDO chmod a+rw "$LOCK"
+}
+
 root_path() { # root_path base|build: built if missing
-  local kind=$1 base=$ROOTS/$SUITE-pg$N-base-$base_recipe build=$ROOTS/$SUITE-pg$N-build-$build_recipe
+  local kind=$1 base=$BASE build=$BUILD
   if [ "$kind" = build ] && [ "$N" = "$HOST_MAJOR" ]; then echo /; return; fi
-  if [ ! -f "$base/.pg-webhook-root" ] || { [ "$kind" = build ] && [ ! -f "$build/.pg-webhook-root" ]; }; then
+  if ! ready base || ! ready "$kind"; then
     # One builder per root at a time (setup.sh starts the builds in the
     # background; a later caller waits here, then finds the root made).
-    $SUDO mkdir -p "$ROOTS"
-    $SUDO touch "$LOCK"
-    $SUDO chmod a+rw "$LOCK"
+    lock_file
     exec 9<>"$LOCK"
     flock 9
   fi
@@ -230,20 +245,16 @@ case "$cmd" in
   path)
     case "${3:-build}" in base | build) root_path "${3:-build}" ;; *) usage ;; esac
     ;;
-  ready) # exit 0 when the root is built (never builds it)
-    case "${3:-build}" in
-      build) [ "$N" = "$HOST_MAJOR" ] || [ -f "$ROOTS/$SUITE-pg$N-build-$build_recipe/.pg-webhook-root" ] ;;
-      base) [ -f "$ROOTS/$SUITE-pg$N-base-$base_recipe/.pg-webhook-root" ] ;;
-      *) usage ;;
-    esac
+  ready)
+    case "${3:-build}" in base | build) ready "${3:-build}" ;; *) usage ;; esac
     ;;
   prepare) # build the root in the background unless built or being built
     kind=${3:-build}
-    "$0" "$N" ready "$kind" && exit 0
+    case "$kind" in base | build) ;; *) usage ;; esac
+    ready "$kind" && exit 0
     log=$ROOTS/.log-$SUITE-pg$N
-    $SUDO mkdir -p "$ROOTS"
-    $SUDO touch "$LOCK" "$log"
-    $SUDO chmod a+rw "$LOCK"
+    lock_file
+    $SUDO touch "$log"
     flock -n "$LOCK" true || exit 0
     echo "pg-root: building the PostgreSQL $N $kind root in the background (log: $log)" >&2
     ("$0" "$N" path "$kind" 2>&1 | $SUDO tee -a "$log" >/dev/null) </dev/null >/dev/null 2>&1 &
