@@ -1,0 +1,239 @@
+-- The portable edition's library: the functions the native edition
+-- implements in Rust (extension/src/), written in SQL and PL/pgSQL for
+-- databases that cannot load pg_webhook's shared library (managed services).
+-- Same names, arguments, results, volatility and errors, so the stage files
+-- (extension/sql/*.sql) run unchanged on top of either; each says which
+-- Rust function it stands for, and tests/test_portable_library.py checks
+-- that both give the same bytes for the same input.
+--
+-- Loaded first: only the pgcrypto wrappers are called while the stage files
+-- are created, and PL/pgSQL bodies are resolved when they run.
+
+-- HMAC and random bytes come from pgcrypto (a trusted extension on every
+-- managed service), in whatever schema it was created in (Supabase puts it in
+-- `extensions`): the two wrappers name that schema, everything else calls
+-- them. Created here, once, because a function's body cannot name a schema
+-- found at install time any other way.
+DO $portable$
+DECLARE crypto name;
+BEGIN
+  SELECT n.nspname INTO crypto FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+   WHERE e.extname = 'pgcrypto';
+  IF crypto IS NULL THEN
+    RAISE EXCEPTION 'pg_webhook''s portable edition needs the pgcrypto extension'
+      USING ERRCODE = 'undefined_object',
+            HINT = 'Run CREATE EXTENSION pgcrypto; (a trusted extension: the database owner may create it), then install again.';
+  END IF;
+  -- webhook.sign's HMAC-SHA256 (Rust: hmac::Hmac<Sha256>, signing/src/lib.rs).
+  EXECUTE format($f$
+    CREATE FUNCTION webhook._hmac_sha256(data bytea, key bytea) RETURNS bytea
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN %I.hmac(data, key, 'sha256')$f$, crypto);
+  -- _generate_secret's randomness (Rust: getrandom).
+  EXECUTE format($f$
+    CREATE FUNCTION webhook._random_bytes(n int) RETURNS bytea
+    LANGUAGE sql VOLATILE STRICT PARALLEL SAFE
+    RETURN %I.gen_random_bytes(n)$f$, crypto);
+END
+$portable$;
+
+-- The settings the native edition keeps as superuser-only GUCs
+-- (extension/src/guc.rs: webhook.allow_http, webhook.max_event_size). A
+-- placeholder GUC could be SET by any role, so here they live in a table
+-- only its owner (the installing role) can change; every role may read it.
+CREATE TABLE webhook.portable_settings (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    -- guc.rs ALLOW_HTTP: may endpoint URLs use plain http://?
+    allow_http     boolean NOT NULL DEFAULT false,
+    -- guc.rs DEFAULT_MAX_EVENT_SIZE and its bounds.
+    max_event_size int NOT NULL DEFAULT 1048576 CHECK (max_event_size BETWEEN 256 AND 1073741823)
+);
+INSERT INTO webhook.portable_settings DEFAULT VALUES;
+GRANT SELECT ON webhook.portable_settings TO PUBLIC;
+
+-- The key of a `whsec_` secret (Rust: webhook_signing::decode_secret), with
+-- its errors. The base64 must be canonical, as Rust's decoder wants it:
+-- padded, no whitespace, and no bits set past the last byte.
+CREATE FUNCTION webhook._secret_key(secret text) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE b64 text := substr(secret, 7); key bytea; why text;
+BEGIN
+  IF NOT starts_with(secret, 'whsec_') THEN
+    why := 'a secret must start with "whsec_"';
+  ELSIF b64 !~ '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$' THEN
+    why := 'the part after "whsec_" is not valid base64';
+  ELSE
+    key := decode(b64, 'base64');
+    why := CASE WHEN length(key) < 24 THEN format('the key is %s bytes; at least 24 are required', length(key))
+                WHEN length(key) > 64 THEN format('the key is %s bytes; at most 64 are allowed', length(key)) END;
+  END IF;
+  IF why IS NOT NULL THEN
+    RAISE EXCEPTION 'invalid webhook secret: %', why
+      USING ERRCODE = 'invalid_parameter_value',
+            HINT = 'Pass NULL to generate a secret, or a secret of the form whsec_<base64 of at least 24 bytes>.';
+  END IF;
+  RETURN key;
+END
+$$;
+
+-- The signed content of Standard Webhooks: `msg_id.ts.body`, as UTF-8.
+CREATE FUNCTION webhook._signed_content(msg_id text, ts bigint, body text) RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN convert_to(msg_id || '.' || ts::text || '.' || body, 'UTF8');
+
+-- Rust: lib.rs sign().
+CREATE FUNCTION webhook.sign(secret text, msg_id text, ts bigint, body text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN 'v1,' || encode(webhook._hmac_sha256(webhook._signed_content(msg_id, ts, body),
+                                            webhook._secret_key(secret)), 'base64');
+
+-- Rust: lib.rs sign_all(): one `v1,` signature per secret, space separated
+-- (NULL elements skipped).
+CREATE FUNCTION webhook._sign_all(secrets text[], msg_id text, ts bigint, body text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN coalesce((SELECT string_agg(webhook.sign(s.secret, msg_id, ts, body), ' ' ORDER BY s.n)
+                   FROM unnest(secrets) WITH ORDINALITY AS s (secret, n)
+                  WHERE s.secret IS NOT NULL), '');
+
+-- Rust: lib.rs verify() (webhook_signing::verify): does any `v1,` entry of
+-- the header match? An entry without a comma is an error; entries of other
+-- versions and undecodable signatures are skipped.
+CREATE FUNCTION webhook.verify(secret text, msg_id text, ts bigint, body text, signature text) RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE expected bytea := webhook._hmac_sha256(webhook._signed_content(msg_id, ts, body),
+                                               webhook._secret_key(secret));
+        entry text; sig text; ok boolean := false;
+BEGIN
+  FOR entry IN SELECT e FROM regexp_split_to_table(signature, '[[:space:]]+') AS e WHERE e <> '' LOOP
+    IF strpos(entry, ',') = 0 THEN
+      RAISE EXCEPTION 'invalid signature header: entry "%" has no comma', replace(replace(entry, '\', '\\'), '"', '\"')
+        USING ERRCODE = 'invalid_parameter_value',
+              HINT = 'A webhook-signature header is a space-separated list of v1,<base64> entries.';
+    END IF;
+    CONTINUE WHEN split_part(entry, ',', 1) <> 'v1';
+    sig := substr(entry, 4);
+    CONTINUE WHEN sig !~ '^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$';
+    ok := ok OR decode(sig, 'base64') = expected;
+  END LOOP;
+  RETURN ok;
+END
+$$;
+
+-- Rust: lib.rs generate_secret(): `whsec_` and 32 random bytes.
+CREATE FUNCTION webhook._generate_secret() RETURNS text
+LANGUAGE sql VOLATILE STRICT PARALLEL SAFE
+RETURN 'whsec_' || encode(webhook._random_bytes(32), 'base64');
+
+-- Rust: lib.rs check_secret().
+CREATE FUNCTION webhook._check_secret(secret text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN webhook._secret_key(secret) IS NOT NULL;
+
+-- Rust: lib.rs rfc3339() (payload.rs push_timestamp): UTC, the fraction
+-- without trailing zeros, astronomical years (1 BC is 0000, 2 BC -0001).
+CREATE FUNCTION webhook._rfc3339(ts timestamptz) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE u timestamp; y int; us int; out text;
+BEGIN
+  IF NOT isfinite(ts) THEN
+    RETURN CASE WHEN ts > 'epoch'::timestamptz THEN 'infinity' ELSE '-infinity' END;
+  END IF;
+  u := ts AT TIME ZONE 'UTC';
+  y := extract(year FROM u)::int;
+  IF y < 0 THEN
+    y := y + 1;
+  END IF;
+  out := CASE WHEN y < 0 THEN '-' ELSE '' END
+      || CASE WHEN abs(y) < 10000 THEN to_char(abs(y), 'FM0000') ELSE abs(y)::text END
+      || to_char(u, '-MM-DD"T"HH24:MI:SS');
+  us := (extract(microseconds FROM u)::bigint % 1000000)::int;
+  IF us <> 0 THEN
+    out := out || '.' || rtrim(to_char(us, 'FM000000'), '0');
+  END IF;
+  RETURN out || 'Z';
+END
+$$;
+
+-- Rust: outbox.rs generation_sql() (GENERATION_BITS = 40).
+CREATE FUNCTION webhook._generation(id bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN id >> 40;
+
+-- Rust: outbox.rs generation_start_sql().
+CREATE FUNCTION webhook._generation_start(k bigint) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF k < 0 OR k > 8388607 THEN
+    RAISE EXCEPTION 'generation % is out of range', k
+      USING ERRCODE = 'numeric_value_out_of_range', HINT = 'Generations are numbered from 0 to 8388607.';
+  END IF;
+  RETURN k << 40;
+END
+$$;
+
+-- Rust: outbox.rs event_type_ok(): dot-separated parts of ASCII letters,
+-- digits, `_` and `-`, at most 200 bytes (NULL: false).
+CREATE FUNCTION webhook._event_type_ok(t text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(octet_length(t) <= 200 AND t ~ '^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$', false);
+
+-- Rust: outbox.rs event_type_reserved() (NULL: false).
+CREATE FUNCTION webhook._event_type_reserved(t text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN coalesce(t = 'webhook' OR starts_with(t, 'webhook.'), false);
+
+-- Rust: outbox.rs ordering_key() (ORDERING_KEY_MAX = 256 bytes).
+CREATE FUNCTION webhook._ordering_key(key text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN octet_length(key) <= 256 THEN key
+            ELSE 'sha256:' || encode(sha256(convert_to(key, 'UTF8')), 'hex') END;
+
+-- Rust: outbox.rs check_size_sql() (error.rs EventTooLarge).
+CREATE FUNCTION webhook._check_event_size(event_type text, size bigint) RETURNS void
+LANGUAGE plpgsql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE max int := (SELECT s.max_event_size FROM webhook.portable_settings s);
+BEGIN
+  IF size > max THEN
+    RAISE EXCEPTION '% event of % bytes exceeds webhook.max_event_size (% bytes)', event_type, size, max
+      USING ERRCODE = 'program_limit_exceeded',
+            HINT = 'Nothing was written. Capture fewer columns (webhook.track(..., columns => ...)), or send an id the receiver can fetch the rest by; the owner of the webhook schema can raise webhook.portable_settings.max_event_size.';
+  END IF;
+END
+$$;
+
+-- Rust: outbox.rs without_nul_escapes(): every `\u0000` escape becomes
+-- `\ufffd`; escapes are taken whole, so an escaped backslash followed by
+-- "u0000" is left alone.
+CREATE FUNCTION webhook._without_nul_escapes(body text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN regexp_replace(body, '(?<=^|[^\\])((?:\\\\)*)\\u0000', '\1\\ufffd', 'g');
+
+-- Rust: route.rs patterns_for(): `*` unless the type is pg_webhook's own,
+-- each prefix at a dot, the type itself.
+CREATE FUNCTION webhook._patterns_for(event_type text) RETURNS text[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN CASE WHEN starts_with(event_type, 'webhook.') THEN '{}'::text[] ELSE '{*}'::text[] END
+    || coalesce((SELECT array_agg(array_to_string((string_to_array(event_type, '.'))[1:i], '.') || '.*' ORDER BY i)
+                   FROM generate_series(1, cardinality(string_to_array(event_type, '.')) - 1) AS i), '{}')
+    || event_type;
+
+-- Rust: route.rs matches(): `*` (every application event), the type itself,
+-- or a prefix ending in `.*`.
+CREATE FUNCTION webhook._matches(patterns text[], event_type text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN patterns && webhook._patterns_for(event_type);
+
+-- Rust: guc.rs traceparent(): webhook.traceparent when it is a W3C
+-- `traceparent` (lowercase hex, version not ff, ids not all zeros), else NULL.
+CREATE FUNCTION webhook._traceparent() RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN (SELECT v FROM (SELECT current_setting('webhook.traceparent', true) AS v) s
+         WHERE v ~ '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$'
+           AND NOT starts_with(v, 'ff-')
+           AND substr(v, 4, 32) <> repeat('0', 32)
+           AND substr(v, 37, 16) <> repeat('0', 16));
+
+-- Rust: guc.rs allow_http().
+CREATE FUNCTION webhook._allow_http() RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN (SELECT s.allow_http FROM webhook.portable_settings s);
