@@ -28,7 +28,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # cargo pgrx writes into the system's PostgreSQL directories.
 PGRX_INSTALL_FLAGS := $(if $(SUDO),--sudo,)
 
-.PHONY: docs deb builds test-versions build-only setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
+.PHONY: portable docs deb builds test-versions build-only setup install build-extension webhookd package image test lint unit-test pg-test e2e-test demo bench bench-setup bench-capture bench-delivery clean
 
 setup:
 	@scripts/setup.sh
@@ -49,6 +49,11 @@ webhookd:
 package: setup
 	cd extension && $(IN_ROOT) env $(EXT_ENV) \
 	  cargo pgrx package --pg-config $(PG_CONFIG) $(PGRX_FEATURES)
+
+## The portable edition (no shared library: managed PostgreSQL) as one
+## SQL file, target/portable/pg_webhook-portable--<version>.sql.
+portable:
+	scripts/portable.py
 
 ## The container images pg-webhook/webhookd:<version> and
 ## pg-webhook/postgres:<version>-pg<N> for each N of PG_VERSIONS

@@ -10,6 +10,7 @@ import select
 import signal
 import socket
 import socketserver
+import sys
 import ssl
 import shutil
 import subprocess
@@ -597,3 +598,24 @@ def pgbouncer(pg_cluster):
     yield start
     for b in started:
         b.stop()
+
+
+@pytest.fixture
+def portable_db(pg_cluster, dbname):
+    """A database with the portable edition (scripts/portable.py) and pgcrypto,
+    beside the native one of `db`; pg_webhook's library is never loaded in it."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import portable
+
+    name = f"{dbname}_portable"
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        with connect(name) as c:
+            c.execute("CREATE EXTENSION pgcrypto")
+            c.execute(portable.edition())
+            c.execute("UPDATE webhook.portable_settings SET allow_http = true, max_event_size = 1073741823")
+            yield c
+    finally:
+        with psycopg.connect(dsn(), autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -6,8 +6,10 @@
 -- (webhook.grant_tracker) like emitting is. PostgreSQL checks EXECUTE when
 -- the trigger is created, not when it fires: anyone who may write a
 -- tracked table still produces its events.
+-- native:begin (the portable edition's is PL/pgSQL: portable/capture.sql)
 CREATE FUNCTION webhook._capture_row() RETURNS trigger
 LANGUAGE c AS 'MODULE_PATHNAME', 'webhook_capture_row';
+-- native:end
 
 -- Tracked tables are exactly the tables carrying our triggers, so there is
 -- no second copy of the configuration to go stale (DROP TABLE takes both).
@@ -25,6 +27,8 @@ SELECT t.tgrelid::regclass AS relation,
 COMMENT ON VIEW webhook.tracked_tables IS
   'What is captured: one row per tracked table and event prefix, with its operations and the triggers that capture them.';
 
+-- native:begin (event triggers need a superuser; the portable edition
+-- is no extension to drop, and writes the outbox through the executor)
 -- DROP EXTENSION pg_webhook removes the capture triggers it installed on
 -- user tables (they depend on the extension's trigger function, so without
 -- this it would need CASCADE). ddl_command_start cannot see which extension
@@ -77,6 +81,7 @@ END
 $$;
 CREATE EVENT TRIGGER webhook_guard_outbox_index ON ddl_command_end
   WHEN TAG IN ('CREATE INDEX', 'ALTER TABLE') EXECUTE FUNCTION webhook._guard_outbox_index();
+-- native:end
 
 CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

@@ -129,30 +129,46 @@ CREATE FUNCTION webhook._check_secret(secret text) RETURNS boolean
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN webhook._secret_key(secret) IS NOT NULL;
 
--- Rust: lib.rs rfc3339() (payload.rs push_timestamp): UTC, the fraction
--- without trailing zeros, astronomical years (1 BC is 0000, 2 BC -0001).
-CREATE FUNCTION webhook._rfc3339(ts timestamptz) RETURNS text
+-- Rust: payload.rs push_date(): ISO 8601 with astronomical years (1 BC is
+-- 0000, written without a sign; 2 BC is -0001), at least four digits.
+CREATE FUNCTION webhook._iso_date(d date) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE u timestamp; y int; us int; out text;
+DECLARE y int;
 BEGIN
-  IF NOT isfinite(ts) THEN
-    RETURN CASE WHEN ts > 'epoch'::timestamptz THEN 'infinity' ELSE '-infinity' END;
+  IF NOT isfinite(d) THEN
+    RETURN CASE WHEN d > 'epoch'::date THEN 'infinity' ELSE '-infinity' END;
   END IF;
-  u := ts AT TIME ZONE 'UTC';
-  y := extract(year FROM u)::int;
+  y := extract(year FROM d)::int;
   IF y < 0 THEN
     y := y + 1;
   END IF;
-  out := CASE WHEN y < 0 THEN '-' ELSE '' END
+  RETURN CASE WHEN y < 0 THEN '-' ELSE '' END
       || CASE WHEN abs(y) < 10000 THEN to_char(abs(y), 'FM0000') ELSE abs(y)::text END
-      || to_char(u, '-MM-DD"T"HH24:MI:SS');
-  us := (extract(microseconds FROM u)::bigint % 1000000)::int;
-  IF us <> 0 THEN
-    out := out || '.' || rtrim(to_char(us, 'FM000000'), '0');
-  END IF;
-  RETURN out || 'Z';
+      -- Not to_char(): it goes through timestamp, whose range ends before date's.
+      || '-' || lpad(extract(month FROM d)::int::text, 2, '0') || '-' || lpad(extract(day FROM d)::int::text, 2, '0');
 END
 $$;
+
+-- Rust: payload.rs push_timestamp() without the quotes: the date, `T`, the
+-- time with its fraction (no trailing zeros), `Z` when `utc`.
+CREATE FUNCTION webhook._iso_timestamp(ts timestamp, utc boolean) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE us int;
+BEGIN
+  IF NOT isfinite(ts) THEN
+    RETURN CASE WHEN ts > 'epoch'::timestamp THEN 'infinity' ELSE '-infinity' END;
+  END IF;
+  us := (extract(microseconds FROM ts)::bigint % 1000000)::int;
+  RETURN webhook._iso_date(ts::date) || to_char(ts, '"T"HH24:MI:SS')
+      || CASE WHEN us = 0 THEN '' ELSE '.' || rtrim(to_char(us, 'FM000000'), '0') END
+      || CASE WHEN utc THEN 'Z' ELSE '' END;
+END
+$$;
+
+-- Rust: lib.rs rfc3339(): in UTC.
+CREATE FUNCTION webhook._rfc3339(ts timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN webhook._iso_timestamp(ts AT TIME ZONE 'UTC', true);
 
 -- Rust: outbox.rs generation_sql() (GENERATION_BITS = 40).
 CREATE FUNCTION webhook._generation(id bigint) RETURNS bigint
@@ -183,10 +199,15 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN coalesce(t = 'webhook' OR starts_with(t, 'webhook.'), false);
 
 -- Rust: outbox.rs ordering_key() (ORDERING_KEY_MAX = 256 bytes).
+-- PL/pgSQL: called per captured row, where a SQL function (not inlined,
+-- being strict) would start an executor of its own each time.
 CREATE FUNCTION webhook._ordering_key(key text) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-RETURN CASE WHEN octet_length(key) <= 256 THEN key
-            ELSE 'sha256:' || encode(sha256(convert_to(key, 'UTF8')), 'hex') END;
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN CASE WHEN octet_length(key) <= 256 THEN key
+              ELSE 'sha256:' || encode(sha256(convert_to(key, 'UTF8')), 'hex') END;
+END
+$$;
 
 -- Rust: outbox.rs check_size_sql() (error.rs EventTooLarge).
 CREATE FUNCTION webhook._check_event_size(event_type text, size bigint) RETURNS void
@@ -237,3 +258,55 @@ RETURN (SELECT v FROM (SELECT current_setting('webhook.traceparent', true) AS v)
 CREATE FUNCTION webhook._allow_http() RETURNS boolean
 LANGUAGE sql STABLE STRICT PARALLEL SAFE
 RETURN (SELECT s.allow_http FROM webhook.portable_settings s);
+
+-- Wake-ups (extension/src/wake.rs): a commit that wrote events NOTIFYs
+-- only while a dispatcher is idle. The native edition keeps "idle until"
+-- in a word of shared memory; here an idle dispatcher holds a session-level
+-- advisory lock (released by itself when its connection ends), which a
+-- writing transaction tests without waiting and without writing anything.
+-- Unlike the native edition, every transaction that writes while the
+-- dispatcher is idle notifies (not only the first), and it looks when it
+-- writes its first event rather than at commit; a commit that misses the
+-- dispatcher's going idle is found by its next poll.
+
+-- Rust: lib.rs set_idle() (wake.rs): idle_ms > 0 idle, 0 busy.
+CREATE FUNCTION webhook._set_idle(idle_ms bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE held boolean := EXISTS (SELECT 1 FROM pg_locks l
+                                  WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted
+                                    AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+                                    AND l.classid = 0 AND l.objid = 1711 AND l.objsubid = 1 AND l.mode = 'ExclusiveLock');
+BEGIN
+  IF idle_ms < 0 THEN
+    RAISE EXCEPTION 'idle_ms must not be negative' USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- Key 1711: the pair (0, 1711) of pg_locks' classid and objid.
+  IF idle_ms > 0 AND NOT held THEN
+    PERFORM pg_try_advisory_lock(1711);
+  ELSIF idle_ms = 0 AND held THEN
+    PERFORM pg_advisory_unlock(1711);
+  END IF;
+END
+$$;
+
+-- Rust: lib.rs wrote_events() (capture.rs mark_written, on_xact): once per
+-- transaction, NOTIFY webhook if webhook.notify is on and a dispatcher is
+-- idle (the notification is sent at commit, and not at all on rollback).
+CREATE FUNCTION webhook._wrote_events() RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF current_setting('webhook.wrote_events', true) IS NOT DISTINCT FROM 'yes' THEN
+    RETURN;
+  END IF;
+  PERFORM set_config('webhook.wrote_events', 'yes', true);
+  IF coalesce(current_setting('webhook.notify', true), 'on') IN ('off', 'false', '0', 'no') THEN
+    RETURN;
+  END IF;
+  -- Granted (and given back at once) unless an idle dispatcher holds it.
+  IF pg_try_advisory_lock_shared(1711) THEN
+    PERFORM pg_advisory_unlock_shared(1711);
+  ELSE
+    PERFORM pg_notify('webhook', NULL);
+  END IF;
+END
+$$;

@@ -1,0 +1,280 @@
+-- The portable edition's capture trigger: extension/src/capture.rs and
+-- payload.rs in PL/pgSQL. The same trigger arguments (written by
+-- webhook.track(), capture.sql), the same envelope and, for every column
+-- type, the same JSON bytes: PostgreSQL's to_json() writes most types
+-- exactly as payload.rs does; the four it writes otherwise (timestamptz,
+-- timestamp, date, bytea), and arrays and composites holding them, are
+-- rewritten from it. Two differences remain, both of form only
+-- (tests/test_portable_capture.py pins them): a type with a cast to json of
+-- its own (an extension's, as hstore's) is written by that cast here and by
+-- its output function in the native edition; and a json value inside a
+-- composite that is rewritten loses the white space around it (json keeps
+-- its text as written; rebuilt from json_each(), only the value is left).
+--
+-- Everything about the table is read from the catalog on every row: there
+-- is no event trigger to say a migration changed it, so nothing is cached
+-- that could go stale (a column added, dropped, renamed or retyped is
+-- captured as it is now, as the native edition does).
+
+-- Does capture write values of this type otherwise than to_json()?
+CREATE FUNCTION webhook._json_differs(typ oid) RETURNS boolean
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE r(oid) AS (
+    SELECT webhook._base_type(typ)
+    UNION
+    SELECT webhook._base_type(c.child)
+      FROM r JOIN pg_type p ON p.oid = r.oid
+      CROSS JOIN LATERAL (
+        SELECT p.typelem AS child WHERE p.typsubscript = 'array_subscript_handler'::regproc
+        UNION ALL
+        SELECT a.atttypid FROM pg_attribute a
+         WHERE p.typtype = 'c' AND a.attrelid = p.typrelid AND a.attnum > 0 AND NOT a.attisdropped) c
+  )
+  SELECT EXISTS (SELECT 1 FROM r WHERE r.oid IN ('timestamptz'::regtype, 'timestamp'::regtype,
+                                                  'date'::regtype, 'bytea'::regtype))
+$$;
+
+-- payload.rs push_datum(): the JSON of one value of type `typ`, from the
+-- JSON to_json() gave it.
+CREATE FUNCTION webhook._json_value(v json, typ oid) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE base oid := CASE WHEN typ IN (17, 1082, 1114, 1184) THEN typ ELSE webhook._base_type(typ) END;
+        t record; s text;
+BEGIN
+  IF v IS NULL OR json_typeof(v) = 'null' THEN
+    RETURN 'null';
+  END IF;
+  IF base IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype) THEN
+    s := v #>> '{}';
+    RETURN '"' || CASE base
+      WHEN 'timestamptz'::regtype THEN webhook._rfc3339(s::timestamptz)
+      WHEN 'timestamp'::regtype THEN webhook._iso_timestamp(s::timestamp, false)
+      WHEN 'date'::regtype THEN webhook._iso_date(s::date)
+      -- to_json() writes bytea as its output function does (hex or escape,
+      -- as bytea_output says), which bytea's input reads back; payload.rs
+      -- writes base64.
+      ELSE translate(encode(s::bytea, 'base64'), E'\n', '') END || '"';
+  END IF;
+  IF NOT webhook._json_differs(base) THEN
+    RETURN v::text;
+  END IF;
+  SELECT p.typelem, p.typtype, p.typrelid, p.typsubscript = 'array_subscript_handler'::regproc AS is_array
+    INTO t FROM pg_type p WHERE p.oid = base;
+  IF t.is_array THEN
+    -- Elements are never arrays themselves: a JSON array inside is the
+    -- next dimension of a multidimensional array.
+    RETURN '[' || coalesce((SELECT string_agg(webhook._json_value(e.v, CASE WHEN json_typeof(e.v) = 'array'
+                                                                            THEN base ELSE t.typelem END), ','
+                                              ORDER BY e.n)
+                              FROM json_array_elements(v) WITH ORDINALITY AS e (v, n)), '') || ']';
+  END IF;
+  -- A composite: its attributes in order, each by its own type.
+  RETURN '{' || coalesce((SELECT string_agg(to_json(e.key)::text || ':' || webhook._json_value(e.value, a.atttypid), ','
+                                            ORDER BY e.n)
+                            FROM json_each(v) WITH ORDINALITY AS e (key, value, n)
+                            JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attname = e.key
+                                               AND a.attnum > 0 AND NOT a.attisdropped), '') || '}';
+END
+$$;
+
+-- payload.rs push_row(): a row's JSON object, every live column or only
+-- those named in `cols`, in the table's order; `fix` names the columns
+-- whose values to_json() writes otherwise (with their types). `r` is
+-- to_json(rec). Rebuilt from json_each(), a json column's value would lose
+-- the white space around it (json keeps its text as written, and to_json()
+-- embeds it so); when the rebuilt row is shorter, such values are read
+-- from the row itself.
+CREATE FUNCTION webhook._row_json(r json, rec anyelement, cols name[], fix_names name[], fix_types oid[]) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE out text; whole text;
+BEGIN
+  IF r IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF cols IS NULL AND fix_names IS NULL THEN
+    RETURN r::text;
+  END IF;
+  SELECT '{' || coalesce(string_agg(to_json(e.key)::text || ':'
+                                    || CASE WHEN f.typ IS NULL THEN e.value::text ELSE webhook._json_value(e.value, f.typ) END,
+                                    ',' ORDER BY e.n) FILTER (WHERE cols IS NULL OR e.key = ANY (cols)), '') || '}',
+         '{' || coalesce(string_agg(to_json(e.key)::text || ':' || e.value::text, ',' ORDER BY e.n), '') || '}'
+    INTO out, whole
+    FROM json_each(r) WITH ORDINALITY AS e (key, value, n)
+    LEFT JOIN unnest(fix_names, fix_types) AS f (name, typ) ON f.name = e.key;
+  IF length(whole) = length(r::text) THEN
+    RETURN out;
+  END IF;
+  SELECT '{' || coalesce(string_agg(to_json(e.key)::text || ':'
+                                    || CASE WHEN f.typ IS NOT NULL THEN webhook._json_value(e.value, f.typ)
+                                            WHEN json_typeof(e.value) = 'null' THEN 'null'
+                                            WHEN webhook._base_type(a.atttypid) = 'json'::regtype
+                                              THEN webhook._key_text(rec, e.key::name)
+                                            ELSE e.value::text END,
+                                    ',' ORDER BY e.n), '') || '}'
+    INTO out
+    FROM json_each(r) WITH ORDINALITY AS e (key, value, n)
+    LEFT JOIN unnest(fix_names, fix_types) AS f (name, typ) ON f.name = e.key
+    LEFT JOIN pg_attribute a ON a.attrelid = (SELECT t.typrelid FROM pg_type t WHERE t.oid = pg_typeof(rec))
+                            AND a.attname = e.key AND a.attnum > 0 AND NOT a.attisdropped
+   WHERE cols IS NULL OR e.key = ANY (cols);
+  RETURN out;
+END
+$$;
+
+-- Does capture write values of this column type otherwise than to_json()?
+-- The built-in types of ordinary tables answered at once, any other
+-- through the catalog.
+CREATE FUNCTION webhook._column_differs(typ oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+  WHEN typ IN (16, 20, 21, 23, 25, 114, 700, 701, 790, 869, 1042, 1043, 1083, 1186, 1266, 1700, 2950, 3802,
+               1000, 1005, 1007, 1009, 1015, 1016, 1021, 1022, 1231, 199, 3807, 2951) THEN false
+  WHEN typ IN (17, 1082, 1114, 1184, 1001, 1182, 1115, 1185) THEN true
+  ELSE webhook._json_differs(typ) END;
+
+-- A capture trigger's arguments that webhook.track() did not write
+-- (error.rs TriggerArguments).
+CREATE FUNCTION webhook._capture_arguments_invalid(trigger name, relation regclass, why text) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RAISE EXCEPTION 'webhook capture trigger % on % has invalid arguments: %', to_json(trigger::text), relation, why
+    USING ERRCODE = 'trigger_protocol_violated',
+          HINT = 'Capture triggers are installed by webhook.track(); drop this trigger and call webhook.track() for the table instead.';
+END
+$$;
+
+-- The AFTER ROW trigger webhook.track() installs (capture.rs
+-- webhook_capture_row). SECURITY DEFINER: it writes the outbox, which the
+-- writing role may not; who may install it is granted (grant_tracker),
+-- and its arguments are checked on every row.
+CREATE FUNCTION webhook._capture_row() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+-- Its catalog query, planned anew for every row, would cost more than the
+-- rest of the trigger.
+SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+  event_type text := TG_ARGV[0];
+  op text := lower(TG_OP);
+  ts timestamptz := clock_timestamp();
+  row_new json;
+  row_old json;
+  projected name[];
+  sh record;
+  key text;
+  v json;
+  i int;
+  body text;
+BEGIN
+  IF TG_LEVEL <> 'ROW' OR TG_WHEN <> 'AFTER' THEN
+    RAISE EXCEPTION 'webhook capture must run as an AFTER ROW trigger'
+      USING ERRCODE = 'trigger_protocol_violated', HINT = 'Use webhook.track(table) to install it.';
+  END IF;
+  IF TG_NARGS <> 3 THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('expected 3 arguments, got %s', TG_NARGS));
+  END IF;
+  IF NOT webhook._event_type_ok(event_type) THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('%s is not a valid event type', to_json(event_type)));
+  END IF;
+  IF webhook._event_type_reserved(event_type) THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID,
+      format('event type %s is reserved: webhook.* are pg_webhook''s own', to_json(event_type)));
+  END IF;
+  IF TG_ARGV[1] !~ '^([0-9]{1,5}(,[0-9]{1,5})*)?$' OR TG_ARGV[2] !~ '^([0-9]{1,5}(,[0-9]{1,5})*)?$' THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, 'column numbers must be comma-separated numbers');
+  END IF;
+
+  -- The tracked table (this one, or for a partition's cloned trigger the
+  -- table track() was called on), its key and projected columns (track()
+  -- wrote the tracked table's column numbers; a partition's columns are
+  -- found by name) and the columns to_json() writes otherwise.
+  WITH RECURSIVE up (relid, parent) AS (
+    SELECT t.tgrelid, t.tgparentid FROM pg_trigger t WHERE t.tgrelid = TG_RELID AND t.tgname = TG_NAME
+    UNION ALL
+    SELECT t.tgrelid, t.tgparentid FROM up JOIN pg_trigger t ON t.oid = up.parent
+  ), tracked AS (
+    SELECT coalesce((SELECT up.relid FROM up WHERE up.parent = 0), TG_RELID) AS relid
+  ), wanted AS (
+    SELECT 'key' AS kind, k.ord, k.a::int2 AS attnum
+      FROM unnest(string_to_array(nullif(TG_ARGV[1], ''), ',')) WITH ORDINALITY AS k (a, ord)
+    UNION ALL
+    SELECT 'only', o.ord, o.a::int2 FROM unnest(string_to_array(nullif(TG_ARGV[2], ''), ',')) WITH ORDINALITY AS o (a, ord)
+  ), mapped AS (
+    SELECT w.kind, w.ord, ta.attnum IS NOT NULL AS known, pa.attname,
+           CASE WHEN pt.typtype = 'd' THEN webhook._base_type(pt.oid) ELSE pt.oid END AS base
+      FROM wanted w CROSS JOIN tracked
+      LEFT JOIN pg_attribute ta ON ta.attrelid = tracked.relid AND ta.attnum = w.attnum AND w.attnum > 0
+      LEFT JOIN pg_attribute pa ON pa.attrelid = TG_RELID AND pa.attname = ta.attname AND pa.attnum > 0 AND NOT pa.attisdropped
+      LEFT JOIN pg_type pt ON pt.oid = pa.atttypid
+  ), fix AS (
+    SELECT array_agg(a.attname ORDER BY a.attnum) AS names, array_agg(a.atttypid ORDER BY a.attnum) AS types
+      FROM pg_attribute a
+     WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND webhook._column_differs(a.atttypid)
+  )
+  SELECT (SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.oid = tracked.relid) AS table_name,
+         coalesce((SELECT bool_and(m.known) FROM mapped m), true) AS args_ok,
+         coalesce((SELECT array_agg(m.attname ORDER BY m.ord) FROM mapped m WHERE m.kind = 'only' AND m.attname IS NOT NULL), '{}') AS only,
+         fix.names AS fix_names, fix.types AS fix_types,
+         -- Key columns: NULL where dropped after track(); how each is written.
+         (SELECT array_agg(m.attname ORDER BY m.ord) FROM mapped m WHERE m.kind = 'key') AS key_names,
+         (SELECT array_agg(m.base ORDER BY m.ord) FROM mapped m WHERE m.kind = 'key') AS key_types,
+         (SELECT array_agg(p.typsubscript = 'array_subscript_handler'::regproc OR p.typtype = 'c'
+                           OR EXISTS (SELECT 1 FROM pg_cast c WHERE c.castsource = p.oid
+                                         AND c.casttarget IN ('json'::regtype, 'jsonb'::regtype)) ORDER BY m.ord)
+            FROM mapped m LEFT JOIN pg_type p ON p.oid = m.base WHERE m.kind = 'key') AS key_by_text
+    INTO sh FROM tracked, fix;
+  IF NOT sh.args_ok THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, 'a column number is not a column of the table');
+  END IF;
+
+  IF op <> 'delete' THEN
+    row_new := to_json(NEW);
+  END IF;
+  IF op <> 'insert' THEN
+    row_old := to_json(OLD);
+  END IF;
+  projected := CASE WHEN TG_ARGV[2] <> '' THEN sh.only END;
+  body := '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts)
+          || '","data":{"table":' || to_json(sh.table_name)::text || ',"op":"' || op
+          || '","new":' || coalesce(webhook._row_json(row_new, NEW, projected, sh.fix_names, sh.fix_types), 'null')
+          || ',"old":' || coalesce(webhook._row_json(row_old, OLD, projected, sh.fix_names, sh.fix_types), 'null')
+          || '}}';
+  PERFORM webhook._check_event_size(event_type, octet_length(body));
+
+  -- payload.rs key_text(): the key columns' text, comma separated: what
+  -- `value::text` gives (->> of to_json() is exactly that for every type
+  -- but arrays, composites and types with a json cast), except for the
+  -- types whose text depends on the session (timestamps, dates, times,
+  -- bytea), written as in the payload.
+  -- Key columns dropped after track() (the primary key went with them)
+  -- are left out; without any, the event has no key.
+  FOR i IN 1 .. coalesce(cardinality(sh.key_names), 0) LOOP
+    CONTINUE WHEN sh.key_names[i] IS NULL;
+    key := CASE WHEN key IS NULL THEN '' ELSE key || ',' END;
+    v := coalesce(row_new, row_old) -> sh.key_names[i]::text;
+    CONTINUE WHEN json_typeof(v) = 'null';
+    key := key || CASE
+      WHEN sh.key_types[i] IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype, 'time'::regtype)
+        THEN trim(BOTH '"' FROM webhook._json_value(v, sh.key_types[i]))
+      WHEN sh.key_by_text[i] THEN webhook._key_text(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i])
+      ELSE v #>> '{}' END;
+  END LOOP;
+
+  INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
+  VALUES (event_type, body, webhook._ordering_key(key), ts,
+          CASE WHEN current_setting('webhook.traceparent', true) <> '' THEN webhook._traceparent() END);
+  PERFORM webhook._wrote_events();
+  RETURN NULL;
+END
+$$;
+
+-- A key column's `value::text`, for the types ->> of to_json() writes
+-- otherwise.
+CREATE FUNCTION webhook._key_text(r anyelement, col name) RETURNS text
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE t text;
+BEGIN
+  EXECUTE format('SELECT ($1).%I::pg_catalog.text', col) INTO t USING r;
+  RETURN t;
+END
+$$;
