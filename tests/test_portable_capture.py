@@ -168,3 +168,39 @@ def test_the_two_documented_differences(db, portable_db):
     native, port = (q1(c, "SELECT body FROM webhook.event_log") for c in (db, portable_db))
     assert '"h":"\\"a\\"=>\\"1\\"","v":{"j":  {"a" : 1}  ,"at":"2001-01-01T00:00:00Z"}' in native
     assert '"h":{"a": "1"},"v":{"j":{"a" : 1},"at":"2001-01-01T00:00:00Z"}' in port
+
+
+def test_partitioned_tables_and_truncate_alike(db, portable_db):
+    """A tracked partitioned table, one partition with its columns numbered
+    otherwise, projections, rows moving between partitions, two levels,
+    savepoints rolled back, and what TRUNCATE does (nothing: it fires no
+    row trigger)."""
+    both = Lockstep(db, portable_db)
+    for sql in [
+        "CREATE TABLE porders (region text NOT NULL, id int NOT NULL, total int, note text, at timestamptz, "
+        "PRIMARY KEY (region, id)) PARTITION BY LIST (region)",
+        "CREATE TABLE porders_eu PARTITION OF porders FOR VALUES IN ('eu') PARTITION BY RANGE (id)",
+        "CREATE TABLE porders_eu_low PARTITION OF porders_eu FOR VALUES FROM (MINVALUE) TO (100)",
+        "CREATE TABLE porders_eu_high PARTITION OF porders_eu FOR VALUES FROM (100) TO (MAXVALUE)",
+        "CREATE TABLE porders_us (junk int, at timestamptz, note text, total int, id int NOT NULL, region text NOT NULL)",
+        "ALTER TABLE porders_us DROP COLUMN junk",
+        "ALTER TABLE porders ATTACH PARTITION porders_us FOR VALUES IN ('us')",
+        "SELECT webhook.track('porders')",
+        "SELECT webhook.track('porders', event_prefix => 'totals', columns => '{id,total,at}')",
+        "INSERT INTO porders VALUES ('eu', 1, 10, 'a', '2001-01-01 00:00+00'), ('us', 2, 20, 'b', NULL), "
+        "('eu', 200, 30, 'c', '1999-12-31 23:59:59.5+00')",
+        "UPDATE porders SET region = 'us' WHERE id = 1",
+        "UPDATE porders SET total = total + 1",
+        "UPDATE porders SET note = 'x' WHERE id = 2",
+        "BEGIN", "INSERT INTO porders VALUES ('eu', 5, 1, 'kept', NULL)", "SAVEPOINT s",
+        "INSERT INTO porders VALUES ('eu', 6, 1, 'rolled back', NULL)", "ROLLBACK TO SAVEPOINT s", "COMMIT",
+        "ALTER TABLE porders RENAME TO porders_renamed",
+        "DELETE FROM porders_renamed WHERE id = 200",
+        "TRUNCATE porders_renamed",
+    ]:
+        both.execute(sql)
+    native = events(db)
+    assert len(native) == 21
+    assert {t for t, _, _ in native} == {"porders.insert", "porders.update", "porders.delete",
+                                         "totals.insert", "totals.update", "totals.delete"}
+    same_events(native, events(portable_db), "partitions")

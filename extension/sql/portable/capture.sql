@@ -159,6 +159,7 @@ DECLARE
   row_new json;
   row_old json;
   projected name[];
+  tracked oid;
   sh record;
   key text;
   v json;
@@ -183,35 +184,41 @@ BEGIN
     PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, 'column numbers must be comma-separated numbers');
   END IF;
 
-  -- The tracked table (this one, or for a partition's cloned trigger the
-  -- table track() was called on), its key and projected columns (track()
-  -- wrote the tracked table's column numbers; a partition's columns are
-  -- found by name) and the columns to_json() writes otherwise.
+  -- The tracked table: this one, or for a partition's cloned trigger the
+  -- table track() was called on (the top of the trigger's clone chain).
   WITH RECURSIVE up (relid, parent) AS (
     SELECT t.tgrelid, t.tgparentid FROM pg_trigger t WHERE t.tgrelid = TG_RELID AND t.tgname = TG_NAME
     UNION ALL
     SELECT t.tgrelid, t.tgparentid FROM up JOIN pg_trigger t ON t.oid = up.parent
-  ), tracked AS (
-    SELECT coalesce((SELECT up.relid FROM up WHERE up.parent = 0), TG_RELID) AS relid
-  ), wanted AS (
+  )
+  SELECT coalesce((SELECT up.relid FROM up WHERE up.parent = 0), TG_RELID) INTO tracked;
+  -- Its key and projected columns (track() wrote the tracked table's column
+  -- numbers; a partition's columns are found by name), and the columns
+  -- to_json() writes otherwise. Each lookup by key, so that the generic
+  -- plan reads the catalog by its indexes.
+  WITH wanted AS (
     SELECT 'key' AS kind, k.ord, k.a::int2 AS attnum
       FROM unnest(string_to_array(nullif(TG_ARGV[1], ''), ',')) WITH ORDINALITY AS k (a, ord)
     UNION ALL
     SELECT 'only', o.ord, o.a::int2 FROM unnest(string_to_array(nullif(TG_ARGV[2], ''), ',')) WITH ORDINALITY AS o (a, ord)
+  ), named AS (
+    SELECT w.kind, w.ord,
+           (SELECT ta.attname FROM pg_attribute ta WHERE ta.attrelid = tracked AND ta.attnum = w.attnum AND w.attnum > 0) AS tracked_name
+      FROM wanted w
   ), mapped AS (
-    SELECT w.kind, w.ord, ta.attnum IS NOT NULL AS known, pa.attname,
+    SELECT n.kind, n.ord, n.tracked_name IS NOT NULL AS known, pa.attname,
            CASE WHEN pt.typtype = 'd' THEN webhook._base_type(pt.oid) ELSE pt.oid END AS base
-      FROM wanted w CROSS JOIN tracked
-      LEFT JOIN pg_attribute ta ON ta.attrelid = tracked.relid AND ta.attnum = w.attnum AND w.attnum > 0
-      LEFT JOIN pg_attribute pa ON pa.attrelid = TG_RELID AND pa.attname = ta.attname AND pa.attnum > 0 AND NOT pa.attisdropped
-      LEFT JOIN pg_type pt ON pt.oid = pa.atttypid
+      FROM named n
+      LEFT JOIN LATERAL (SELECT a.attname, a.atttypid FROM pg_attribute a
+                          WHERE a.attrelid = TG_RELID AND a.attname = n.tracked_name AND a.attnum > 0 AND NOT a.attisdropped) pa ON true
+      LEFT JOIN LATERAL (SELECT t.oid, t.typtype FROM pg_type t WHERE t.oid = pa.atttypid) pt ON true
   ), fix AS (
     SELECT array_agg(a.attname ORDER BY a.attnum) AS names, array_agg(a.atttypid ORDER BY a.attnum) AS types
       FROM pg_attribute a
      WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND webhook._column_differs(a.atttypid)
   )
   SELECT (SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-           WHERE c.oid = tracked.relid) AS table_name,
+           WHERE c.oid = tracked) AS table_name,
          coalesce((SELECT bool_and(m.known) FROM mapped m), true) AS args_ok,
          coalesce((SELECT array_agg(m.attname ORDER BY m.ord) FROM mapped m WHERE m.kind = 'only' AND m.attname IS NOT NULL), '{}') AS only,
          fix.names AS fix_names, fix.types AS fix_types,
@@ -221,8 +228,9 @@ BEGIN
          (SELECT array_agg(p.typsubscript = 'array_subscript_handler'::regproc OR p.typtype = 'c'
                            OR EXISTS (SELECT 1 FROM pg_cast c WHERE c.castsource = p.oid
                                          AND c.casttarget IN ('json'::regtype, 'jsonb'::regtype)) ORDER BY m.ord)
-            FROM mapped m LEFT JOIN pg_type p ON p.oid = m.base WHERE m.kind = 'key') AS key_by_text
-    INTO sh FROM tracked, fix;
+            FROM mapped m LEFT JOIN LATERAL (SELECT t.* FROM pg_type t WHERE t.oid = m.base) p ON true
+           WHERE m.kind = 'key') AS key_by_text
+    INTO sh FROM fix;
   IF NOT sh.args_ok THEN
     PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, 'a column number is not a column of the table');
   END IF;
