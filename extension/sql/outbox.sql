@@ -46,3 +46,13 @@ SELECT id, event_type,
   FROM webhook.event_log;
 COMMENT ON VIEW webhook.events IS
   'Every event in the outbox: its type, its body as jsonb (payload) and as sent (body), ordering key and time.';
+
+-- Which edition this database has. The native edition is the extension
+-- with its library; the portable one (extension/sql/portable/) is the same
+-- SQL API in SQL and PL/pgSQL, for servers that cannot load the library.
+-- native:begin (the portable edition's answers 'portable': portable/library.sql)
+CREATE FUNCTION webhook.edition() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'native' $$;
+-- native:end
+COMMENT ON FUNCTION webhook.edition() IS
+  'Which edition of pg_webhook this database has: native (the extension and its library) or portable (SQL and PL/pgSQL only).';

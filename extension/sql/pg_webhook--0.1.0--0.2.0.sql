@@ -1810,6 +1810,10 @@ BEGIN
 END
 $$;
 
+-- New in 0.2.0: which edition this is (outbox.sql).
+CREATE FUNCTION webhook.edition() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'native' $$;
+
 -- Comments (psql's \df+, \dv+), as the stage files make them.
 COMMENT ON FUNCTION webhook.alter_endpoint(bigint, text, text[], text, jsonb, interval, boolean, int, int, interval[], interval, boolean) IS
   'Change the endpoint settings given, with create_endpoint''s checks; NULL keeps a setting as it is.';
@@ -1878,3 +1882,5 @@ COMMENT ON VIEW webhook.events IS
   'Every event in the outbox: its type, its body as jsonb (payload) and as sent (body), ordering key and time.';
 COMMENT ON VIEW webhook.tracked_tables IS
   'What is captured: one row per tracked table and event prefix, with its operations and the triggers that capture them.';
+COMMENT ON FUNCTION webhook.edition() IS
+  'Which edition of pg_webhook this database has: native (the extension and its library) or portable (SQL and PL/pgSQL only).';

@@ -37,6 +37,10 @@ BEGIN
 END
 $portable$;
 
+-- outbox.sql's webhook.edition(), this edition's answer.
+CREATE FUNCTION webhook.edition() RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'portable' $$;
+
 -- The settings the native edition keeps as superuser-only GUCs
 -- (extension/src/guc.rs: webhook.allow_http, webhook.max_event_size). A
 -- placeholder GUC could be SET by any role, so here they live in a table
