@@ -1,9 +1,13 @@
 """The SQL tier: the extension's SQL API, capture, privileges and upgrades
-through plain connections. It needs the cluster of the PostgreSQL under test with the extension
+through plain connections, and the isolation specs (tests/sql/isolation/).
+It needs the cluster of the PostgreSQL under test with the extension
 installed (`make install package`, or `make install PG=N` for a root's);
 test_pgbouncer.py also needs the PostgreSQL 17 root (scripts/pg-root.sh),
-which carries PgBouncer. No webhookd build and no Docker: a test here
-asking for a webhookd or a console fails, as it belongs to another tier."""
+which carries PgBouncer, and test_isolation.py the version's
+pg_isolation_regress (PostgreSQL's client package ships it; the test is
+skipped, saying so, without it). No webhookd build and no Docker: a test
+here asking for a webhookd or a console fails, as it belongs to another
+tier."""
 
 import pytest
 
