@@ -29,7 +29,8 @@ PROXY_VARS = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
 def webhookd_env(**extra):
     """This process's environment for a webhookd, without any proxy setting
     or OpenTelemetry exporter setting (test traffic stays on loopback; tests
-    of proxies and of span export set their own)."""
+    of proxies and of span export set their own), with `extra` added: a None
+    value removes that variable instead."""
     e = {
         k: v
         for k, v in os.environ.items()
