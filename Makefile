@@ -96,8 +96,10 @@ pg-test: setup
 	    $(IN_ROOT) env $(EXT_ENV) cargo pgrx test pg$(PG) $(PGRX_FEATURES) --runas postgres --pgdata $(PGRX_TEST_DATA)/data; \
 	  else $(IN_ROOT) env $(EXT_ENV) cargo pgrx test pg$(PG) $(PGRX_FEATURES); fi
 
-# The container tests (test_container, test_compose, test_faults) build
-# their images from the release build and the extension package.
+# The end-to-end suite is every tier of tests/ (sql, webhookd, console,
+# browser, deploy: docs/development.md); the container tests of
+# tests/deploy build their images from the release build and the
+# extension package.
 # E2E_MARKS: a pytest -m expression (test-versions passes one).
 e2e-test: install package
 	.venv/bin/pytest -q $(if $(E2E_MARKS),-m "$(E2E_MARKS)") tests

@@ -22,12 +22,12 @@ if [ "${1:-}" = docs ]; then
 fi
 
 need_pkgs=()
-# tinyproxy-bin: the forward proxy of tests/test_egress.py, the executable
+# tinyproxy-bin: the forward proxy of tests/webhookd/test_egress.py, the executable
 # alone (the tinyproxy package would also start a system service).
-# chromium: the browser of tests/test_console_browser.py (Playwright drives
+# chromium: the browser of tests/browser/test_console_browser.py (Playwright drives
 # it; Playwright's own browser download is never used).
 # debootstrap: the Debian roots of PostgreSQL 17 and 18 (scripts/pg-root.sh).
-# dpkg-dev, binutils and lintian: `make deb` and tests/test_deb.py.
+# dpkg-dev, binutils and lintian: `make deb` and tests/deploy/test_deb.py.
 for p in postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config sudo bc openssl \
     tinyproxy-bin chromium debootstrap dpkg-dev binutils lintian; do
   dpkg -s "$p" >/dev/null 2>&1 || need_pkgs+=("$p")

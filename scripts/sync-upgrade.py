@@ -6,7 +6,7 @@ The upgrade script of the release under development
 (extension/sql/pg_webhook--A--B.sql) re-creates every function whose
 definition changed since release A. Their text must equal the stage files'
 (extension/sql/{outbox,capture,route,...}.sql), or an upgraded database
-differs from a fresh install (tests/test_upgrade.py compares the two). This
+differs from a fresh install (tests/sql/test_upgrade.py compares the two). This
 script copies each such function's definition from the stage file that
 defines it, keeping the upgrade script's own `CREATE` or `CREATE OR
 REPLACE`; functions the stage files do not define (the migration's own)

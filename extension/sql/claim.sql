@@ -21,7 +21,7 @@
 -- the inlining): it is inlined into _due() and _route(), which pin it, and
 -- is executable by nobody else; every operator and function in it has an
 -- exact match in pg_catalog, which a role's search_path searches first
--- (tests/test_search_path.py holds both).
+-- (tests/sql/test_search_path.py holds both).
 CREATE FUNCTION webhook._rooms(t_now timestamptz, lease_until timestamptz,
                                exclude bigint[], cap_ids bigint[], cap_n int[], worker text)
 RETURNS TABLE (id bigint, room int, mine int)

@@ -1,6 +1,6 @@
 -- pg_webhook 0.1.0 → 0.2.0 (ALTER EXTENSION pg_webhook UPDATE).
 -- Every event, delivery (pending, leased, dead or done) and attempt is
--- kept; tests/test_upgrade.py checks that the result is exactly a fresh
+-- kept; tests/sql/test_upgrade.py checks that the result is exactly a fresh
 -- 0.2.0 install.
 
 -- Storage: the outbox, deliveries and attempts become partitioned by event

@@ -3,7 +3,7 @@
 -- databases that cannot load pg_webhook's shared library (managed services).
 -- Same names, arguments, results, volatility and errors, so the stage files
 -- (extension/sql/*.sql) run unchanged on top of either; each says which
--- Rust function it stands for, and tests/test_portable_library.py checks
+-- Rust function it stands for, and tests/sql/test_portable_library.py checks
 -- that both give the same bytes for the same input.
 --
 -- Loaded first: only the pgcrypto wrappers are called while the stage files

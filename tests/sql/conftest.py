@@ -1,0 +1,73 @@
+"""The SQL tier: the extension's SQL API, capture, privileges and upgrades
+through plain connections, and the isolation specs (tests/sql/isolation/).
+It needs the cluster of the PostgreSQL under test with the extension
+installed (`make install package`, or `make install PG=N` for a root's);
+test_pgbouncer.py also needs the PostgreSQL 17 root (scripts/pg-root.sh),
+which carries PgBouncer, and test_isolation.py the version's
+pg_isolation_regress (PostgreSQL's client package ships it; the test is
+skipped, saying so, without it). No webhookd build and no Docker: a test
+here asking for a webhookd or a console fails, as it belongs to another
+tier."""
+
+import sys
+
+import psycopg
+import pytest
+
+from support.cluster import ROOT, connect, dsn
+from support.pgbouncer import PgBouncer
+
+
+def _not_in_this_tier(what, tier):
+    pytest.fail(
+        f"the SQL tier starts no {what}: this test belongs in tests/{tier}/ (tests/sql needs no webhookd build)",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def webhookd():
+    _not_in_this_tier("webhookd", "webhookd")
+
+
+@pytest.fixture
+def console():
+    _not_in_this_tier("console", "console")
+
+
+@pytest.fixture
+def pgbouncer(pg_cluster):
+    """Starts PgBouncers: `pgbouncer("transaction")` (or session,
+    statement; keywords as PgBouncer's) returns a running one; all are
+    stopped after the test."""
+    started = []
+
+    def start(mode="transaction", **kw):
+        b = PgBouncer(mode, **kw)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture
+def portable_db(pg_cluster, dbname):
+    """A database with the portable edition (scripts/portable.py) and pgcrypto,
+    beside the native one of `db`; pg_webhook's library is never loaded in it."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import portable
+
+    name = f"{dbname}_portable"
+    with psycopg.connect(dsn(), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    try:
+        with connect(name) as c:
+            c.execute("CREATE EXTENSION pgcrypto")
+            c.execute(portable.edition())
+            c.execute("UPDATE webhook.portable_settings SET allow_http = true, max_event_size = 1073741823")
+            yield c
+    finally:
+        with psycopg.connect(dsn(), autocommit=True) as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
