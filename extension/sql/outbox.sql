@@ -52,7 +52,7 @@ COMMENT ON VIEW webhook.events IS
 -- SQL API in SQL and PL/pgSQL, for servers that cannot load the library.
 -- native:begin (the portable edition's answers 'portable': portable/library.sql)
 CREATE FUNCTION webhook.edition() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'native' $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT 'native' $$;
 -- native:end
 COMMENT ON FUNCTION webhook.edition() IS
   'Which edition of pg_webhook this database has: native (the extension and its library) or portable (SQL and PL/pgSQL only).';

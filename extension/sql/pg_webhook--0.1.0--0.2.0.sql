@@ -1812,7 +1812,7 @@ $$;
 
 -- New in 0.2.0: which edition this is (outbox.sql).
 CREATE FUNCTION webhook.edition() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'native' $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT 'native' $$;
 
 -- Comments (psql's \df+, \dv+), as the stage files make them.
 COMMENT ON FUNCTION webhook.alter_endpoint(bigint, text, text[], text, jsonb, interval, boolean, int, int, interval[], interval, boolean) IS

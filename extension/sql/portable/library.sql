@@ -39,7 +39,7 @@ $portable$;
 
 -- outbox.sql's webhook.edition(), this edition's answer.
 CREATE FUNCTION webhook.edition() RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT 'portable' $$;
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT 'portable' $$;
 
 -- The settings the native edition keeps as superuser-only GUCs
 -- (extension/src/guc.rs: webhook.allow_http, webhook.max_event_size). A
