@@ -5,6 +5,7 @@
 //! admin API and web console). Every flag also reads an environment
 //! variable.
 
+pub mod console;
 pub mod healthcheck;
 pub mod listen;
 pub mod run;
@@ -13,7 +14,6 @@ pub mod status;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::console;
 use crate::observe::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
@@ -45,7 +45,7 @@ enum Command {
     /// Ctrl-C. Tokens come from WEBHOOKD_CONSOLE_ADMIN_TOKEN,
     /// WEBHOOKD_CONSOLE_READ_TOKEN and --token-file; connect as a role
     /// granted webhook.grant_manager().
-    Console(Box<console::ConsoleArgs>),
+    Console(Box<console::ConsoleCommand>),
 }
 
 /// Cancels `token` at SIGTERM or Ctrl-C (the services' shutdown).
@@ -100,7 +100,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Console(a) => {
                 let token = CancellationToken::new();
                 tokio::spawn(terminated(token.clone()));
-                console::run(*a, token).await
+                console::command(*a, token).await
             }
         }
     })

@@ -27,8 +27,7 @@ use super::auth::{same_secret, Role, LOGIN_FORM_SECONDS};
 use super::request::{self, RequestContext};
 use super::session::SESSION_LIFETIME;
 use super::store::{Activity, Delivery, Endpoint, EndpointChange, EventFilter, StoreError};
-use super::Console;
-use crate::policy::retry;
+use super::{Console, Facts};
 
 type AppState = Arc<Console>;
 
@@ -709,14 +708,14 @@ fn duration_text(ms: i64) -> String {
 
 /// Durations as typed in the form, comma separated (`5s, 5m, 1h 30m`),
 /// read as webhookd reads `--retry-schedule`; in milliseconds.
-fn durations_ms(name: &str, v: &str) -> Result<Vec<i64>, ApiError> {
+fn durations_ms(facts: &Facts, name: &str, v: &str) -> Result<Vec<i64>, ApiError> {
     let bad = |why: String| {
         ApiError::bad_request(
             format!("{name}: {why}"),
             Some("Durations read like 30s, 5m, 2h or 1h 30m, comma separated."),
         )
     };
-    retry::parse_schedule(v)
+    (facts.parse_schedule)(v)
         .map_err(bad)?
         .into_iter()
         .map(|d| i64::try_from(d.as_millis()).map_err(|_| bad(format!("{d:?} is too long"))))
@@ -765,7 +764,7 @@ impl EndpointForm {
 
     /// The change the form asks for. Empty numbers keep the SQL API's
     /// defaults (create) or clear the value (update: no rate limit).
-    fn change(&self, update: bool) -> Result<EndpointChange, ApiError> {
+    fn change(&self, update: bool, facts: &Facts) -> Result<EndpointChange, ApiError> {
         let number = |name: &str, v: &str| -> Result<Option<i32>, ApiError> {
             let v = v.trim();
             if v.is_empty() {
@@ -795,11 +794,11 @@ impl EndpointForm {
         let schedule = match self.retry_schedule.trim() {
             "" => None,
             t if t.eq_ignore_ascii_case("none") => Some(Vec::new()),
-            t => Some(durations_ms("retry schedule", t)?),
+            t => Some(durations_ms(facts, "retry schedule", t)?),
         };
         let max_age = match self.retry_max_age.trim() {
             "" => None,
-            t => match durations_ms("retry max age", t)?[..] {
+            t => match durations_ms(facts, "retry max age", t)?[..] {
                 [one] => Some(one),
                 _ => return Err(ApiError::bad_request("retry max age: one duration", None)),
             },
@@ -834,6 +833,7 @@ fn endpoint_form(
     to: &str,
     f: &EndpointForm,
     types: &[String],
+    facts: &Facts,
     creating: bool,
     error: Option<&ApiError>,
 ) -> Markup {
@@ -859,7 +859,7 @@ fn endpoint_form(
                 div { label for="rate_limit" { "Rate limit (per second)" } input #rate_limit name="rate_limit" inputmode="numeric" value=(f.rate_limit) placeholder="none"; }
             }
             div.row {
-                div { label for="retry_schedule" { "Retry schedule " span.muted { "— delays, comma separated; empty: each webhookd's " code { "--retry-schedule" } " (its default shown: the console cannot see a running webhookd's flags); " code { "none" } ": no retry" } } input #retry_schedule name="retry_schedule" value=(f.retry_schedule) placeholder=(retry::DEFAULT_SCHEDULE.replace(',', ", ")); }
+                div { label for="retry_schedule" { "Retry schedule " span.muted { "— delays, comma separated; empty: each webhookd's " code { "--retry-schedule" } " (its default shown: the console cannot see a running webhookd's flags); " code { "none" } ": no retry" } } input #retry_schedule name="retry_schedule" value=(f.retry_schedule) placeholder=(facts.default_retry_schedule.replace(',', ", ")); }
                 div { label for="retry_max_age" { "Retry max age " span.muted { "— empty: no limit" } } input #retry_max_age name="retry_max_age" value=(f.retry_max_age) placeholder="3days"; }
             }
             label.check { input type="checkbox" name="ordered" checked[f.ordered.is_some()]; " Ordered: one delivery per ordering key at a time, in commit order" }
@@ -892,7 +892,7 @@ async fn new_endpoint(s: Session, State(state): State<AppState>) -> Response {
         "New endpoint",
         Some(&s),
         None,
-        html! { h1 { "New endpoint" } (endpoint_form(&s, "/endpoints", &f, &types, true, None)) },
+        html! { h1 { "New endpoint" } (endpoint_form(&s, "/endpoints", &f, &types, &state.facts, true, None)) },
     )
     .into_response()
 }
@@ -924,7 +924,7 @@ async fn create_endpoint(
     if let Some(r) = refuse_form(&s, &headers, &f.csrf) {
         return r;
     }
-    let result = match f.change(false) {
+    let result = match f.change(false, &state.facts) {
         Ok(change) => state
             .act(&s.actor)
             .create_endpoint(change)
@@ -942,7 +942,7 @@ async fn create_endpoint(
                 "New endpoint",
                 Some(&s),
                 None,
-                html! { h1 { "New endpoint" } (endpoint_form(&s, "/endpoints", &f, &types, true, Some(&e))) },
+                html! { h1 { "New endpoint" } (endpoint_form(&s, "/endpoints", &f, &types, &state.facts, true, Some(&e))) },
             );
             (e.status, body).into_response()
         }
@@ -1090,7 +1090,7 @@ async fn edit_endpoint_form(
         &format!("Edit endpoint #{id}"),
         Some(&s),
         None,
-        html! { h1 { "Edit endpoint #" (id) } (endpoint_form(&s, &format!("/endpoints/{id}/edit"), &EndpointForm::of(&e), &types, false, None)) },
+        html! { h1 { "Edit endpoint #" (id) } (endpoint_form(&s, &format!("/endpoints/{id}/edit"), &EndpointForm::of(&e), &types, &state.facts, false, None)) },
     )
     .into_response()
 }
@@ -1106,7 +1106,7 @@ async fn edit_endpoint(
     if let Some(r) = refuse_form(&s, &headers, &f.csrf) {
         return r;
     }
-    let result = match f.change(true) {
+    let result = match f.change(true, &state.facts) {
         Ok(change) => state
             .act(&s.actor)
             .alter_endpoint(id, change)
@@ -1122,7 +1122,7 @@ async fn edit_endpoint(
                 &format!("Edit endpoint #{id}"),
                 Some(&s),
                 None,
-                html! { h1 { "Edit endpoint #" (id) } (endpoint_form(&s, &format!("/endpoints/{id}/edit"), &f, &types, false, Some(&e))) },
+                html! { h1 { "Edit endpoint #" (id) } (endpoint_form(&s, &format!("/endpoints/{id}/edit"), &f, &types, &state.facts, false, Some(&e))) },
             );
             (e.status, body).into_response()
         }

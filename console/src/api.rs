@@ -861,7 +861,7 @@ pub async fn delivery_detail(
     Ok(DeliveryDetail {
         delivery,
         event,
-        request: store::request_of(&endpoint, event_id),
+        request: store::request_of(&endpoint, event_id, s.facts.user_agent),
         attempts,
     })
 }

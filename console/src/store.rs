@@ -12,7 +12,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use crate::db::Report;
 use webhook_signing::headers;
 
 /// Why a call failed, typed up to the HTTP status that answers it.
@@ -41,7 +40,7 @@ impl From<tokio_postgres::Error> for StoreError {
                 message: db.message().to_string(),
                 hint: db.hint().map(str::to_string),
             },
-            None => StoreError::Unavailable(Report(&e).to_string()),
+            None => StoreError::Unavailable(chain_text(&e)),
         }
     }
 }
@@ -53,6 +52,22 @@ impl From<deadpool_postgres::PoolError> for StoreError {
             e => StoreError::Unavailable(e.to_string()),
         }
     }
+}
+
+/// An error that is not the server's, and its sources: `error connecting
+/// to server: Connection refused (os error 111)`.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let more = cause.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -768,7 +783,7 @@ impl Store {
 
 /// The request a delivery sends, as far as it is known without the
 /// endpoint's secret: see `Request`.
-pub fn request_of(endpoint: &Endpoint, event_id: i64) -> Request {
+pub fn request_of(endpoint: &Endpoint, event_id: i64, user_agent: &str) -> Request {
     let header = |name: &str, value: String| Header {
         name: name.to_string(),
         value,
@@ -779,7 +794,7 @@ pub fn request_of(endpoint: &Endpoint, event_id: i64) -> Request {
         .map(|&name| {
             let value = match name {
                 headers::CONTENT_TYPE => headers::JSON.into(),
-                headers::USER_AGENT => crate::net::egress::USER_AGENT.into(),
+                headers::USER_AGENT => user_agent.into(),
                 headers::WEBHOOK_ID => event_id.to_string(),
                 headers::WEBHOOK_TIMESTAMP => "(the attempt's time, in Unix seconds)".into(),
                 _ => "v1,… (one per signing secret, made for each attempt)".into(),
