@@ -570,16 +570,26 @@ fn bad_cursor() -> ApiError {
     )
 }
 
-/// The cursor of the page after `items` (a full page of `limit` rows):
-/// `<event_id>.<endpoint_id>` of its last row; None on the last page.
+/// The cursor of the page after `items`, a page of `limit` rows at most:
+/// its last row's (`of`), None on the last page.
+fn next_cursor<T>(items: &[T], limit: i64, of: impl Fn(&T) -> String) -> Option<String> {
+    if items.len() as i64 == limit {
+        items.last().map(of)
+    } else {
+        None
+    }
+}
+
+/// `<event_id>.<endpoint_id>` of the page's last delivery.
 pub fn next_delivery_cursor(items: &[Delivery], limit: i64) -> Option<String> {
-    (items.len() as i64 == limit)
-        .then(|| {
-            items
-                .last()
-                .map(|d| format!("{}.{}", d.event_id, d.endpoint_id))
-        })
-        .flatten()
+    next_cursor(items, limit, |d| {
+        format!("{}.{}", d.event_id, d.endpoint_id)
+    })
+}
+
+/// `<id>` of the page's last event.
+pub fn next_event_cursor(items: &[EventSummary], limit: i64) -> Option<String> {
+    next_cursor(items, limit, |e| e.id.to_string())
 }
 
 /// A deliveries cursor (next_delivery_cursor's) read back.
@@ -592,6 +602,7 @@ pub fn delivery_cursor(c: Option<&str>) -> ApiResult<Option<(i64, i64)>> {
     .transpose()
 }
 
+/// An events cursor (next_event_cursor's) read back.
 pub fn event_cursor(c: Option<&str>) -> ApiResult<Option<i64>> {
     c.map(|c| c.parse().map_err(|_| bad_cursor())).transpose()
 }
@@ -913,9 +924,7 @@ async fn list_events(
         limit: limit(q.limit)?,
     };
     let items = s.store.events(&f).await?;
-    let next_cursor = (items.len() as i64 == f.limit)
-        .then(|| items.last().map(|e| e.id.to_string()))
-        .flatten();
+    let next_cursor = next_event_cursor(&items, f.limit);
     Ok(Json(EventPage { items, next_cursor }))
 }
 
@@ -1110,6 +1119,18 @@ mod tests {
         assert_eq!(delivery_cursor(None).unwrap(), None);
         assert_eq!(event_cursor(Some("7")).unwrap(), Some(7));
         assert!(event_cursor(Some("7.1")).is_err());
+        // A full page's cursor is its last row's, read back as written.
+        let event = |id| EventSummary {
+            id,
+            event_type: "t".into(),
+            created_at: String::new(),
+            ordering_key: None,
+            size: 0,
+        };
+        let page = [event(9), event(7)];
+        let next = next_event_cursor(&page, 2);
+        assert_eq!(event_cursor(next.as_deref()).unwrap(), Some(7));
+        assert_eq!(next_event_cursor(&page, 3), None);
         assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
         assert!(limit(Some(0)).is_err());
         assert!(limit(Some(MAX_LIMIT + 1)).is_err());

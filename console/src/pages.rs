@@ -1516,13 +1516,14 @@ async fn events(
         Err(e) => return failed(&s, e.into()),
     };
     let types = state.store.event_types().await.unwrap_or_default();
-    let next = (list.len() as i64 == api::DEFAULT_LIMIT)
-        .then(|| list.last().map(|e| e.id))
-        .flatten()
-        .map(|id| match &f.event_type {
-            Some(t) => format!("/events?event_type={}&cursor={id}", urlencode(t)),
-            None => format!("/events?cursor={id}"),
-        });
+    let next = api::next_event_cursor(&list, api::DEFAULT_LIMIT).map(|c| match &f.event_type {
+        Some(t) => format!(
+            "/events?event_type={}&cursor={}",
+            urlencode(t),
+            urlencode(&c)
+        ),
+        None => format!("/events?cursor={}", urlencode(&c)),
+    });
     page(
         "Events",
         Some(&s),
