@@ -5,17 +5,30 @@
 //! dispatcher role). Every action is a call of the SQL API of schema
 //! `webhook` (store.rs).
 //!
+//! # Layout
+//!
+//! - `api/` and `pages/`, the two front ends, one file a resource in each
+//!   (`endpoints`, `secrets`, `deliveries`, `events`; the pages' `login`
+//!   too); `pages/session.rs` holds the browser's session, its cookies and
+//!   the CSRF checks of every form.
+//! - `actions.rs`: the one layer both front ends change anything through
+//!   (create, alter, enable, disable, delete, rotate, reveal, test, replay,
+//!   redeliver); it writes each action's one audit line.
+//! - `store.rs`: the calls of the SQL API, rows read by column name.
+//! - `auth.rs` (tokens), `throttle.rs` (wrong tokens' backoff),
+//!   `request.rs` (request ids, the Host check); this file: the flags and
+//!   the HTTP server.
+//!
 //! A crate of its own, which knows nothing of webhookd: webhookd's
 //! `console` subcommand parses [`ConsoleArgs`] beside its database flags
 //! and calls [`run`] with a way to open the connection pool and the
 //! [`Facts`] of the dispatcher the console describes.
 
 mod actions;
-pub mod api;
+mod api;
 mod auth;
 mod pages;
 mod request;
-mod session;
 mod store;
 mod throttle;
 
@@ -40,10 +53,15 @@ use tower_http::add_extension::AddExtension;
 use tower_http::timeout::TimeoutLayer;
 
 use auth::{LoginForms, Tokens};
+use pages::session::Sessions;
 use request::AllowedHosts;
-use session::Sessions;
 use store::Store;
 use throttle::Throttle;
+
+/// The variables the console reads from the environment only, never from
+/// a flag: its tokens (a command line is visible to every user of the
+/// host).
+pub const ENV_ONLY: &[&str] = &[auth::ADMIN_TOKEN_ENV, auth::READ_TOKEN_ENV];
 
 /// The console's own flags; webhookd adds its database flags beside them.
 #[derive(Args, Debug)]

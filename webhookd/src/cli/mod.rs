@@ -168,6 +168,8 @@ mod tests {
             .collect()
     }
 
+    /// Each subcommand's flag table, and the table of the console's
+    /// variables that have no flag (its tokens).
     #[test]
     fn the_flag_tables_of_the_docs_are_the_flags_clap_defines() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webhookd.md");
@@ -201,5 +203,26 @@ mod tests {
                 show(&written.difference(&defined).cloned().collect()),
             );
         }
+        // The console's variables without a flag, beside its flags.
+        let (_, rest) = doc
+            .split_once("<!-- env:console:begin -->")
+            .expect("docs/webhookd.md has no <!-- env:console:begin -->");
+        let (table, _) = rest
+            .split_once("<!-- env:console:end -->")
+            .expect("docs/webhookd.md has no <!-- env:console:end -->");
+        let written: BTreeSet<String> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(env, _)| env.to_string())
+            .collect();
+        let defined: BTreeSet<String> = pg_webhook_console::ENV_ONLY
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            written, defined,
+            "docs/webhookd.md's console env table differs from the console's ENV_ONLY"
+        );
     }
 }
