@@ -160,3 +160,16 @@ pub(crate) async fn redeliver(
     let requeued = s.act(&who).redeliver(event_id, Some(endpoint_id)).await?;
     Ok(Json(Requeued { requeued }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_checked() {
+        assert_eq!(delivery_cursor(Some("12.3")).unwrap(), Some((12, 3)));
+        assert!(delivery_cursor(Some("12")).is_err());
+        assert!(delivery_cursor(Some("a.b")).is_err());
+        assert_eq!(delivery_cursor(None).unwrap(), None);
+    }
+}

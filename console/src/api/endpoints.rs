@@ -312,3 +312,43 @@ pub(crate) async fn replay(
     let requeued = s.act(&who).replay(id, &r.since).await?;
     Ok(Json(Requeued { requeued }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_tell_null_from_absent() {
+        let u: EndpointUpdate = serde_json::from_str(r#"{"description": null}"#).unwrap();
+        assert_eq!(u.description, Some(None));
+        assert_eq!(u.rate_limit, None);
+        let u: EndpointUpdate = serde_json::from_str(r#"{"rate_limit": 5}"#).unwrap();
+        assert_eq!(u.rate_limit, Some(Some(5)));
+        assert!(serde_json::from_str::<EndpointUpdate>(r#"{"colour": "red"}"#).is_err());
+    }
+
+    #[test]
+    fn the_read_role_sees_origin_and_path_and_logs_the_origin() {
+        let url = "https://user:pw@hooks.example.com:8443/in/abc?token=s3cret&x=1#frag";
+        assert_eq!(shown_url(url, UrlView::Full), url);
+        assert_eq!(
+            shown_url(url, UrlView::Redacted),
+            "https://[redacted]@hooks.example.com:8443/in/abc?[redacted]#[redacted]"
+        );
+        assert_eq!(
+            shown_url(url, UrlView::Origin),
+            "https://hooks.example.com:8443"
+        );
+        assert_eq!(
+            shown_url("http://[::1]/a", UrlView::Redacted),
+            "http://[::1]/a"
+        );
+        assert_eq!(
+            shown_url("https://h/?", UrlView::Redacted),
+            "https://h/?[redacted]"
+        );
+        assert!(!shown_url("not a url s3cret", UrlView::Redacted).contains("s3cret"));
+        assert_eq!(UrlView::of(Role::Read), UrlView::Redacted);
+        assert_eq!(UrlView::of(Role::Admin), UrlView::Full);
+    }
+}

@@ -111,3 +111,26 @@ pub(crate) async fn event_types(
 ) -> ApiResult<Json<Vec<EventType>>> {
     Ok(Json(s.store.event_types().await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_checked_and_read_back_as_written() {
+        assert_eq!(event_cursor(Some("7")).unwrap(), Some(7));
+        assert!(event_cursor(Some("7.1")).is_err());
+        // A full page's cursor is its last row's.
+        let event = |id| EventSummary {
+            id,
+            event_type: "t".into(),
+            created_at: String::new(),
+            ordering_key: None,
+            size: 0,
+        };
+        let page = [event(9), event(7)];
+        let next = next_event_cursor(&page, 2);
+        assert_eq!(event_cursor(next.as_deref()).unwrap(), Some(7));
+        assert_eq!(next_event_cursor(&page, 3), None);
+    }
+}
