@@ -295,6 +295,74 @@ def test_every_action_is_audited_with_token_name_client_and_request_id(dbname, d
         console.stop()
 
 
+def audit_line(console, response, action):
+    """The one audit line of `action` that `response`'s request wrote, as
+    it would read for any endpoint and event: ids, request id and time
+    left out."""
+    rid = response.headers["x-request-id"]
+    lines = [line for line in audit_lines(console, rid) if f'action="{action}"' in line]
+    assert len(lines) == 1, (action, lines, console.output()[-3000:])
+    line = lines[0].split(" console::audit: ", 1)[1]
+    line = re.sub(r"request_id=\S+", "request_id=…", line)
+    return re.sub(r"(endpoint_id|event_id)=\d+", r"\1=…", line)
+
+
+def test_an_action_writes_the_same_audit_line_from_the_api_and_the_pages(console, db):
+    """The one action layer: each action done once through the API and once
+    through the pages, on two endpoints alike, logs the same line."""
+    url = "https://example.com/hooks?key=receiver-credential"
+    with client(console) as c:
+        assert sign_in(c).status_code == 303
+        csrf = csrf_of(c.get("/endpoints/new").text)
+        form = {"csrf": csrf, "url": url, "event_types": "*", "description": "", "headers": "",
+                "timeout_ms": "", "max_in_flight": "", "rate_limit": ""}
+        by_page = c.post("/endpoints", data=form)
+        assert by_page.status_code == 200, by_page.text
+        by_api = c.post("/api/v1/endpoints", json={"url": url, "event_types": ["*"]}, headers=ADMIN)
+        assert by_api.status_code == 201, by_api.text
+        secrets_shown = [by_api.json()["secret"]]
+        assert audit_line(console, by_api, "endpoint.create") == audit_line(console, by_page, "endpoint.create")
+        # Neither front end logs the URL's query: the receiver's credential.
+        assert "receiver-credential" not in console.output()
+        api_id = by_api.json()["endpoint"]["id"]
+        page_id = int(re.search(r'href="/endpoints/(\d+)"', by_page.text).group(1))
+        assert page_id != api_id
+        api = f"/api/v1/endpoints/{api_id}"
+        page = f"/endpoints/{page_id}"
+
+        def same(action, through_api, through_page):
+            a, p = through_api(), through_page()
+            assert a.status_code < 400 and p.status_code < 400, (action, a.text, p.text)
+            assert audit_line(console, a, action) == audit_line(console, p, action)
+            return a, p
+
+        same("endpoint.update", lambda: c.patch(api, json={"description": "x"}, headers=ADMIN),
+             lambda: c.post(f"{page}/edit", data={**form, "description": "x"}))
+        (sent, _) = same("endpoint.test", lambda: c.post(f"{api}/test", headers=ADMIN),
+                         lambda: c.post(f"{page}/test", data={"csrf": csrf}))
+        event_id = sent.json()["event_id"]
+        # The pages' test event, sent after the API's.
+        page_event = q1(db, "SELECT max(id) FROM webhook.events")
+        assert page_event > event_id
+        for action in ("disable", "enable"):
+            same(f"endpoint.{action}", lambda: c.post(f"{api}/{action}", headers=ADMIN),
+                 lambda: c.post(f"{page}/{action}", data={"csrf": csrf}))
+        (rotated, _) = same("endpoint.rotate-secret", lambda: c.post(f"{api}/rotate-secret", headers=ADMIN),
+                            lambda: c.post(f"{page}/rotate-secret", data={"csrf": csrf}))
+        (revealed, _) = same("endpoint.reveal-secret", lambda: c.post(f"{api}/reveal-secret", headers=ADMIN),
+                             lambda: c.post(f"{page}/reveal-secret", data={"csrf": csrf}))
+        secrets_shown += [rotated.json()["secret"], revealed.json()["secret"]]
+        same("endpoint.replay", lambda: c.post(f"{api}/replay", json={"since": "-infinity"}, headers=ADMIN),
+             lambda: c.post(f"{page}/replay", data={"csrf": csrf, "window": "all"}))
+        same("delivery.redeliver",
+             lambda: c.post(f"/api/v1/deliveries/{event_id}/{api_id}/redeliver", headers=ADMIN),
+             lambda: c.post(f"/deliveries/{page_event}/{page_id}/redeliver", data={"csrf": csrf}))
+        same("endpoint.delete", lambda: c.delete(api, headers=ADMIN),
+             lambda: c.post(f"{page}/delete", data={"csrf": csrf}))
+    for secret in secrets_shown:
+        assert secret not in console.output()
+
+
 def test_both_token_sources_are_named_and_clashes_refused(dbname, tmp_path):
     tokens = tmp_path / "tokens"
     tokens.write_text(f"admin admin {secrets.token_hex(32)}\n")

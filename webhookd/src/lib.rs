@@ -18,15 +18,16 @@
 //! - `db`: connections to PostgreSQL: the connection string and its TLS,
 //!   the settings every session gets, reconnecting with backoff, LISTEN.
 //! - `cli`: the subcommands (`run`, `listen`, `status`, `healthcheck`,
-//!   `console`), each its flags and its entry point.
-//! - `console`: the admin REST API and web console (`webhookd console`).
+//!   `console`), each its flags and its entry point. `console` runs the
+//!   admin REST API and web console of the workspace's crate
+//!   pg-webhook-console (folder console/), giving it the database pool and
+//!   webhookd's facts (its User-Agent, its retry schedule).
 //!
 //! Only `cli` and the pieces other crates of the workspace use (the
 //! receiver of the benchmarks uses `http`) are public; the rest is the
 //! library's own, so the compiler still reports what nothing uses.
 
 pub mod cli;
-mod console;
 mod db;
 mod net;
 mod observe;

@@ -5,6 +5,7 @@
 //! admin API and web console). Every flag also reads an environment
 //! variable.
 
+pub mod console;
 pub mod healthcheck;
 pub mod listen;
 pub mod run;
@@ -13,7 +14,6 @@ pub mod status;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::console;
 use crate::observe::telemetry::{self, LogFormat};
 
 #[derive(Parser, Debug)]
@@ -45,7 +45,7 @@ enum Command {
     /// Ctrl-C. Tokens come from WEBHOOKD_CONSOLE_ADMIN_TOKEN,
     /// WEBHOOKD_CONSOLE_READ_TOKEN and --token-file; connect as a role
     /// granted webhook.grant_manager().
-    Console(Box<console::ConsoleArgs>),
+    Console(Box<console::ConsoleCommand>),
 }
 
 /// Cancels `token` at SIGTERM or Ctrl-C (the services' shutdown).
@@ -100,7 +100,7 @@ pub fn main() -> anyhow::Result<()> {
             Command::Console(a) => {
                 let token = CancellationToken::new();
                 tokio::spawn(terminated(token.clone()));
-                console::run(*a, token).await
+                console::command(*a, token).await
             }
         }
     })
@@ -168,6 +168,8 @@ mod tests {
             .collect()
     }
 
+    /// Each subcommand's flag table, and the table of the console's
+    /// variables that have no flag (its tokens).
     #[test]
     fn the_flag_tables_of_the_docs_are_the_flags_clap_defines() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/webhookd.md");
@@ -201,5 +203,26 @@ mod tests {
                 show(&written.difference(&defined).cloned().collect()),
             );
         }
+        // The console's variables without a flag, beside its flags.
+        let (_, rest) = doc
+            .split_once("<!-- env:console:begin -->")
+            .expect("docs/webhookd.md has no <!-- env:console:begin -->");
+        let (table, _) = rest
+            .split_once("<!-- env:console:end -->")
+            .expect("docs/webhookd.md has no <!-- env:console:end -->");
+        let written: BTreeSet<String> = table
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(env, _)| env.to_string())
+            .collect();
+        let defined: BTreeSet<String> = pg_webhook_console::ENV_ONLY
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            written, defined,
+            "docs/webhookd.md's console env table differs from the console's ENV_ONLY"
+        );
     }
 }

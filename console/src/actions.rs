@@ -17,6 +17,9 @@ use super::Console;
 /// keeps them whatever else is filtered).
 pub const AUDIT: &str = "console::audit";
 
+/// The characters of a replay's `since` its audit line keeps at most.
+const SINCE_LOGGED: usize = 64;
+
 /// Who is acting: a token's name and role, the client address, the
 /// request id.
 #[derive(Debug, Clone)]
@@ -224,6 +227,10 @@ impl Act<'_> {
         let r = self.console.store.replay(id, since).await;
         let n = r.as_ref().ok().map(|n| i64::from(*n));
         let (out, sqlstate) = outcome(&r);
+        // As the client sent it (the API takes any text), so bounded: a
+        // time, `-infinity` and anything PostgreSQL reads are far shorter.
+        let since: String = since.chars().take(SINCE_LOGGED).collect();
+        let since = since.as_str();
         audit!(
             false,
             self.who,

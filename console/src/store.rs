@@ -12,7 +12,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 use utoipa::ToSchema;
 
-use crate::db::Report;
 use webhook_signing::headers;
 
 /// Why a call failed, typed up to the HTTP status that answers it.
@@ -41,7 +40,7 @@ impl From<tokio_postgres::Error> for StoreError {
                 message: db.message().to_string(),
                 hint: db.hint().map(str::to_string),
             },
-            None => StoreError::Unavailable(Report(&e).to_string()),
+            None => StoreError::Unavailable(chain_text(&e)),
         }
     }
 }
@@ -55,12 +54,30 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// An error that is not the server's, and its sources: `error connecting
+/// to server: Connection refused (os error 111)`.
+fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let more = cause.to_string();
+        if !more.is_empty() && !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// A timestamp as RFC 3339 text in UTC (microseconds), whatever the
-/// session's TimeZone.
+/// session's TimeZone, named as its column (`e.created_at`: `created_at`),
+/// so that rows are read by name.
 fn ts(expr: &str) -> String {
-    format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+    let name = expr.rsplit('.').next().unwrap_or(expr);
+    format!("to_char({expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS {name}")
 }
 
 /// The window of `Activity`: the last hour in 5-minute buckets.
@@ -312,7 +329,7 @@ impl Store {
                 &[],
             )
             .await?;
-        rows.first().map(|r| r.get(0)).ok_or_else(|| {
+        rows.first().map(|r| r.get("extversion")).ok_or_else(|| {
             StoreError::NotFound(
                 "the extension pg_webhook is not installed in this database".into(),
             )
@@ -326,8 +343,9 @@ impl Store {
             "SELECT e.id, e.url, e.event_types, e.description, e.headers, e.timeout_ms, e.ordered, e.max_in_flight, \
                     e.rate_limit, e.enabled, e.disabled_reason, {}, {}, \
                     h.backlog, {}, h.dead, {}, {}, h.last_status, \
-                    ARRAY(SELECT (extract(epoch FROM d) * 1000)::bigint FROM unnest(e.retry_schedule) WITH ORDINALITY u(d, o) ORDER BY o), \
-                    e.retry_schedule IS NULL, (extract(epoch FROM e.retry_max_age) * 1000)::bigint, {} \
+                    ARRAY(SELECT (extract(epoch FROM d) * 1000)::bigint FROM unnest(e.retry_schedule) WITH ORDINALITY u(d, o) ORDER BY o) AS retry_schedule_ms, \
+                    e.retry_schedule IS NULL AS default_retry_schedule, \
+                    (extract(epoch FROM e.retry_max_age) * 1000)::bigint AS retry_max_age_ms, {} \
                FROM webhook.endpoint e JOIN webhook.endpoint_health h ON h.endpoint_id = e.id \
               WHERE $1::bigint IS NULL OR e.id = $1 \
               ORDER BY e.id",
@@ -343,34 +361,35 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| {
-                let id: i64 = r.get(0);
+                let id: i64 = r.get("id");
                 let a = window.of(id);
                 let attempts: i64 = a.attempts.iter().sum();
                 let failures: i64 = a.failures.iter().sum();
                 Endpoint {
                     id,
-                    url: r.get(1),
-                    event_types: r.get(2),
-                    description: r.get(3),
-                    headers: r.get(4),
-                    timeout_ms: r.get(5),
-                    ordered: r.get(6),
-                    max_in_flight: r.get(7),
-                    rate_limit: r.get(8),
-                    retry_schedule_ms: (!r.get::<_, bool>(20)).then(|| r.get(19)),
-                    retry_max_age_ms: r.get(21),
-                    enabled: r.get(9),
-                    disabled_reason: r.get(10),
-                    created_at: r.get(11),
-                    updated_at: r.get(12),
+                    url: r.get("url"),
+                    event_types: r.get("event_types"),
+                    description: r.get("description"),
+                    headers: r.get("headers"),
+                    timeout_ms: r.get("timeout_ms"),
+                    ordered: r.get("ordered"),
+                    max_in_flight: r.get("max_in_flight"),
+                    rate_limit: r.get("rate_limit"),
+                    retry_schedule_ms: (!r.get::<_, bool>("default_retry_schedule"))
+                        .then(|| r.get("retry_schedule_ms")),
+                    retry_max_age_ms: r.get("retry_max_age_ms"),
+                    enabled: r.get("enabled"),
+                    disabled_reason: r.get("disabled_reason"),
+                    created_at: r.get("created_at"),
+                    updated_at: r.get("updated_at"),
                     health: Health {
-                        backlog: r.get(13),
-                        oldest_pending_at: r.get(14),
-                        dead: r.get(15),
-                        failing_since: r.get(22),
-                        last_success_at: r.get(16),
-                        last_failure_at: r.get(17),
-                        last_status: r.get(18),
+                        backlog: r.get("backlog"),
+                        oldest_pending_at: r.get("oldest_pending_at"),
+                        dead: r.get("dead"),
+                        failing_since: r.get("failing_since"),
+                        last_success_at: r.get("last_success_at"),
+                        last_failure_at: r.get("last_failure_at"),
+                        last_status: r.get("last_status"),
                         attempts_last_hour: attempts,
                         failures_last_hour: failures,
                         success_rate_last_hour: (attempts > 0)
@@ -395,7 +414,7 @@ impl Store {
         let sql = format!(
             "WITH s AS MATERIALIZED (SELECT now() - interval '1 hour' AS since) \
              SELECT {}, a.endpoint_id, \
-                    least(greatest(floor(extract(epoch FROM a.bucket_start - s.since) / $2)::int, 0), $3 - 1), \
+                    least(greatest(floor(extract(epoch FROM a.bucket_start - s.since) / $2)::int, 0), $3 - 1) AS bucket, \
                     a.attempts, a.failures \
                FROM s LEFT JOIN LATERAL (SELECT x.* FROM webhook.endpoint_activity(s.since, make_interval(secs => $2)) x \
                                           WHERE $1::bigint IS NULL OR x.endpoint_id = $1) a ON true",
@@ -406,13 +425,14 @@ impl Store {
             .query(&sql, &[&id, &f64::from(ACTIVITY_BUCKET_SECONDS), &buckets])
             .await?;
         let mut w = Window {
-            since: rows.first().map(|r| r.get(0)).unwrap_or_default(),
+            since: rows.first().map(|r| r.get("since")).unwrap_or_default(),
             per_endpoint: HashMap::new(),
         };
         for r in &rows {
-            let (Some(endpoint), Some(i)) =
-                (r.get::<_, Option<i64>>(1), r.get::<_, Option<i32>>(2))
-            else {
+            let (Some(endpoint), Some(i)) = (
+                r.get::<_, Option<i64>>("endpoint_id"),
+                r.get::<_, Option<i32>>("bucket"),
+            ) else {
                 continue;
             };
             let Some(i) = usize::try_from(i).ok().filter(|i| *i < ACTIVITY_BUCKETS) else {
@@ -420,8 +440,8 @@ impl Store {
             };
             let empty = w.empty();
             let a = w.per_endpoint.entry(endpoint).or_insert(empty);
-            a.attempts[i] += r.get::<_, i64>(3);
-            a.failures[i] += r.get::<_, i64>(4);
+            a.attempts[i] += r.get::<_, i64>("attempts");
+            a.failures[i] += r.get::<_, i64>("failures");
         }
         Ok(w)
     }
@@ -505,14 +525,14 @@ impl Store {
         let (names, params) = Self::endpoint_args(change, 1, false);
         let sql = format!(
             "WITH c AS MATERIALIZED (SELECT webhook.create_endpoint({}) AS id) \
-             SELECT c.id, webhook.endpoint_secret(c.id) FROM c",
+             SELECT c.id, webhook.endpoint_secret(c.id) AS secret FROM c",
             names.join(", ")
         );
         let rows = self.query_boxed(&sql, &params).await?;
         let r = rows
             .first()
             .ok_or_else(|| StoreError::Unavailable("create_endpoint returned nothing".into()))?;
-        Ok((r.get(0), r.get(1)))
+        Ok((r.get("id"), r.get("secret")))
     }
 
     pub async fn alter_endpoint(&self, id: i64, change: EndpointChange) -> Result<()> {
@@ -545,29 +565,34 @@ impl Store {
         let rows = match overlap_seconds {
             Some(s) => {
                 self.query(
-                    "SELECT webhook.rotate_secret($1, overlap => make_interval(secs => $2))",
+                    "SELECT webhook.rotate_secret($1, overlap => make_interval(secs => $2)) AS secret",
                     &[&id, &s],
                 )
                 .await?
             }
             None => {
-                self.query("SELECT webhook.rotate_secret($1)", &[&id])
+                self.query("SELECT webhook.rotate_secret($1) AS secret", &[&id])
                     .await?
             }
         };
-        Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        Ok(rows.first().map(|r| r.get("secret")).unwrap_or_default())
     }
 
     pub async fn endpoint_secret(&self, id: i64) -> Result<String> {
         let rows = self
-            .query("SELECT webhook.endpoint_secret($1)", &[&id])
+            .query("SELECT webhook.endpoint_secret($1) AS secret", &[&id])
             .await?;
-        Ok(rows.first().and_then(|r| r.get(0)).unwrap_or_default())
+        Ok(rows
+            .first()
+            .and_then(|r| r.get("secret"))
+            .unwrap_or_default())
     }
 
     pub async fn send_test(&self, id: i64) -> Result<i64> {
-        let rows = self.query("SELECT webhook.send_test($1)", &[&id]).await?;
-        Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        let rows = self
+            .query("SELECT webhook.send_test($1) AS event_id", &[&id])
+            .await?;
+        Ok(rows.first().map(|r| r.get("event_id")).unwrap_or_default())
     }
 
     /// Dead deliveries of the endpoint since `since` (any text PostgreSQL
@@ -575,29 +600,29 @@ impl Store {
     pub async fn replay(&self, id: i64, since: &str) -> Result<i32> {
         let rows = self
             .query(
-                "SELECT webhook.replay($1, $2::text::timestamptz)",
+                "SELECT webhook.replay($1, $2::text::timestamptz) AS replayed",
                 &[&id, &since],
             )
             .await?;
-        Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        Ok(rows.first().map(|r| r.get("replayed")).unwrap_or_default())
     }
 
     // Deliveries.
 
     fn delivery(r: &Row) -> Delivery {
         Delivery {
-            event_id: r.get(0),
-            endpoint_id: r.get(1),
-            event_type: r.get(2),
-            status: r.get(3),
-            attempts: r.get(4),
-            next_attempt_at: r.get(5),
-            last_http_status: r.get(6),
-            last_error: r.get(7),
-            last_attempt_at: r.get(8),
-            completed_at: r.get(9),
-            created_at: r.get(10),
-            in_flight: r.get(11),
+            event_id: r.get("event_id"),
+            endpoint_id: r.get("endpoint_id"),
+            event_type: r.get("event_type"),
+            status: r.get("status"),
+            attempts: r.get("attempts"),
+            next_attempt_at: r.get("next_attempt_at"),
+            last_http_status: r.get("last_http_status"),
+            last_error: r.get("last_error"),
+            last_attempt_at: r.get("last_attempt_at"),
+            completed_at: r.get("completed_at"),
+            created_at: r.get("created_at"),
+            in_flight: r.get("in_flight"),
         }
     }
 
@@ -679,13 +704,13 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| Attempt {
-                attempt: r.get(0),
-                attempted_at: r.get(1),
-                http_status: r.get(2),
-                duration_ms: r.get(3),
-                error: r.get(4),
-                response_excerpt: r.get(5),
-                worker: r.get(6),
+                attempt: r.get("attempt"),
+                attempted_at: r.get("attempted_at"),
+                http_status: r.get("http_status"),
+                duration_ms: r.get("duration_ms"),
+                error: r.get("error"),
+                response_excerpt: r.get("response_excerpt"),
+                worker: r.get("worker"),
             })
             .collect())
     }
@@ -694,18 +719,21 @@ impl Store {
     pub async fn redeliver(&self, event_id: i64, endpoint_id: Option<i64>) -> Result<i32> {
         let rows = self
             .query(
-                "SELECT webhook.redeliver($1, $2)",
+                "SELECT webhook.redeliver($1, $2) AS redelivered",
                 &[&event_id, &endpoint_id],
             )
             .await?;
-        Ok(rows.first().map(|r| r.get(0)).unwrap_or_default())
+        Ok(rows
+            .first()
+            .map(|r| r.get("redelivered"))
+            .unwrap_or_default())
     }
 
     // Events.
 
     pub async fn events(&self, f: &EventFilter) -> Result<Vec<EventSummary>> {
         let sql = format!(
-            "SELECT e.id, e.event_type, {}, e.ordering_key, octet_length(e.body) \
+            "SELECT e.id, e.event_type, {}, e.ordering_key, octet_length(e.body) AS size \
                FROM webhook.events e \
               WHERE ($1::text IS NULL OR e.event_type = $1) \
                 AND ($2::text IS NULL OR e.created_at >= $2::text::timestamptz) \
@@ -723,11 +751,11 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| EventSummary {
-                id: r.get(0),
-                event_type: r.get(1),
-                created_at: r.get(2),
-                ordering_key: r.get(3),
-                size: r.get(4),
+                id: r.get("id"),
+                event_type: r.get("event_type"),
+                created_at: r.get("created_at"),
+                ordering_key: r.get("ordering_key"),
+                size: r.get("size"),
             })
             .collect())
     }
@@ -740,11 +768,11 @@ impl Store {
         let rows = self.query(&sql, &[&id]).await?;
         rows.first()
             .map(|r| Event {
-                id: r.get(0),
-                event_type: r.get(1),
-                created_at: r.get(2),
-                ordering_key: r.get(3),
-                payload: r.get(4),
+                id: r.get("id"),
+                event_type: r.get("event_type"),
+                created_at: r.get("created_at"),
+                ordering_key: r.get("ordering_key"),
+                payload: r.get("payload"),
             })
             .ok_or_else(|| StoreError::NotFound(format!("event {id} does not exist")))
     }
@@ -758,9 +786,9 @@ impl Store {
         Ok(rows
             .iter()
             .map(|r| EventType {
-                event_type: r.get(0),
-                tracked: r.get(1),
-                last_seen_at: r.get(2),
+                event_type: r.get("event_type"),
+                tracked: r.get("tracked"),
+                last_seen_at: r.get("last_seen_at"),
             })
             .collect())
     }
@@ -768,7 +796,7 @@ impl Store {
 
 /// The request a delivery sends, as far as it is known without the
 /// endpoint's secret: see `Request`.
-pub fn request_of(endpoint: &Endpoint, event_id: i64) -> Request {
+pub fn request_of(endpoint: &Endpoint, event_id: i64, user_agent: &str) -> Request {
     let header = |name: &str, value: String| Header {
         name: name.to_string(),
         value,
@@ -779,7 +807,7 @@ pub fn request_of(endpoint: &Endpoint, event_id: i64) -> Request {
         .map(|&name| {
             let value = match name {
                 headers::CONTENT_TYPE => headers::JSON.into(),
-                headers::USER_AGENT => crate::net::egress::USER_AGENT.into(),
+                headers::USER_AGENT => user_agent.into(),
                 headers::WEBHOOK_ID => event_id.to_string(),
                 headers::WEBHOOK_TIMESTAMP => "(the attempt's time, in Unix seconds)".into(),
                 _ => "v1,… (one per signing secret, made for each attempt)".into(),

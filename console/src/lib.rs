@@ -4,13 +4,31 @@
 //! (one granted `webhook.grant_manager`; `webhookd run` keeps its narrow
 //! dispatcher role). Every action is a call of the SQL API of schema
 //! `webhook` (store.rs).
+//!
+//! # Layout
+//!
+//! - `api/` and `pages/`, the two front ends, one file a resource in each
+//!   (`endpoints`, `secrets`, `deliveries`, `events`; the pages' `login`
+//!   too); `pages/session.rs` holds the browser's session, its cookies and
+//!   the CSRF checks of every form.
+//! - `actions.rs`: the one layer both front ends change anything through
+//!   (create, alter, enable, disable, delete, rotate, reveal, test, replay,
+//!   redeliver); it writes each action's one audit line.
+//! - `store.rs`: the calls of the SQL API, rows read by column name.
+//! - `auth.rs` (tokens), `throttle.rs` (wrong tokens' backoff),
+//!   `request.rs` (request ids, the Host check); this file: the flags and
+//!   the HTTP server.
+//!
+//! A crate of its own, which knows nothing of webhookd: webhookd's
+//! `console` subcommand parses [`ConsoleArgs`] beside its database flags
+//! and calls [`run`] with a way to open the connection pool and the
+//! [`Facts`] of the dispatcher the console describes.
 
 mod actions;
-pub mod api;
+mod api;
 mod auth;
 mod pages;
 mod request;
-mod session;
 mod store;
 mod throttle;
 
@@ -34,17 +52,20 @@ use tokio_util::sync::CancellationToken;
 use tower_http::add_extension::AddExtension;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::db::DatabaseArgs;
 use auth::{LoginForms, Tokens};
+use pages::session::Sessions;
 use request::AllowedHosts;
-use session::Sessions;
 use store::Store;
 use throttle::Throttle;
 
+/// The variables the console reads from the environment only, never from
+/// a flag: its tokens (a command line is visible to every user of the
+/// host).
+pub const ENV_ONLY: &[&str] = &[auth::ADMIN_TOKEN_ENV, auth::READ_TOKEN_ENV];
+
+/// The console's own flags; webhookd adds its database flags beside them.
 #[derive(Args, Debug)]
 pub struct ConsoleArgs {
-    #[command(flatten)]
-    pub db: DatabaseArgs,
     /// Address to serve the API and the console on.
     #[arg(long, env = "WEBHOOKD_CONSOLE_ADDR", default_value = "127.0.0.1:8090")]
     pub addr: SocketAddr,
@@ -85,6 +106,19 @@ pub struct ConsoleArgs {
     pub allowed_hosts: Vec<String>,
 }
 
+/// What the console says of the dispatcher that delivers what it manages,
+/// and reads as it does: webhookd's own, passed in so that each stays
+/// written in one place.
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    /// The User-Agent of every delivery.
+    pub user_agent: &'static str,
+    /// The retry schedule of a webhookd run without --retry-schedule.
+    pub default_retry_schedule: &'static str,
+    /// Reads a retry schedule as `--retry-schedule` is read.
+    pub parse_schedule: fn(&str) -> Result<Vec<Duration>, String>,
+}
+
 /// What a console's HTTP server allows one client.
 #[derive(Debug, Clone, Copy)]
 struct Limits {
@@ -105,6 +139,7 @@ pub struct Console {
     throttle: Throttle,
     hosts: AllowedHosts,
     secure_cookie: bool,
+    facts: Facts,
 }
 
 /// The console's tokens: the environment's and the token file's.
@@ -264,7 +299,14 @@ async fn serve(
     Ok(())
 }
 
-pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Serve the console until `shutdown`; `pool` opens the database pool of
+/// `--pool` connections at most, once the flags have been checked.
+pub async fn run(
+    args: ConsoleArgs,
+    pool: impl FnOnce(usize) -> anyhow::Result<deadpool_postgres::Pool>,
+    facts: Facts,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     if args.header_timeout.is_zero() || args.request_timeout.is_zero() || args.max_connections == 0
     {
         anyhow::bail!("--header-timeout, --request-timeout and --max-connections must be above 0");
@@ -276,9 +318,7 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
     };
     let tokens = load_tokens(args.token_file.as_deref())?;
     let hosts = AllowedHosts::new(args.addr, &args.allowed_hosts)?;
-    let database = args.db.database()?;
-    let pool = database.pool("webhookd console", args.pool)?;
-    let store = Store::new(pool);
+    let store = Store::new(pool(args.pool)?);
     match store.ping().await {
         // The console calls the SQL API of its own release.
         Ok(v) if v != env!("CARGO_PKG_VERSION") => tracing::warn!(
@@ -299,6 +339,7 @@ pub async fn run(args: ConsoleArgs, shutdown: CancellationToken) -> anyhow::Resu
         throttle: Throttle::default(),
         hosts,
         secure_cookie: args.secure_cookie,
+        facts,
     });
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
