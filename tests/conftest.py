@@ -8,6 +8,7 @@ import os
 import psycopg
 import pytest
 
+from support import editions
 from support.cluster import PORT, cluster, db_counter, dsn
 from support.console import Console
 from support.receivers import Receiver
@@ -22,6 +23,17 @@ def pytest_configure(config):
         "containers' faults), which no PostgreSQL version changes; `make test` runs it on the first "
         "version of PG_VERSIONS only (`-m 'not version_independent'` on the others, reported as deselected)",
     )
+    config.addinivalue_line(
+        "markers",
+        "native_only(why): checks what only the native edition has (why says what); "
+        "skipped, saying why, when PGWEBHOOK_EDITION=portable",
+    )
+
+
+def pytest_runtest_setup(item):
+    only = item.get_closest_marker("native_only")
+    if only and editions.EDITION != "native":
+        pytest.skip(f"native edition only: {only.args[0]}")
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +50,7 @@ def dbname(pg_cluster):
         c.execute(f"DROP DATABASE IF EXISTS {name}")
         c.execute(f"CREATE DATABASE {name}")
     with psycopg.connect(dsn(name), autocommit=True) as c:
-        c.execute("CREATE EXTENSION pg_webhook")
-        c.execute("ALTER DATABASE {} SET webhook.allow_http = on".format(name))
+        editions.install(c, name)
     yield name
     with psycopg.connect(dsn(), autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -47,7 +58,8 @@ def dbname(pg_cluster):
 
 @pytest.fixture
 def db(dbname):
-    """An autocommit connection to a fresh database with the extension."""
+    """An autocommit connection to a fresh database with pg_webhook (the
+    edition PGWEBHOOK_EDITION names: support/editions.py)."""
     with psycopg.connect(dsn(dbname), autocommit=True) as c:
         yield c
 

@@ -9,12 +9,11 @@ skipped, saying so, without it). No webhookd build and no Docker: a test
 here asking for a webhookd or a console fails, as it belongs to another
 tier."""
 
-import sys
-
 import psycopg
 import pytest
 
-from support.cluster import ROOT, connect, dsn
+from support import editions
+from support.cluster import connect, dsn
 from support.pgbouncer import PgBouncer
 
 
@@ -54,19 +53,16 @@ def pgbouncer(pg_cluster):
 
 @pytest.fixture
 def portable_db(pg_cluster, dbname):
-    """A database with the portable edition (scripts/portable.py) and pgcrypto,
-    beside the native one of `db`; pg_webhook's library is never loaded in it."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import portable
-
+    """A database with the portable edition, beside the one of `db` (which
+    the tests comparing the two need native); pg_webhook's library is never
+    loaded in it. Events as large as the native side's limit allows."""
     name = f"{dbname}_portable"
     with psycopg.connect(dsn(), autocommit=True) as c:
         c.execute(f"CREATE DATABASE {name}")
     try:
         with connect(name) as c:
-            c.execute("CREATE EXTENSION pgcrypto")
-            c.execute(portable.edition())
-            c.execute("UPDATE webhook.portable_settings SET allow_http = true, max_event_size = 1073741823")
+            editions.install(c, name, "portable")
+            c.execute("UPDATE webhook.portable_settings SET max_event_size = 1073741823")
             yield c
     finally:
         with psycopg.connect(dsn(), autocommit=True) as c:

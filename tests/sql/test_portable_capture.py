@@ -12,9 +12,13 @@ import psycopg
 import psycopg.types.json
 import pytest
 
+from support import editions
 from support.cluster import connect, q, q1
 from test_capture import notifications
 import test_capture_fuzz as fuzz
+
+# They compare the portable edition with the native one in `db`.
+pytestmark = pytest.mark.skipif(editions.EDITION != "native", reason="compares the portable edition with the native one of `db`")
 
 CASES = int(os.environ.get("PGWEBHOOK_PORTABLE_FUZZ_CASES", "40"))
 STAMP = re.compile(r'^(\{"type":"[^"]*","timestamp":)"[^"]*"')

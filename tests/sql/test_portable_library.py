@@ -14,7 +14,11 @@ import random
 import psycopg
 import pytest
 
+from support import editions
 from support.cluster import q, q1
+
+# They compare the portable edition with the native one in `db`.
+pytestmark = pytest.mark.skipif(editions.EDITION != "native", reason="compares the portable edition with the native one of `db`")
 
 # The portable edition's own helpers, which the native edition does not have.
 HELPERS = {"_hmac_sha256", "_random_bytes", "_secret_key", "_signed_content", "_iso_date", "_iso_timestamp",

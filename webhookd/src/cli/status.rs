@@ -28,6 +28,28 @@ pub async fn run(database: &Database) -> anyhow::Result<()> {
         .await
         .map_err(reported)
         .context("connecting to the database")?;
+    // webhook.edition() is new in 0.2.0; a database still at 0.1.0 (its
+    // extension not yet updated) is native.
+    let has_edition: bool = client
+        .query_one(
+            "SELECT to_regprocedure('webhook.edition()') IS NOT NULL",
+            &[],
+        )
+        .await
+        .map_err(reported)
+        .context("reading which edition the database has")?
+        .get(0);
+    let edition = if has_edition {
+        client
+            .query_one("SELECT webhook.edition()", &[])
+            .await
+            .map_err(reported)
+            .context("reading which edition the database has")?
+            .get(0)
+    } else {
+        "native".to_string()
+    };
+    println!("pg_webhook: {edition} edition");
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'pending'), \
