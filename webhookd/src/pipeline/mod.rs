@@ -23,8 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db;
 use crate::net::egress;
-use crate::net::http;
 use crate::observe::metrics::{self, Metrics};
+use crate::observe::probes::{self, Health};
 use crate::observe::telemetry;
 use crate::policy::breaker::BreakerPolicy;
 use crate::policy::retry::{self, Policy};
@@ -298,8 +298,9 @@ pub async fn run(
     // Stops the metrics server, the backlog poll and LISTEN at the end.
     let background = CancellationToken::new();
     let client = deliver::client(&cfg.http)?;
+    let health = Health::claiming();
     if let Some(listener) = metrics_listener {
-        serve_metrics(listener, &cfg, &metrics, &background);
+        serve_metrics(listener, &cfg, &metrics, &health, &background);
     }
     let wake = Arc::new(Notify::new());
     if cfg.listen {
@@ -350,6 +351,7 @@ pub async fn run(
         &shutdown,
     )
     .await;
+    health.stopped();
     drain(&cfg, shared, tasks).await;
 
     // The final flush is bounded: a database that cannot take the outcomes
@@ -367,36 +369,18 @@ pub async fn run(
     Ok(())
 }
 
-/// Prometheus `/metrics` and `/healthz`, and the backlog poll that feeds
-/// the backlog gauges.
+/// Prometheus `/metrics` and `/healthz` (observe::probes), and the
+/// backlog poll that feeds the backlog gauges.
 fn serve_metrics(
     listener: tokio::net::TcpListener,
     cfg: &Config,
     metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
     background: &CancellationToken,
 ) {
-    let m = metrics.clone();
-    tokio::spawn(http::serve(
+    tokio::spawn(probes::serve(
         listener,
-        move |req| {
-            let m = m.clone();
-            async move {
-                match req.uri().path() {
-                    "/metrics" => {
-                        let mut r = http::reply(200, m.render());
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                crate::observe::metrics::CONTENT_TYPE,
-                            ),
-                        );
-                        r
-                    }
-                    "/healthz" => http::reply(200, "ok\n"),
-                    _ => http::reply(404, "not found\n"),
-                }
-            }
-        },
+        probes::router(metrics.clone(), health.clone()),
         background.clone(),
     ));
     tokio::spawn(crate::observe::metrics::poll_backlog(
