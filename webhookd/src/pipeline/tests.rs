@@ -12,9 +12,10 @@
 //!   back nothing.
 //! - `a_lost_connection_reconnects_after_backoff_and_keeps_its_leases`: a
 //!   claim that fails, or never answers (after `ROUND_TRIP_TIMEOUT`), drops
-//!   the connection, waits the backoff (100 ms, then 200 ms), connects
-//!   again and claims again; what was leased before is still delivered and
-//!   reported, never released.
+//!   the connection, waits the backoff (100 ms, then 200 ms: reconnecting
+//!   does not reset it, a claim that succeeds does), connects again and
+//!   claims again; what was leased before and still in flight is
+//!   delivered and reported, never released.
 //! - `on_shutdown_leases_not_started_are_given_back`: a delivery still
 //!   waiting (its endpoint's permit, its rate-limit slot) when the grace
 //!   period ends is reported `Released`, and one attempted is not.
@@ -238,6 +239,18 @@ impl Running {
     }
 }
 
+/// The recorder's queue, full (of a report on delivery 0): each delivery
+/// waits, holding its permit, until the test takes a report.
+fn full_queue() -> (mpsc::Sender<Report>, mpsc::Receiver<Report>) {
+    let (tx, rx) = mpsc::channel(1);
+    tx.try_send(Report::Released {
+        delivery_id: 0,
+        claim_token: 0,
+    })
+    .unwrap();
+    (tx, rx)
+}
+
 fn seen(r: &Report) -> (i64, bool) {
     (r.delivery_id(), matches!(r, Report::Attempted(_)))
 }
@@ -267,20 +280,19 @@ async fn a_lost_connection_reconnects_after_backoff_and_keeps_its_leases() {
         [Step::Lease, Step::Lost, Step::Hang, Step::Lease],
     );
     let t0 = Instant::now();
-    let mut run = start(
-        &fake,
-        config(4, Duration::from_secs(3600)),
-        mpsc::channel(100),
-    );
-    let mut got = vec![seen(&run.reports.recv().await.unwrap())];
-    got.push(seen(&run.reports.recv().await.unwrap()));
-    got.sort();
-    assert_eq!(got, vec![(1, true), (2, true)]);
+    // 1 and 2 stay in flight through the failures: the recorder's queue
+    // is full until the test takes from it.
+    let mut run = start(&fake, config(4, Duration::from_secs(3600)), full_queue());
     // Through the failure, the hang and both backoffs.
     sleep(db::ROUND_TRIP_TIMEOUT + Duration::from_secs(1)).await;
     fake.state().due.push_back(delivery(3));
     run.wake.notify_one();
-    assert_eq!(seen(&run.reports.recv().await.unwrap()), (3, true));
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(seen(&run.reports.recv().await.unwrap()));
+    }
+    got.sort();
+    assert_eq!(got, vec![(0, false), (1, true), (2, true), (3, true)]);
     let (r, rest) = run.stop().await;
     r.unwrap();
     assert_eq!(rest, vec![]);
@@ -288,7 +300,8 @@ async fn a_lost_connection_reconnects_after_backoff_and_keeps_its_leases() {
     let at: Vec<Duration> = s.claims.iter().map(|(t, _)| *t - t0).collect();
     assert_eq!(s.connects, 3, "{at:?}");
     // Lease, then at once the claim that fails; 100 ms of backoff, the
-    // claim that hangs until its timeout; 200 ms more, the next.
+    // claim that hangs until its timeout; 200 ms more (a reconnect does
+    // not reset the claim's backoff), the next.
     assert_eq!(at[0], at[1]);
     assert_eq!(at[2] - at[1], Duration::from_millis(100));
     assert_eq!(
@@ -352,15 +365,8 @@ async fn with_nothing_to_claim_the_loop_waits_for_a_wake_up_or_the_poll_interval
 #[tokio::test(start_paused = true)]
 async fn permits_bound_how_many_deliveries_are_in_flight() {
     let fake = Fake::with((1..=10).map(delivery), []);
-    // The recorder's queue is full: each delivery holds its permit until
-    // the test takes a report.
-    let (tx, rx) = mpsc::channel(1);
-    tx.try_send(Report::Released {
-        delivery_id: 0,
-        claim_token: 0,
-    })
-    .unwrap();
-    let mut run = start(&fake, config(3, Duration::from_secs(5)), (tx, rx));
+    // Each delivery holds its permit until the test takes a report.
+    let mut run = start(&fake, config(3, Duration::from_secs(5)), full_queue());
     sleep(Duration::from_secs(60)).await;
     {
         let s = fake.state();
