@@ -1,5 +1,6 @@
 //! `webhookd healthcheck`: exit 0 when a running webhookd's health address
-//! answers `/healthz` with 200. It is the container image's HEALTHCHECK
+//! answers `/healthz` with 200 (it is claiming: observe::probes), non-zero
+//! on anything else (503 while it stops, no answer). It is the container image's HEALTHCHECK
 //! (the image has no curl, no shell), so it reads the same
 //! `WEBHOOKD_METRICS_ADDR` the running instance serves on.
 
@@ -70,21 +71,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_running_health_address_is_healthy_and_a_closed_one_is_not() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(crate::net::http::serve(
-            listener,
-            |req| async move {
-                match req.uri().path() {
-                    "/healthz" => crate::net::http::reply(200, "ok\n"),
-                    _ => crate::net::http::reply(404, "not found\n"),
-                }
-            },
-            stop.clone(),
-        ));
+    async fn a_claiming_instance_is_healthy_a_stopping_or_closed_one_is_not() {
+        let health = crate::observe::probes::Health::claiming();
+        let (addr, stop) = crate::observe::probes::serving(health.clone()).await;
         run(addr, Duration::from_secs(2)).await.unwrap();
+        health.stopped();
+        let e = run(addr, Duration::from_secs(2)).await.unwrap_err();
+        assert!(e.to_string().contains("503"), "{e}");
         stop.cancel();
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gone = closed.local_addr().unwrap();

@@ -57,7 +57,7 @@ pub fn connection_states() -> Vec<(&'static str, bool)> {
 /// `shutdown` is cancelled (None). webhookd's one reconnect loop: the
 /// claim loop, the recorder, the LISTEN connection and the metrics poll
 /// open theirs through it.
-pub async fn connect_with_backoff<T, F, Fut>(
+pub async fn connect_with_backoff<T, E, F, Fut>(
     what: &'static str,
     backoff: &mut Backoff,
     shutdown: &CancellationToken,
@@ -65,7 +65,8 @@ pub async fn connect_with_backoff<T, F, Fut>(
 ) -> Option<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    E: std::error::Error + 'static,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     set_connected(what, false);
     while !shutdown.is_cancelled() {

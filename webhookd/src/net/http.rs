@@ -1,5 +1,15 @@
-//! A minimal HTTP/1 server (for /metrics and `webhookd listen`) that takes
-//! its listener and a shutdown token, so tests can bind 127.0.0.1:0.
+//! A minimal HTTP/1 server on hyper alone, for `webhookd listen` and the
+//! benchmarks' receiver (`webhookd::http`); it takes its listener and a
+//! shutdown token, so tests can bind 127.0.0.1:0. `/metrics` and `/healthz`
+//! are on axum (observe::probes), like the console.
+//!
+//! Why these two stay here: the receiver is the instrument every number in
+//! BENCHMARKS.md is measured with, and it shares the machine's cores with
+//! the webhookd it measures, so what it costs per request is part of each
+//! result. axum's router and tower layers add work per request over one
+//! hyper service function; moving the receiver is only right once a
+//! benchmark run shows that work costs no throughput, and `listen` is the
+//! same receiver for people (one hand-written server, not two).
 
 use std::convert::Infallible;
 use std::future::Future;

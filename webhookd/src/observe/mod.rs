@@ -1,5 +1,6 @@
-//! What webhookd tells about itself: Prometheus metrics and /healthz
-//! (metrics), logs and its own OTLP spans (telemetry).
+//! What webhookd tells about itself: Prometheus metrics (metrics), served
+//! with /healthz (probes), logs and its own OTLP spans (telemetry).
 
 pub mod metrics;
+pub mod probes;
 pub mod telemetry;

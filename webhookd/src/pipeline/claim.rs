@@ -8,6 +8,12 @@
 //! event's body comes once per claim (on the first row of its event) and is
 //! shared by all its deliveries, and what bodies webhookd holds is counted
 //! (`HeldBytes`), so the claim loop asks for no more than its budget.
+//!
+//! What the claim loop needs from the database is `ClaimStore` (a
+//! connection) and `ClaimConn` (claims, routing passes and leases given
+//! back on it), each failure typed to what the loop does next
+//! (`ClaimError`). `Pg` is the real one; the loop's tests run it against a
+//! fake (pipeline::tests).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,6 +24,9 @@ use bytes::Bytes;
 use futures_util::TryStreamExt;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
+
+use crate::db;
+use crate::pipeline::record;
 
 /// Bytes of event bodies held in memory (claimed and not finished), each
 /// body counted once while any delivery holding it lives.
@@ -30,7 +39,7 @@ impl HeldBytes {
     }
 
     /// `text` as a shared body, counted until its last holder drops it.
-    fn hold(&self, text: &str) -> Bytes {
+    pub(crate) fn hold(&self, text: &str) -> Bytes {
         self.0.fetch_add(text.len(), Ordering::Relaxed);
         Bytes::from_owner(Counted {
             data: text.as_bytes().into(),
@@ -212,6 +221,92 @@ impl Claimer {
             });
         }
         Ok(claim)
+    }
+}
+
+/// Why the database did not claim, as far as the claim loop is concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    /// The connection broke or the database cannot claim now (restarting,
+    /// read-only after a failover, a lock, an upgrade or a grant in
+    /// progress): the loop drops the connection, backs off, connects again
+    /// and claims again. Whatever was leased before stays held.
+    #[error("{}", db::Report(.0.as_ref()))]
+    Lost(Box<dyn std::error::Error + Send + Sync>),
+    /// `webhook.claim()` refused webhookd's own arguments (SQLSTATE class
+    /// 22: the worker name, the caps): the same request is refused every
+    /// time, so the loop stops and `webhookd run` exits with the server's
+    /// words rather than retry it forever.
+    #[error("webhook.claim() refused webhookd's request: {}", db::Report(.0.as_ref()))]
+    Refused(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<tokio_postgres::Error> for ClaimError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        let refused = e
+            .as_db_error()
+            .is_some_and(|db| db.code().code().starts_with("22"));
+        if refused {
+            ClaimError::Refused(Box::new(e))
+        } else {
+            ClaimError::Lost(Box::new(e))
+        }
+    }
+}
+
+/// Where the claim loop gets its connection.
+pub(crate) trait ClaimStore {
+    type Conn: ClaimConn;
+    /// A connection ready to claim (its statements prepared).
+    async fn connect(&self) -> Result<Self::Conn, ClaimError>;
+}
+
+/// One claim connection.
+pub(crate) trait ClaimConn {
+    /// The connection is gone: connect again before the next claim.
+    fn is_closed(&self) -> bool;
+    async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Claim, ClaimError>;
+    /// Route up to `max` committed events, leasing none.
+    async fn route(&self, max: i32) -> Result<i32, ClaimError>;
+    /// Give leases back unattempted (`webhook.release()`).
+    async fn release(&self, ids: &[i64], tokens: &[i32]) -> Result<(), ClaimError>;
+}
+
+/// The database through tokio-postgres.
+pub(crate) struct Pg<'a>(pub &'a db::Database);
+
+/// A claim connection: a client and its prepared statements.
+pub(crate) struct PgConn {
+    client: Client,
+    claimer: Claimer,
+}
+
+impl ClaimStore for Pg<'_> {
+    type Conn = PgConn;
+
+    async fn connect(&self) -> Result<PgConn, ClaimError> {
+        let client = self.0.connect("webhookd claim").await?;
+        let claimer = Claimer::prepare(&client).await?;
+        Ok(PgConn { client, claimer })
+    }
+}
+
+impl ClaimConn for PgConn {
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    async fn claim(&self, req: &ClaimRequest<'_>) -> Result<Claim, ClaimError> {
+        Ok(self.claimer.claim(&self.client, req).await?)
+    }
+
+    async fn route(&self, max: i32) -> Result<i32, ClaimError> {
+        Ok(self.claimer.route(&self.client, max).await?)
+    }
+
+    async fn release(&self, ids: &[i64], tokens: &[i32]) -> Result<(), ClaimError> {
+        record::release(&self.client, ids, tokens).await?;
+        Ok(())
     }
 }
 

@@ -10,6 +10,8 @@ pub mod deliver;
 pub mod maintain;
 pub mod record;
 pub mod room;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,12 +23,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db;
 use crate::net::egress;
-use crate::net::http;
 use crate::observe::metrics::{self, Metrics};
+use crate::observe::probes::{self, Health};
 use crate::observe::telemetry;
 use crate::policy::breaker::BreakerPolicy;
 use crate::policy::retry::{self, Policy};
-use claim::{ClaimRequest, Claimed, Claimer, HeldBytes};
+use claim::{ClaimConn, ClaimError, ClaimRequest, ClaimStore, Claimed, HeldBytes};
 use deliver::Deliverer;
 use record::{Outcome, Report};
 use room::{Admission, Endpoints};
@@ -296,8 +298,9 @@ pub async fn run(
     // Stops the metrics server, the backlog poll and LISTEN at the end.
     let background = CancellationToken::new();
     let client = deliver::client(&cfg.http)?;
+    let health = Health::claiming();
     if let Some(listener) = metrics_listener {
-        serve_metrics(listener, &cfg, &metrics, &background);
+        serve_metrics(listener, &cfg, &metrics, &health, &background);
     }
     let wake = Arc::new(Notify::new());
     if cfg.listen {
@@ -338,7 +341,17 @@ pub async fn run(
     let deliveries = Deliveries::start(cfg.delivery_threads)?;
     tracing::info!(worker = %cfg.worker, concurrency = cfg.concurrency, listen = cfg.listen, "webhookd running");
     let mut tasks = JoinSet::new();
-    claim_loop(&cfg, &shared, &wake, &deliveries, &mut tasks, &shutdown).await;
+    let claimed = claim_loop(
+        &cfg,
+        &claim::Pg(&cfg.database),
+        &shared,
+        &wake,
+        &deliveries.handle,
+        &mut tasks,
+        &shutdown,
+    )
+    .await;
+    health.stopped();
     drain(&cfg, shared, tasks).await;
 
     // The final flush is bounded: a database that cannot take the outcomes
@@ -351,40 +364,23 @@ pub async fn run(
         let _ = recorder.await;
     }
     background.cancel();
+    claimed?;
     tracing::info!("webhookd stopped");
     Ok(())
 }
 
-/// Prometheus `/metrics` and `/healthz`, and the backlog poll that feeds
-/// the backlog gauges.
+/// Prometheus `/metrics` and `/healthz` (observe::probes), and the
+/// backlog poll that feeds the backlog gauges.
 fn serve_metrics(
     listener: tokio::net::TcpListener,
     cfg: &Config,
     metrics: &Arc<Metrics>,
+    health: &Arc<Health>,
     background: &CancellationToken,
 ) {
-    let m = metrics.clone();
-    tokio::spawn(http::serve(
+    tokio::spawn(probes::serve(
         listener,
-        move |req| {
-            let m = m.clone();
-            async move {
-                match req.uri().path() {
-                    "/metrics" => {
-                        let mut r = http::reply(200, m.render());
-                        r.headers_mut().insert(
-                            hyper::header::CONTENT_TYPE,
-                            hyper::header::HeaderValue::from_static(
-                                crate::observe::metrics::CONTENT_TYPE,
-                            ),
-                        );
-                        r
-                    }
-                    "/healthz" => http::reply(200, "ok\n"),
-                    _ => http::reply(404, "not found\n"),
-                }
-            }
-        },
+        probes::router(metrics.clone(), health.clone()),
         background.clone(),
     ));
     tokio::spawn(crate::observe::metrics::poll_backlog(
@@ -395,24 +391,26 @@ fn serve_metrics(
     ));
 }
 
-/// The claim connection: a client and its prepared statements.
-type ClaimConn = (tokio_postgres::Client, Claimer);
-
 /// Claim while there is room (permits and the body budget), hand each
-/// delivery to a task, and wait when there is nothing to do; until
-/// `shutdown`.
-async fn claim_loop(
+/// delivery to a task on `deliveries`, and wait when there is nothing to
+/// do; until `shutdown`, or until the database refuses the claim itself
+/// (`ClaimError::Refused`, returned). Every other failure reconnects after
+/// a backoff.
+async fn claim_loop<S: ClaimStore>(
     cfg: &Config,
+    store: &S,
     shared: &Arc<Shared>,
     wake: &Notify,
-    deliveries: &Deliveries,
+    deliveries: &tokio::runtime::Handle,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
-) {
+) -> Result<(), ClaimError> {
     let global = Arc::new(Semaphore::new(cfg.concurrency));
     let held_bytes = HeldBytes::default();
-    let mut conn: Option<ClaimConn> = None;
-    let mut backoff = db::Backoff::default();
+    let mut conn: Option<S::Conn> = None;
+    // Connecting again resets `backoff`; a database that takes connections
+    // but fails every claim still gets a growing wait, reset by a claim.
+    let (mut backoff, mut claim_backoff) = (db::Backoff::default(), db::Backoff::default());
     // When the last routing pass that leased nothing ran (see below).
     let mut parked_at = Instant::now();
     let idle_hint = if cfg.listen {
@@ -438,15 +436,11 @@ async fn claim_loop(
             }
             continue;
         }
-        if conn.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            conn = db::connect_with_backoff("claim", &mut backoff, shutdown, || async {
-                let c = cfg.database.connect("webhookd claim").await?;
-                let claimer = Claimer::prepare(&c).await?;
-                Ok((c, claimer))
-            })
-            .await;
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            conn =
+                db::connect_with_backoff("claim", &mut backoff, shutdown, || store.connect()).await;
         }
-        let Some((pg, claimer)) = conn.as_ref() else {
+        let Some(pg) = conn.as_ref() else {
             break;
         };
         let limits = shared
@@ -469,19 +463,24 @@ async fn claim_loop(
         // What a claim that never answers had leased stays leased until its
         // lease expires, then is claimed again (at least once).
         let span = telemetry::claim_span(free);
-        let claim = match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, claimer.claim(pg, &req))
+        let claim = match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, pg.claim(&req))
             .instrument(span.clone())
             .await
         {
             Ok(Ok(claim)) => {
+                claim_backoff.reset();
                 span.record("webhook.claim.got", claim.deliveries.len() as i64);
                 claim
             }
             failed => {
                 span.record("otel.status_code", "error");
                 match failed {
+                    Ok(Err(e @ ClaimError::Refused(_))) => {
+                        tracing::error!(error = %e, "claiming stopped: the database refuses every claim");
+                        return Err(e);
+                    }
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %db::Report(&e), "claim failed; reconnecting")
+                        tracing::warn!(error = %e, "claim failed; reconnecting")
                     }
                     _ => tracing::warn!(
                         seconds = db::ROUND_TRIP_TIMEOUT.as_secs(),
@@ -490,7 +489,7 @@ async fn claim_loop(
                 }
                 conn = None;
                 tokio::select! {
-                    _ = backoff.wait() => {}
+                    _ = claim_backoff.wait() => {}
                     _ = shutdown.cancelled() => break,
                 }
                 continue;
@@ -524,7 +523,7 @@ async fn claim_loop(
             c.timeout_ms = c.timeout_ms.min(lease_ms);
             tasks.spawn_on(
                 deliver_one(shared.clone(), c, permit, endpoint_permits),
-                &deliveries.handle,
+                deliveries,
             );
         }
         let busy = limits.any_full();
@@ -538,9 +537,9 @@ async fn claim_loop(
             // webhookd_backlog) within about a second.
             parked_at = Instant::now();
             let batch = cfg.batch.min(i32::MAX as usize) as i32;
-            match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, claimer.route(pg, batch)).await {
+            match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, pg.route(batch)).await {
                 Ok(Ok(n)) => tracing::debug!(routed = n, "routed for busy endpoints"),
-                Ok(Err(e)) => tracing::warn!(error = %db::Report(&e), "routing failed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "routing failed"),
                 Err(_) => {
                     tracing::warn!("routing got no answer; reconnecting");
                     conn = None;
@@ -568,15 +567,16 @@ async fn claim_loop(
             }
         }
     }
+    Ok(())
 }
 
 /// Leases given back unattempted (`webhook.release()`); a failure is
 /// logged, and those leases expire by themselves.
-async fn give_back(pg: &tokio_postgres::Client, ids: &[i64], tokens: &[i32]) {
-    match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, record::release(pg, ids, tokens)).await {
-        Ok(Ok(_)) => {}
+async fn give_back(pg: &impl ClaimConn, ids: &[i64], tokens: &[i32]) {
+    match tokio::time::timeout(db::ROUND_TRIP_TIMEOUT, pg.release(ids, tokens)).await {
+        Ok(Ok(())) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %db::Report(&e), leases = ids.len(), "giving back leases failed; they expire by themselves")
+            tracing::warn!(error = %e, leases = ids.len(), "giving back leases failed; they expire by themselves")
         }
         Err(_) => tracing::warn!(
             leases = ids.len(),

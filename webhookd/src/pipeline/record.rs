@@ -118,6 +118,17 @@ pub enum Report {
     },
 }
 
+#[cfg(test)]
+impl Report {
+    /// The delivery reported on.
+    pub fn delivery_id(&self) -> i64 {
+        match self {
+            Report::Attempted(o) => o.delivery_id,
+            Report::Released { delivery_id, .. } => *delivery_id,
+        }
+    }
+}
+
 /// Why a write failed, as far as what to do next is concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -654,13 +665,7 @@ mod tests {
         };
         let (_, left) = write(&mut store, batch).await.unwrap_err();
         assert_eq!(store.inner.recorded.len(), 4);
-        let left: Vec<i64> = left
-            .iter()
-            .map(|r| match r {
-                Report::Attempted(o) => o.delivery_id,
-                Report::Released { delivery_id, .. } => *delivery_id,
-            })
-            .collect();
+        let left: Vec<i64> = left.iter().map(Report::delivery_id).collect();
         assert_eq!(left, vec![5, 6, 7, 8]);
     }
 
