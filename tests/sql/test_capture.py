@@ -218,6 +218,7 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(shop, call, sqlstate):
     assert events(db)[-1][1] == "orders.insert"
 
 
+@pytest.mark.native_only("DROP EXTENSION; the portable edition is no extension")
 def test_untrack_drop_table_and_drop_extension(shop):
     db = shop
     db.execute("CREATE TABLE keep (id int PRIMARY KEY)")
@@ -295,6 +296,8 @@ def notifications(conn, timeout=0.5):
     return got
 
 
+@pytest.mark.native_only("the native wake-up flag (wake.rs), which the first committer takes down; the portable "
+                         "one's rules are tested in test_portable_capture.py")
 def test_notify_once_per_idle_period_and_only_when_dispatcher_idle(shop, dbname):
     db = shop
     with connect(dbname) as listener:

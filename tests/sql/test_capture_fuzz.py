@@ -34,6 +34,7 @@ import psycopg
 import psycopg.types.json
 import pytest
 
+from support import editions
 from support.cluster import q, q1
 
 SEED = int(os.environ.get("PGWEBHOOK_FUZZ_SEED", "20261127"))
@@ -1024,11 +1025,8 @@ def random_case(db, index, log):
 
 
 def raise_event_size_limit(db):
-    # The fuzz is about the serializer, not the event size limit (if this
-    # build has one; its setting exists once the library is loaded).
-    db.execute("LOAD 'pg_webhook'")
-    if q1(db, "SELECT current_setting('webhook.max_event_size', true)") is not None:
-        db.execute("SET webhook.max_event_size = '64MB'")
+    # The fuzz is about the serializer, not the event size limit.
+    editions.raise_max_event_size(db, 64 * 1024 * 1024)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
+from support import editions
 from support.cluster import SECRET, connect, q, q1
 
 VECTOR = dict(
@@ -91,7 +92,7 @@ def test_create_endpoint_rejects_bad_input(db, args, sqlstate, fragment):
 
 
 def test_http_needs_the_setting(db):
-    db.execute("SET webhook.allow_http = off")
+    editions.set_allow_http(db, False)
     with pytest.raises(psycopg.Error) as err:
         db.execute("SELECT webhook.create_endpoint('http://example.com/x')")
     assert "https" in str(err.value) and "allow_http" in err.value.diag.message_hint

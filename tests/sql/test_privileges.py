@@ -66,6 +66,8 @@ def test_emitting_is_granted_explicitly(db, dbname):
     Webhook(SECRET).verify(body, {"webhook-id": str(eid), "webhook-timestamp": str(ts), "webhook-signature": sig})
 
 
+@pytest.mark.native_only("the superuser-only setting and its placeholder; the portable edition's owner-only table "
+                         "is tested in test_portable_library.py")
 def test_a_placeholder_cannot_turn_on_allow_http_for_a_non_superuser(db, dbname):
     # The test databases allow http:// for every session; this one must not.
     db.execute(f"ALTER DATABASE {dbname} RESET webhook.allow_http")

@@ -43,3 +43,13 @@ def raise_max_event_size(conn, size):
         conn.execute(f"SET webhook.max_event_size = {int(size)}")
     else:
         conn.execute("UPDATE webhook.portable_settings SET max_event_size = %s", (int(size),))
+
+
+def set_allow_http(conn, allow):
+    """Allow or refuse http:// endpoint URLs: in the native edition for
+    this session (a superuser's SET), in the portable one for the database
+    (the owner's setting)."""
+    if EDITION == "native":
+        conn.execute(f"SET webhook.allow_http = {'on' if allow else 'off'}")
+    else:
+        conn.execute("UPDATE webhook.portable_settings SET allow_http = %s", (bool(allow),))

@@ -94,6 +94,19 @@ BEGIN
   IF cols IS NULL AND fix_names IS NULL THEN
     RETURN r::text;
   END IF;
+  IF webhook._holds_nul_escape(r) THEN
+    -- json_each() would refuse the row (see _column_json): column by column.
+    SELECT '{' || coalesce(string_agg(to_json(a.attname::text)::text || ':'
+                                      || CASE WHEN f.typ IS NULL THEN coalesce(webhook._column_json(rec, a.attname)::text, 'null')
+                                              ELSE webhook._json_value(webhook._column_json(rec, a.attname), f.typ) END,
+                                      ',' ORDER BY a.attnum), '') || '}'
+      INTO out
+      FROM pg_attribute a
+      LEFT JOIN unnest(fix_names, fix_types) AS f (name, typ) ON f.name = a.attname
+     WHERE a.attrelid = (SELECT t.typrelid FROM pg_type t WHERE t.oid = pg_typeof(rec)) AND a.attnum > 0
+       AND NOT a.attisdropped AND (cols IS NULL OR a.attname = ANY (cols));
+    RETURN out;
+  END IF;
   SELECT '{' || coalesce(string_agg(to_json(e.key)::text || ':'
                                     || CASE WHEN f.typ IS NULL THEN e.value::text ELSE webhook._json_value(e.value, f.typ) END,
                                     ',' ORDER BY e.n) FILTER (WHERE cols IS NULL OR e.key = ANY (cols)), '') || '}',
@@ -121,6 +134,25 @@ BEGIN
 END
 $$;
 
+-- A row's JSON that holds the escape \u0000 (a json column may: json
+-- accepts it, text cannot hold it): PostgreSQL's JSON functions that read
+-- into it (json_each, ->) refuse such a row, so it is read column by
+-- column instead. Escaped backslashes before `u0000` make this say yes
+-- too, which costs only time.
+CREATE FUNCTION webhook._holds_nul_escape(r json) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN strpos(r::text, '\u0000') > 0;
+
+-- One column's to_json(), read from the row by name.
+CREATE FUNCTION webhook._column_json(r anyelement, col name) RETURNS json
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE j json;
+BEGIN
+  EXECUTE format('SELECT pg_catalog.to_json(($1).%I)', col) INTO j USING r;
+  RETURN j;
+END
+$$;
+
 -- Does capture write values of this column type otherwise than to_json()?
 -- The built-in types of ordinary tables answered at once, any other
 -- through the catalog.
@@ -140,6 +172,32 @@ BEGIN
   RAISE EXCEPTION 'webhook capture trigger % on % has invalid arguments: %', to_json(trigger::text), relation, why
     USING ERRCODE = 'trigger_protocol_violated',
           HINT = 'Capture triggers are installed by webhook.track(); drop this trigger and call webhook.track() for the table instead.';
+END
+$$;
+
+-- A column number of a trigger argument, as capture.rs parse_attnums()
+-- reads it (an i16, white space around it allowed); NULL if it is none.
+CREATE FUNCTION webhook._attnum(a text) RETURNS int2
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN a ~ '^\s*[+-]?[0-9]{1,5}\s*$' AND trim(a)::int BETWEEN -32768 AND 32767 THEN trim(a)::int2 END;
+
+-- Which column number of the trigger's arguments is wrong, in capture.rs's
+-- words (parse_attnums: the key columns' argument first).
+CREATE FUNCTION webhook._capture_attnums_invalid(trigger name, relation regclass, tracked oid, args text[]) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE natts int := (SELECT c.relnatts FROM pg_class c WHERE c.oid = tracked); arg text; part text;
+BEGIN
+  FOREACH arg IN ARRAY args LOOP
+    CONTINUE WHEN arg = '';
+    FOREACH part IN ARRAY string_to_array(arg, ',') LOOP
+      IF webhook._attnum(part) IS NULL THEN
+        PERFORM webhook._capture_arguments_invalid(trigger, relation, format('%s is not a column number', to_json(part)));
+      ELSIF webhook._attnum(part) NOT BETWEEN 1 AND natts THEN
+        PERFORM webhook._capture_arguments_invalid(trigger, relation,
+          format('column number %s is not a column of the table', webhook._attnum(part)));
+      END IF;
+    END LOOP;
+  END LOOP;
 END
 $$;
 
@@ -180,9 +238,6 @@ BEGIN
     PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID,
       format('event type %s is reserved: webhook.* are pg_webhook''s own', to_json(event_type)));
   END IF;
-  IF TG_ARGV[1] !~ '^([0-9]{1,5}(,[0-9]{1,5})*)?$' OR TG_ARGV[2] !~ '^([0-9]{1,5}(,[0-9]{1,5})*)?$' THEN
-    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, 'column numbers must be comma-separated numbers');
-  END IF;
 
   -- The tracked table: this one, or for a partition's cloned trigger the
   -- table track() was called on (the top of the trigger's clone chain).
@@ -197,10 +252,10 @@ BEGIN
   -- to_json() writes otherwise. Each lookup by key, so that the generic
   -- plan reads the catalog by its indexes.
   WITH wanted AS (
-    SELECT 'key' AS kind, k.ord, k.a::int2 AS attnum
+    SELECT 'key' AS kind, k.ord, webhook._attnum(k.a) AS attnum
       FROM unnest(string_to_array(nullif(TG_ARGV[1], ''), ',')) WITH ORDINALITY AS k (a, ord)
     UNION ALL
-    SELECT 'only', o.ord, o.a::int2 FROM unnest(string_to_array(nullif(TG_ARGV[2], ''), ',')) WITH ORDINALITY AS o (a, ord)
+    SELECT 'only', o.ord, webhook._attnum(o.a) FROM unnest(string_to_array(nullif(TG_ARGV[2], ''), ',')) WITH ORDINALITY AS o (a, ord)
   ), named AS (
     SELECT w.kind, w.ord,
            (SELECT ta.attname FROM pg_attribute ta WHERE ta.attrelid = tracked AND ta.attnum = w.attnum AND w.attnum > 0) AS tracked_name
@@ -232,7 +287,7 @@ BEGIN
            WHERE m.kind = 'key') AS key_by_text
     INTO sh FROM fix;
   IF NOT sh.args_ok THEN
-    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, 'a column number is not a column of the table');
+    PERFORM webhook._capture_attnums_invalid(TG_NAME, TG_RELID, tracked, ARRAY[TG_ARGV[1], TG_ARGV[2]]);
   END IF;
 
   IF op <> 'delete' THEN
@@ -251,7 +306,7 @@ BEGIN
 
   -- payload.rs key_text(): the key columns' text, comma separated: what
   -- `value::text` gives (->> of to_json() is exactly that for every type
-  -- but arrays, composites and types with a json cast), except for the
+  -- but booleans, arrays, composites and types with a json cast), except for the
   -- types whose text depends on the session (timestamps, dates, times,
   -- bytea), written as in the payload.
   -- Key columns dropped after track() (the primary key went with them)
@@ -259,11 +314,15 @@ BEGIN
   FOR i IN 1 .. coalesce(cardinality(sh.key_names), 0) LOOP
     CONTINUE WHEN sh.key_names[i] IS NULL;
     key := CASE WHEN key IS NULL THEN '' ELSE key || ',' END;
-    v := coalesce(row_new, row_old) -> sh.key_names[i]::text;
+    v := CASE WHEN webhook._holds_nul_escape(coalesce(row_new, row_old))
+              THEN webhook._column_json(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i])
+              ELSE coalesce(row_new, row_old) -> sh.key_names[i]::text END;
     CONTINUE WHEN json_typeof(v) = 'null';
     key := key || CASE
       WHEN sh.key_types[i] IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype, 'time'::regtype)
         THEN trim(BOTH '"' FROM webhook._json_value(v, sh.key_types[i]))
+      -- to_json() writes booleans as JSON does, their output function as t and f.
+      WHEN sh.key_types[i] = 'bool'::regtype THEN CASE WHEN v::text = 'true' THEN 't' ELSE 'f' END
       WHEN sh.key_by_text[i] THEN webhook._key_text(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i])
       ELSE v #>> '{}' END;
   END LOOP;
