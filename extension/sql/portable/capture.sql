@@ -95,10 +95,10 @@ BEGIN
     RETURN r::text;
   END IF;
   IF webhook._holds_nul_escape(r) THEN
-    -- json_each() would refuse the row (see _column_json): column by column.
+    -- json_each() would refuse the row (see _holds_nul_escape): column by column.
     SELECT '{' || coalesce(string_agg(to_json(a.attname::text)::text || ':'
-                                      || CASE WHEN f.typ IS NULL THEN coalesce(webhook._column_json(rec, a.attname)::text, 'null')
-                                              ELSE webhook._json_value(webhook._column_json(rec, a.attname), f.typ) END,
+                                      || CASE WHEN f.typ IS NULL THEN coalesce(webhook._column(rec, a.attname, true), 'null')
+                                              ELSE webhook._json_value(webhook._column(rec, a.attname, true)::json, f.typ) END,
                                       ',' ORDER BY a.attnum), '') || '}'
       INTO out
       FROM pg_attribute a
@@ -121,7 +121,7 @@ BEGIN
                                     || CASE WHEN f.typ IS NOT NULL THEN webhook._json_value(e.value, f.typ)
                                             WHEN json_typeof(e.value) = 'null' THEN 'null'
                                             WHEN webhook._base_type(a.atttypid) = 'json'::regtype
-                                              THEN webhook._key_text(rec, e.key::name)
+                                              THEN webhook._column(rec, e.key::name, false)
                                             ELSE e.value::text END,
                                     ',' ORDER BY e.n), '') || '}'
     INTO out
@@ -143,13 +143,15 @@ CREATE FUNCTION webhook._holds_nul_escape(r json) RETURNS boolean
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN strpos(r::text, '\u0000') > 0;
 
--- One column's to_json(), read from the row by name.
-CREATE FUNCTION webhook._column_json(r anyelement, col name) RETURNS json
+-- One column of a row, read by name: its to_json() (as_json), or its
+-- `value::text`, for the key columns ->> of to_json() writes otherwise.
+CREATE FUNCTION webhook._column(r anyelement, col name, as_json boolean) RETURNS text
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE j json;
+DECLARE t text;
 BEGIN
-  EXECUTE format('SELECT pg_catalog.to_json(($1).%I)', col) INTO j USING r;
-  RETURN j;
+  EXECUTE format(CASE WHEN as_json THEN 'SELECT pg_catalog.to_json(($1).%I)::pg_catalog.text'
+                      ELSE 'SELECT ($1).%I::pg_catalog.text' END, col) INTO t USING r;
+  RETURN t;
 END
 $$;
 
@@ -315,7 +317,7 @@ BEGIN
     CONTINUE WHEN sh.key_names[i] IS NULL;
     key := CASE WHEN key IS NULL THEN '' ELSE key || ',' END;
     v := CASE WHEN webhook._holds_nul_escape(coalesce(row_new, row_old))
-              THEN webhook._column_json(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i])
+              THEN webhook._column(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i], true)::json
               ELSE coalesce(row_new, row_old) -> sh.key_names[i]::text END;
     CONTINUE WHEN json_typeof(v) = 'null';
     key := key || CASE
@@ -323,7 +325,7 @@ BEGIN
         THEN trim(BOTH '"' FROM webhook._json_value(v, sh.key_types[i]))
       -- to_json() writes booleans as JSON does, their output function as t and f.
       WHEN sh.key_types[i] = 'bool'::regtype THEN CASE WHEN v::text = 'true' THEN 't' ELSE 'f' END
-      WHEN sh.key_by_text[i] THEN webhook._key_text(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i])
+      WHEN sh.key_by_text[i] THEN webhook._column(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i], false)
       ELSE v #>> '{}' END;
   END LOOP;
 
@@ -332,16 +334,5 @@ BEGIN
           CASE WHEN current_setting('webhook.traceparent', true) <> '' THEN webhook._traceparent() END);
   PERFORM webhook._wrote_events();
   RETURN NULL;
-END
-$$;
-
--- A key column's `value::text`, for the types ->> of to_json() writes
--- otherwise.
-CREATE FUNCTION webhook._key_text(r anyelement, col name) RETURNS text
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE t text;
-BEGIN
-  EXECUTE format('SELECT ($1).%I::pg_catalog.text', col) INTO t USING r;
-  RETURN t;
 END
 $$;
