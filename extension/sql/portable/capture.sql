@@ -5,11 +5,15 @@
 -- exactly as payload.rs does; the four it writes otherwise (timestamptz,
 -- timestamp, date, bytea), and arrays and composites holding them, are
 -- rewritten from it. Two differences remain, both of form only
--- (tests/test_portable_capture.py pins them): a type with a cast to json of
--- its own (an extension's, as hstore's) is written by that cast here and by
--- its output function in the native edition; and a json value inside a
--- composite that is rewritten loses the white space around it (json keeps
--- its text as written; rebuilt from json_each(), only the value is left).
+-- (tests/sql/test_portable_capture.py pins them): a type with a cast to
+-- json of its own (an extension's, as hstore's) is written by that cast
+-- here and by its output function in the native edition; and a json value
+-- inside a composite that is rewritten loses the white space around it
+-- (json keeps its text as written; rebuilt from json_each(), only the value
+-- is left). One row this edition cannot capture: a composite value holding
+-- both a json value with the escape \u0000 and a timestamp, date or bytea
+-- (PostgreSQL's JSON functions refuse to read into it); its statement fails
+-- with PostgreSQL's error, nothing is written.
 --
 -- Everything about the table is read from the catalog on every row: there
 -- is no event trigger to say a migration changed it, so nothing is cached
