@@ -62,7 +62,7 @@ def portable_db(pg_cluster, dbname):
     try:
         with connect(name) as c:
             editions.install(c, name, "portable")
-            c.execute("UPDATE webhook.portable_settings SET max_event_size = 1073741823")
+            editions.raise_max_event_size(c, 1073741823, "portable")
             yield c
     finally:
         with psycopg.connect(dsn(), autocommit=True) as c:

@@ -35,11 +35,11 @@ def install(conn, dbname, edition=EDITION):
         conn.execute("UPDATE webhook.portable_settings SET allow_http = true")
 
 
-def raise_max_event_size(conn, size):
+def raise_max_event_size(conn, size, edition=EDITION):
     """Let this test's events be up to `size` bytes: in the native edition
     a superuser's SET for the session, in the portable one the owner's
     setting in webhook.portable_settings (the whole database's)."""
-    if EDITION == "native":
+    if edition == "native":
         conn.execute(f"SET webhook.max_event_size = {int(size)}")
     else:
         conn.execute("UPDATE webhook.portable_settings SET max_event_size = %s", (int(size),))

@@ -226,6 +226,10 @@ DECLARE
   tracked oid;
   sh record;
   key text;
+  -- The row the key is read from (the new one, the old one for a delete),
+  -- and whether it must be read column by column (_holds_nul_escape).
+  key_row json;
+  key_nul boolean;
   v json;
   i int;
   body text;
@@ -317,12 +321,14 @@ BEGIN
   -- bytea), written as in the payload.
   -- Key columns dropped after track() (the primary key went with them)
   -- are left out; without any, the event has no key.
+  key_row := coalesce(row_new, row_old);
+  key_nul := webhook._holds_nul_escape(key_row);
   FOR i IN 1 .. coalesce(cardinality(sh.key_names), 0) LOOP
     CONTINUE WHEN sh.key_names[i] IS NULL;
     key := CASE WHEN key IS NULL THEN '' ELSE key || ',' END;
-    v := CASE WHEN webhook._holds_nul_escape(coalesce(row_new, row_old))
+    v := CASE WHEN key_nul
               THEN webhook._column(CASE WHEN op = 'delete' THEN OLD ELSE NEW END, sh.key_names[i], true)::json
-              ELSE coalesce(row_new, row_old) -> sh.key_names[i]::text END;
+              ELSE key_row -> sh.key_names[i]::text END;
     CONTINUE WHEN json_typeof(v) = 'null';
     key := key || CASE
       WHEN sh.key_types[i] IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype, 'time'::regtype)
