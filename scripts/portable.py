@@ -76,7 +76,7 @@ def edition():
     if stray:
         sys.exit(f"scripts/portable.py: extension/sql/portable/ has files for no stage: {sorted(stray)}")
     parts.append("COMMIT;\n")
-    return "\n".join(p for p in parts if p)
+    return "\n".join(parts)
 
 
 def main():
