@@ -8,6 +8,10 @@
 -- worker's own cap (caps: what it has room for, counting its own requests
 -- exactly, which its unrecorded leases in the table would not), less what
 -- this claim leased already (`mine`: its leases all end at lease_until).
+-- `fresh`: those of this claim's leases it made as it routed (created by
+-- this transaction, so created_at = now(); the due part leases deliveries
+-- an earlier transaction created). _route() stops at an endpoint its own
+-- routing filled, never at one the due part filled.
 -- Without a worker name (a claim by hand) every live lease counts.
 -- Disabled and excluded endpoints (paused by the dispatcher's circuit
 -- breaker) get none.
@@ -24,13 +28,13 @@
 -- (tests/sql/test_search_path.py holds both).
 CREATE FUNCTION webhook._rooms(t_now timestamptz, lease_until timestamptz,
                                exclude bigint[], cap_ids bigint[], cap_n int[], worker text)
-RETURNS TABLE (id bigint, room int, mine int)
+RETURNS TABLE (id bigint, room int, fresh int)
 LANGUAGE sql STABLE AS $$
   SELECT e.id,
          CASE WHEN NOT e.enabled OR e.id = ANY (exclude) THEN 0
               WHEN coalesce(worker, '') = '' THEN greatest(0, least(c.cap - coalesce(l.mine, 0), e.max_in_flight - coalesce(l.others, 0)))
               ELSE greatest(0, c.cap - coalesce(l.mine, 0) - coalesce(l.others, 0)) END::int,
-         coalesce(l.mine, 0)::int
+         coalesce(l.fresh, 0)::int
     FROM webhook.endpoint e
     -- Every live lease, counted once per call (there are no more than the
     -- dispatchers' concurrency): through delivery_leased, the one index
@@ -39,7 +43,8 @@ LANGUAGE sql STABLE AS $$
     -- looked empty walked the (event_id, endpoint_id) index for each.
     LEFT JOIN (SELECT d.endpoint_id,
                       count(*) FILTER (WHERE coalesce(worker, '') = '' OR d.leased_by <> worker) AS others,
-                      count(*) FILTER (WHERE d.next_attempt_at = lease_until) AS mine
+                      count(*) FILTER (WHERE d.next_attempt_at = lease_until) AS mine,
+                      count(*) FILTER (WHERE d.next_attempt_at = lease_until AND d.created_at = now()) AS fresh
                  FROM webhook.delivery d
                 WHERE d.status = 'pending' AND d.leased_by IS NOT NULL AND d.next_attempt_at > t_now
                 GROUP BY d.endpoint_id) l ON l.endpoint_id = e.id

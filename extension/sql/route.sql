@@ -113,7 +113,10 @@ BEGIN
   END IF;
   WITH ev AS MATERIALIZED (
     SELECT * FROM webhook._window_chunk(st.prev_snap, cur, last, hi, max_events)
-  ), typ AS (
+  ), typ AS MATERIALIZED (
+    -- MATERIALIZED: inlined, the planner joined each event to the
+    -- endpoints and matched its type's patterns once per event, not per
+    -- type (100,000 lookups of endpoint_patterns for one type).
     SELECT t.event_type, ep.id AS endpoint_id, ep.ordered
       FROM (SELECT DISTINCT ev.event_type FROM ev WHERE ev.endpoint_id IS NULL) t
       JOIN webhook.endpoint ep ON ep.enabled AND ep.event_types && webhook._patterns_for(t.event_type)
@@ -129,17 +132,21 @@ BEGIN
     SELECT ev.id, ep.id, CASE WHEN ep.ordered THEN ev.ordering_key END
       FROM ev JOIN webhook.endpoint ep ON ep.id = ev.endpoint_id AND ep.enabled
   ), room AS (
-    -- mine: what this claim leased already (all its leases end at
-    -- lease_until); an endpoint it filled stops routing like one filled
-    -- by this chunk, while one that was busy before the claim does not.
-    SELECT r.id, r.room AS n, r.mine
+    -- fresh: what this claim's routing leased already (earlier chunks);
+    -- an endpoint it filled stops routing like one filled by this chunk,
+    -- while one that was busy before the claim, or filled by the claim's
+    -- due part, does not: a recovered endpoint catching up on its backlog
+    -- took its whole room from the due queue on every claim, and stopped
+    -- each claim's routing after one event, so every other endpoint's
+    -- fresh events waited seconds behind it (B6, docs/bench/history.md).
+    SELECT r.id, r.room AS n, r.fresh
       FROM webhook._rooms(now(), lease_until, exclude, cap_ids, cap_n, worker) r
      WHERE lease_max > 0 AND r.id IN (SELECT DISTINCT p.endpoint_id FROM every_pair p)
   ), ranked AS (
     -- Which deliveries could be leased now, in event order: within the
     -- endpoint's room, and for an ordered endpoint only the first pending
     -- delivery of its ordering key.
-    SELECT p.*, coalesce(room.n, 0) AS room, coalesce(room.mine, 0) AS mine,
+    SELECT p.*, coalesce(room.n, 0) AS room, coalesce(room.fresh, 0) AS fresh,
            row_number() OVER (PARTITION BY p.endpoint_id ORDER BY p.event_id) AS nth,
            p.ordering_key IS NULL OR (
              row_number() OVER (PARTITION BY p.endpoint_id, p.ordering_key ORDER BY p.event_id) = 1
@@ -150,18 +157,19 @@ BEGIN
   ), per_event AS (
     SELECT r.event_id,
            count(*) FILTER (WHERE r.nth <= r.room AND r.key_free) AS leasable,
-           bool_or((r.room > 0 OR r.mine > 0) AND r.nth > r.room) AS overflows
+           bool_or((r.room > 0 OR r.fresh > 0) AND r.nth > r.room) AS overflows
       FROM ranked r GROUP BY r.event_id
   ), stop AS (
     -- Routing stops before the first event that would take the batch past
     -- max_pairs leases, or that finds an endpoint's room used up by earlier
-    -- events of this chunk or of this claim (routed now, its delivery would
-    -- only wait, and be written once more when leased later). Events whose
-    -- endpoints all had no room to begin with (paused, or busy with earlier
-    -- leases) do not stop it: they become pending deliveries, as they
-    -- must, and the events behind them go on. The first event goes (even
-    -- to more endpoints than the batch has room for) unless it can lease
-    -- nothing because this claim filled its endpoints.
+    -- events of this chunk or of this claim's earlier chunks (routed now,
+    -- its delivery would only wait, and be written once more when leased
+    -- later). Events whose endpoints all had no room to begin with (paused,
+    -- busy with earlier leases, or filled by the claim's due part) do not
+    -- stop it: they become pending deliveries, as they must, and the events
+    -- behind them go on. The first event goes (even to more endpoints than
+    -- the batch has room for) unless it can lease nothing because this
+    -- claim's routing filled its endpoints.
     SELECT coalesce((SELECT min(c.event_id) FROM (
                        SELECT e.event_id, e.overflows, e.leasable,
                               sum(e.leasable) OVER (ORDER BY e.event_id) AS upto,

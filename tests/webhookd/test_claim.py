@@ -101,3 +101,23 @@ def test_a_claim_reads_deliveries_by_key_whatever_the_statistics_said(db):
     # The last claim's plans, made when the table was empty, at 3,000 rows.
     removed = [int(n) for p in plans for n in re.findall(r"Rows Removed by Filter: (\d+)", p)]
     assert plans and max(removed, default=0) < 100, "\n\n".join(p for p in plans if "Removed" in p)
+
+
+def test_an_endpoint_catching_up_on_its_backlog_does_not_hold_up_the_others_fresh_events(db):
+    """A claim whose due part fills one endpoint (a recovered endpoint's
+    backlog) still routes every other endpoint's fresh events: before, each
+    such claim routed one event, and a healthy neighbour's events waited
+    seconds in the outbox while the backlog drained."""
+    backlogged = q1(db, "SELECT webhook.create_endpoint('https://example.invalid/c', '{probe.*}', %s)", SECRET)
+    db.execute("SELECT count(webhook.emit('probe.ping', jsonb_build_object('n', g))) FROM generate_series(1, 200) g")
+    assert q1(db, "SELECT webhook.route()") == 200
+    healthy = q1(db, "SELECT webhook.create_endpoint('https://example.invalid/a', '{probe.*}', %s, max_in_flight => 100)",
+                 SECRET)
+    db.execute("SELECT count(webhook.emit('probe.ping', jsonb_build_object('n', g))) FROM generate_series(1, 100) g")
+    rows = db.execute(
+        "SELECT endpoint_id, count(*) FROM webhook.claim(300, '60 seconds', 'probe', '{}', 0, %s, %s) GROUP BY 1",
+        ([backlogged, healthy], [10, 100]),
+    ).fetchall()
+    assert dict(rows) == {backlogged: 10, healthy: 100}
+    # The backlogged endpoint's fresh deliveries wait behind its backlog.
+    assert q1(db, "SELECT count(*) FROM webhook.deliveries WHERE endpoint_id = %s", backlogged) == 300
