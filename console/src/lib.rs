@@ -173,10 +173,17 @@ fn warn_if_readable_by_others(path: &Path) {
 
 async fn healthz(axum::extract::State(s): axum::extract::State<Arc<Console>>) -> impl IntoResponse {
     match s.store.ping().await {
-        Ok(version) => (
-            axum::http::StatusCode::OK,
-            Json(serde_json::json!({"status": "ok", "extension_version": version})),
-        ),
+        Ok(found) => {
+            pages::found(&found);
+            (
+                axum::http::StatusCode::OK,
+                Json(serde_json::json!({
+                    "status": "ok",
+                    "edition": found.edition,
+                    "extension_version": found.version,
+                })),
+            )
+        }
         Err(_) => (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Json(serde_json::json!({"status": "unavailable"})),
@@ -321,12 +328,19 @@ pub async fn run(
     let store = Store::new(pool(args.pool)?);
     match store.ping().await {
         // The console calls the SQL API of its own release.
-        Ok(v) if v != env!("CARGO_PKG_VERSION") => tracing::warn!(
-            extension_version = %v,
-            console_version = env!("CARGO_PKG_VERSION"),
-            "console: the database has another version of pg_webhook; run ALTER EXTENSION pg_webhook UPDATE"
-        ),
-        Ok(v) => tracing::info!(extension_version = %v, "console: database reachable"),
+        Ok(found) if found.version != env!("CARGO_PKG_VERSION") => {
+            pages::found(&found);
+            tracing::warn!(
+                edition = %found.edition,
+                extension_version = %found.version,
+                console_version = env!("CARGO_PKG_VERSION"),
+                "console: the database has another version of pg_webhook; update it (native: ALTER EXTENSION pg_webhook UPDATE; portable: webhookd install)"
+            )
+        }
+        Ok(found) => {
+            pages::found(&found);
+            tracing::info!(edition = %found.edition, extension_version = %found.version, "console: database reachable")
+        }
         // Served anyway: the console says so on each page until it is.
         Err(e) => tracing::warn!(error = %e, "console: the database is not reachable yet"),
     }

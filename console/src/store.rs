@@ -14,6 +14,14 @@ use utoipa::ToSchema;
 
 use webhook_signing::headers;
 
+/// Which pg_webhook the database has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// `native` or `portable` (webhook.edition()).
+    pub edition: String,
+    pub version: String,
+}
+
 /// Why a call failed, typed up to the HTTP status that answers it.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -320,20 +328,45 @@ impl Store {
         Ok(c.query(sql, &refs).await?)
     }
 
-    /// Whether the database answers and has the extension (the console's
-    /// health check).
-    pub async fn ping(&self) -> Result<String> {
+    /// Whether the database answers and has pg_webhook, in either edition
+    /// (the console's health check): which edition and release it is.
+    pub async fn ping(&self) -> Result<Installed> {
+        // From the catalogs first: a native 0.1.0 has no webhook.version().
         let rows = self
             .query(
-                "SELECT extversion FROM pg_extension WHERE extname = 'pg_webhook'",
+                "SELECT (SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_webhook') AS native, \
+                        EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                                 WHERE n.nspname = 'webhook' AND p.proname = 'version' AND p.pronargs = 0) AS has_version",
                 &[],
             )
             .await?;
-        rows.first().map(|r| r.get("extversion")).ok_or_else(|| {
-            StoreError::NotFound(
-                "the extension pg_webhook is not installed in this database".into(),
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::NotFound("the database answered nothing".into()))?;
+        if let Some(version) = row.get::<_, Option<String>>("native") {
+            return Ok(Installed {
+                edition: "native".into(),
+                version,
+            });
+        }
+        if !row.get::<_, bool>("has_version") {
+            return Err(StoreError::NotFound(
+                "pg_webhook is not installed in this database (CREATE EXTENSION pg_webhook, or webhookd install)"
+                    .into(),
+            ));
+        }
+        let rows = self
+            .query(
+                "SELECT webhook.edition() AS edition, webhook.version() AS version",
+                &[],
             )
-        })
+            .await?;
+        rows.first()
+            .map(|r| Installed {
+                edition: r.get("edition"),
+                version: r.get("version"),
+            })
+            .ok_or_else(|| StoreError::NotFound("the database answered nothing".into()))
     }
 
     // Endpoints.

@@ -56,3 +56,14 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 -- native:end
 COMMENT ON FUNCTION webhook.edition() IS
   'Which edition of pg_webhook this database has: native (the extension and its library) or portable (SQL and PL/pgSQL only).';
+
+-- Which release of pg_webhook this database has: the extension's version,
+-- or the portable edition's (portable/library.sql).
+-- native:begin
+CREATE FUNCTION webhook.version() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT e.extversion FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_webhook'
+$$;
+-- native:end
+COMMENT ON FUNCTION webhook.version() IS
+  'Which release of pg_webhook this database has (for example 0.2.0), in either edition.';

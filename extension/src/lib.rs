@@ -23,6 +23,27 @@ use webhook_signing as sign;
 
 ::pgrx::pg_module_magic!();
 
+// First of all: one database holds one edition. Over the portable edition
+// (the same objects, made without the library by `webhookd install`) the
+// script would otherwise stop at its first CREATE with "function ...
+// already exists"; this says what is there and what to do.
+extension_sql!(
+    r#"
+DO $one_edition$
+BEGIN
+  IF EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'webhook' AND p.proname = 'edition' AND p.pronargs = 0) THEN
+    RAISE EXCEPTION 'pg_webhook''s portable edition is installed in this database'
+      USING ERRCODE = 'duplicate_schema',
+            HINT = 'One database holds one edition: keep the portable one, or remove it with webhookd uninstall (its endpoints and events go with it) before CREATE EXTENSION pg_webhook.';
+  END IF;
+END
+$one_edition$;
+"#,
+    name = "one_edition",
+    bootstrap
+);
+
 // One file per stage, each after what it uses. Rust functions that a view
 // or a SQL-language function calls when it is created are named too; a
 // PL/pgSQL body is resolved only when it runs.

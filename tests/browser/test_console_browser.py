@@ -178,7 +178,7 @@ def test_a_failing_endpoint_goes_dead_and_its_deliveries_are_replayed(page, cons
     assert q1(db, "SELECT enabled FROM webhook.endpoint") is False
     page.click("button:has-text('Enable')")
     assert q1(db, "SELECT enabled FROM webhook.endpoint") is True
-    page.click("text=Edit")
+    page.click('text="Edit"')
     page.fill("#rate_limit", "25")
     page.fill("#description", "CRM (EU)")
     page.fill("#retry_schedule", "10s, 1m 30s, 2h")
@@ -189,7 +189,7 @@ def test_a_failing_endpoint_goes_dead_and_its_deliveries_are_replayed(page, cons
     assert q1(db, "SELECT retry_schedule::text FROM webhook.endpoint") == '{00:00:10,00:01:30,02:00:00}'
     assert q1(db, "SELECT retry_max_age::text FROM webhook.endpoint") == "24:00:00"
     assert "10s, 1m 30s, 2h" in page.inner_text("section.panel:has-text('Configuration')")
-    page.click("text=Edit")
+    page.click('text="Edit"')
     assert page.input_value("#retry_schedule") == "10s, 1m 30s, 2h"
     page.fill("#retry_schedule", "")
     page.fill("#retry_max_age", "soon")
@@ -199,7 +199,7 @@ def test_a_failing_endpoint_goes_dead_and_its_deliveries_are_replayed(page, cons
     page.click("button:has-text('Save changes')")
     assert "Saved." in page.inner_text(".flash")
     assert q1(db, "SELECT retry_schedule IS NULL AND retry_max_age IS NULL FROM webhook.endpoint") is True
-    page.click("text=Edit")
+    page.click('text="Edit"')
     page.fill("#max_in_flight", "0")
     page.click("button:has-text('Save changes')")
     assert "max_in_flight must be between 1 and 10000" in page.inner_text(".error")
@@ -220,7 +220,7 @@ def test_the_read_only_token_sees_no_actions_and_forms_need_their_csrf_token(pag
     page.goto(f"/endpoints/{eid}")
     assert page.locator("form[action$='/disable']").count() == 0
     assert "s3cret" not in page.content()
-    assert page.locator("text=Edit").count() == 0
+    assert page.locator('text="Edit"').count() == 0  # the button, not the footer's "edition"
     # Posting anyway (the session cookie is sent) is refused.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     with httpx.Client(base_url=console.url, cookies=cookies) as c:

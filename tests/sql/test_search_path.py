@@ -139,6 +139,7 @@ CALLS = [
     ("update", "UPDATE public.sp_orders SET note = 'm', status = 'paid'"),
     ("delete", "DELETE FROM public.sp_orders"),
     ("edition", "SELECT webhook.edition()"),
+    ("version", "SELECT webhook.version()"),
     ("sign", "SELECT webhook.sign('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_1', 1614265330, '{}')"),
     ("verify", "SELECT webhook.verify('whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'msg_1', 1614265330, '{}', 'v1,x')"),
     ("send_test", "SELECT webhook.send_test({ep})"),

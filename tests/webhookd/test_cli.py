@@ -100,7 +100,7 @@ def test_status_reports_backlog_and_health(db, dbname):
     db.execute("SELECT webhook.disable_endpoint(%s)", (ep,))
     out = subprocess.run([str(WEBHOOKD), "status", "--database-url", dsn(dbname)], capture_output=True, text=True, timeout=20)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"pg_webhook: {EDITION} edition\n")
+    assert out.stdout.startswith(f"pg_webhook: {EDITION} edition 0.2.0\n")
     assert "backlog: 1 pending" in out.stdout
     assert "https://hooks.example.com/shop" in out.stdout and "DISABLED" in out.stdout
 

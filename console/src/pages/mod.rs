@@ -73,6 +73,31 @@ pub(crate) fn failed(s: &Session, e: ApiError) -> Response {
     (e.status, body).into_response()
 }
 
+/// What the console last found in the database (its start and every
+/// /healthz set it), for the footer of every page; a process-wide fact, as
+/// the database is one per console.
+static FOUND: std::sync::RwLock<Option<crate::store::Installed>> = std::sync::RwLock::new(None);
+
+pub(crate) fn found(installed: &crate::store::Installed) {
+    if let Ok(mut f) = FOUND.write() {
+        *f = Some(installed.clone());
+    }
+}
+
+fn footer() -> Markup {
+    let found = FOUND.read().ok().and_then(|f| f.clone());
+    html! {
+        footer.bottom {
+            "pg_webhook console " (env!("CARGO_PKG_VERSION"))
+            @if let Some(f) = found {
+                " · database: " span.edition { (f.edition) " edition" } " " (f.version)
+            } @else {
+                " · database: not reached yet"
+            }
+        }
+    }
+}
+
 pub(crate) fn page(
     title: &str,
     s: Option<&Session>,
@@ -112,6 +137,7 @@ pub(crate) fn page(
                     }
                     (content)
                 }
+                (footer())
             }
         }
     }

@@ -9,6 +9,36 @@
 -- Loaded first: only the pgcrypto wrappers are called while the stage files
 -- are created, and PL/pgSQL bodies are resolved when they run.
 
+-- Where this edition may be created: not beside the native extension (one
+-- database holds one edition), not over an installation of its own
+-- (`webhookd install` upgrades that in place, after its own checks), and
+-- not into a schema `webhook` someone else made. Nothing in an existing
+-- schema is called: its functions could be anyone's.
+DO $portable$
+DECLARE native text;
+BEGIN
+  SELECT e.extversion INTO native FROM pg_catalog.pg_extension e WHERE e.extname = 'pg_webhook';
+  IF native IS NOT NULL THEN
+    RAISE EXCEPTION 'the native edition of pg_webhook (extension version %) is installed in this database', native
+      USING ERRCODE = 'duplicate_object',
+            HINT = 'One database holds one edition: keep the native one, or move as the README''s "Managed PostgreSQL" describes.';
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = 'webhook') THEN
+    -- From the catalog: to_regprocedure() needs USAGE on the schema.
+    IF EXISTS (SELECT FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+                WHERE n.nspname = 'webhook' AND p.proname = 'edition' AND p.pronargs = 0) THEN
+      RAISE EXCEPTION 'pg_webhook''s portable edition is already installed in this database'
+        USING ERRCODE = 'duplicate_schema',
+              HINT = 'webhookd install upgrades it in place; webhookd uninstall removes it.';
+    END IF;
+    RAISE EXCEPTION 'a schema named webhook already exists in this database'
+      USING ERRCODE = 'duplicate_schema',
+            HINT = 'pg_webhook keeps everything in schema webhook: rename or drop that schema first.';
+  END IF;
+END
+$portable$;
+CREATE SCHEMA webhook;
+
 -- HMAC and random bytes come from pgcrypto (a trusted extension on every
 -- managed service), in whatever schema it was created in (Supabase puts it in
 -- `extensions`): the two wrappers name that schema, everything else calls
@@ -40,6 +70,13 @@ $portable$;
 -- outbox.sql's webhook.edition(), this edition's answer.
 CREATE FUNCTION webhook.edition() RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT 'portable' $$;
+
+-- outbox.sql's webhook.version(): the release this script was assembled
+-- from (webhookd's build writes it in), which `webhookd install` compares
+-- with its own to upgrade in place or refuse a downgrade. STABLE like the
+-- native one (which reads pg_extension).
+CREATE FUNCTION webhook.version() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$ SELECT '@PORTABLE_VERSION@' $$;
 
 -- The settings the native edition keeps as superuser-only GUCs
 -- (extension/src/guc.rs: webhook.allow_http, webhook.max_event_size). A

@@ -1,12 +1,14 @@
 //! The subcommands of the `webhookd` binary, one module each, and the one
 //! place that parses the command line and starts a runtime: `run` (the
 //! dispatcher), `listen` (a verifying development receiver), `status` (a
-//! health report), `healthcheck` (a container's probe) and `console` (the
-//! admin API and web console). Every flag also reads an environment
-//! variable.
+//! health report), `healthcheck` (a container's probe), `console` (the
+//! admin API and web console), and `install` / `uninstall` (the portable
+//! edition, for databases that cannot load the extension). Every flag that
+//! takes a value also reads an environment variable.
 
 pub mod console;
 pub mod healthcheck;
+pub mod install;
 pub mod listen;
 pub mod run;
 pub mod status;
@@ -46,6 +48,14 @@ enum Command {
     /// WEBHOOKD_CONSOLE_READ_TOKEN and --token-file; connect as a role
     /// granted webhook.grant_manager().
     Console(Box<console::ConsoleCommand>),
+    /// Install pg_webhook's portable edition (the SQL API without the
+    /// extension's library, for managed PostgreSQL) as the database's
+    /// owner, or upgrade an older portable installation in place; --print
+    /// writes its SQL instead.
+    Install(install::InstallArgs),
+    /// Remove a portable installation: the capture triggers it added, then
+    /// schema webhook with every endpoint, event and delivery (--yes).
+    Uninstall(install::UninstallArgs),
 }
 
 /// Cancels `token` at SIGTERM or Ctrl-C (the services' shutdown).
@@ -97,6 +107,8 @@ pub fn main() -> anyhow::Result<()> {
             Command::Listen(a) => listen::command(a).await,
             Command::Status(a) => status::command(a).await,
             Command::Healthcheck(a) => healthcheck::command(a).await,
+            Command::Install(a) => install::install(a).await,
+            Command::Uninstall(a) => install::uninstall(a).await,
             Command::Console(a) => {
                 let token = CancellationToken::new();
                 tokio::spawn(terminated(token.clone()));

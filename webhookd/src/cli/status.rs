@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 
-use crate::db::{Database, DatabaseArgs, Report};
+use crate::db::{reported, Database, DatabaseArgs};
 
 /// `webhookd status`'s flags.
 #[derive(Args, Debug)]
@@ -16,20 +16,15 @@ pub async fn command(a: StatusArgs) -> anyhow::Result<()> {
     run(&a.db.database()?).await
 }
 
-/// The error with what the server said (anyhow's chain would show
-/// tokio-postgres's "db error" first and the server's message only below).
-fn reported(e: tokio_postgres::Error) -> anyhow::Error {
-    anyhow::anyhow!("{}", Report(&e))
-}
-
 pub async fn run(database: &Database) -> anyhow::Result<()> {
     let client = database
         .connect("webhookd status")
         .await
         .map_err(reported)
         .context("connecting to the database")?;
-    // webhook.edition() is new in 0.2.0; a database still at 0.1.0 (its
-    // extension not yet updated) is native.
+    // webhook.edition() and version() are new in 0.2.0; a database still
+    // at 0.1.0 (its extension not yet updated) is native, its version in
+    // pg_extension.
     let has_edition: bool = client
         .query_one(
             "SELECT to_regprocedure('webhook.edition()') IS NOT NULL",
@@ -39,17 +34,21 @@ pub async fn run(database: &Database) -> anyhow::Result<()> {
         .map_err(reported)
         .context("reading which edition the database has")?
         .get(0);
-    let edition = if has_edition {
-        client
-            .query_one("SELECT webhook.edition()", &[])
-            .await
-            .map_err(reported)
-            .context("reading which edition the database has")?
-            .get(0)
+    let query = if has_edition {
+        "SELECT webhook.edition(), webhook.version()"
     } else {
-        "native".to_string()
+        "SELECT 'native', (SELECT extversion FROM pg_extension WHERE extname = 'pg_webhook')"
     };
-    println!("pg_webhook: {edition} edition");
+    let row = client
+        .query_one(query, &[])
+        .await
+        .map_err(reported)
+        .context("reading which edition the database has")?;
+    let (edition, version): (String, Option<String>) = (row.get(0), row.get(1));
+    println!(
+        "pg_webhook: {edition} edition {}",
+        version.as_deref().unwrap_or("(version unknown)")
+    );
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'pending'), \

@@ -77,6 +77,13 @@ impl DatabaseArgs {
 /// (the recorder's) reads the same: `error = %db::Report(&e)`.
 pub struct Report<'a>(pub &'a (dyn StdError + 'static));
 
+/// The error with what the server said, for a command's answer (anyhow's
+/// chain would show tokio-postgres's "db error" first and the server's
+/// message only below).
+pub fn reported(e: tokio_postgres::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", Report(&e))
+}
+
 impl fmt::Display for Report<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut written = String::new();
