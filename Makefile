@@ -112,9 +112,12 @@ e2e-test: install package
 # it from `webhookd install`, as an owner role that is no superuser): the
 # tiers that talk to the database, but the tests marked
 # version_independent (webhookd's own side, the same whatever the database
-# holds) and the native-only ones (each skipped saying why).
+# holds) and the native-only ones (each skipped saying why). Its server
+# runs in a root where nothing of pg_webhook's is installed (cluster.sh's
+# PGWEBHOOK_PG_ROOT=server), in a cluster of its own.
 e2e-portable: install
-	PGWEBHOOK_EDITION=portable .venv/bin/pytest -q -m "not version_independent" tests/sql tests/webhookd tests/console
+	PGWEBHOOK_EDITION=portable PGWEBHOOK_PG_ROOT=server PGWEBHOOK_TEST_CLUSTER=$(CURDIR)/target/test-cluster-pg$(PG)-portable \
+	  .venv/bin/pytest -q -m "not version_independent" tests/sql tests/webhookd tests/console
 
 ## Every test: formatting, lints, unit tests, the extension compiled for
 ## PG_BUILD_ONLY, the #[pg_test]s, then the end-to-end tests on each
@@ -191,5 +194,6 @@ bench-delivery: bench-setup
 
 clean:
 	-for v in $(PG_VERSIONS); do for d in test demo bench; do \
-	  PGWEBHOOK_PG=$$v scripts/cluster.sh stop target/$$d-cluster-pg$$v; done; done
+	  PGWEBHOOK_PG=$$v scripts/cluster.sh stop target/$$d-cluster-pg$$v; done; \
+	  PGWEBHOOK_PG=$$v PGWEBHOOK_PG_ROOT=server scripts/cluster.sh stop target/test-cluster-pg$$v-portable; done
 	cargo clean

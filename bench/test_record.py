@@ -121,9 +121,10 @@ def test_b11_charges_cpu_ticks_per_delivered_event_and_names_the_sessions(tmp_pa
     results = tmp_path / "results.jsonl"
     # 100 ticks/s: 100 ticks are 1 s, over 1,000 delivered events 1,000 µs each.
     record.b11(str(results), before, after, '{"11": 20, "12": 10, "13": 20, "99": 5}', "100", "100", "15", "5", "30",
-               "10.0", "1000", "100", "10", "on", "8")
+               "10.0", "1000", "100", "10", "on", "8", "portable")
     (r,) = lines(results)
     assert (r["rate"], r["secs"], r["sync"], r["clients"], r["committed"], r["delivered"]) == (100, 10, "on", 8, 1000, 1000)
+    assert r["edition"] == "portable"
     assert r["pg_cpu_us_per_event"] == 1000.0 and r["pg_cores"] == 0.1
     assert r["webhookd_sessions_us_per_event"] == {"webhookd claim": 400.0, "webhookd record": 100.0, "?": 50.0}
     assert r["claim_share"] == 0.4 and r["webhookd_sessions_share"] == 0.55

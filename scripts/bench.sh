@@ -9,12 +9,17 @@
 #   QUICK=1 scripts/bench.sh         # each benchmark briefly,
 #                                    # report in target/bench/quick/ only
 #   ONLY="B1 B3" scripts/bench.sh    # a subset (B3 includes B4 and B7)
+#   EDITIONS=native scripts/bench.sh # one edition only
 #
 # Benchmarks: B1 capture, B2 wake-ups, B3/B4/B7 throughput, latency and
 # webhookd's cost, B5 backlog, B6 isolation, L liveness behind unmatched
 # events (La, Lb, Lc alone), B9 WAL per delivered event, B10 many endpoints,
 # B11 PostgreSQL CPU per event at 500 commits/s; B8 retention soak (20
 # minutes at 2,000 events/s; run only when asked for: ONLY=B8).
+#
+# B1, B2, B3/B4 and B11 measure each edition of EDITIONS side by side
+# (native: CREATE EXTENSION; portable: `webhookd install` as the database's
+# owner, an ordinary role); the others measure the first of them.
 #
 # Another build may be measured (a before/after pair in one run, e.g. the
 # tree of scripts/baseline.sh): PGBIN (the PostgreSQL whose extension
@@ -28,6 +33,11 @@ cd "$(dirname "$0")/.."
 
 QUICK=${QUICK:-0}
 ONLY=${ONLY:-"B1 B2 B3 B5 B6 L B9 B10 B11"}
+EDITIONS=${EDITIONS:-"native portable"}
+for e in $EDITIONS; do
+  case "$e" in native | portable) ;; *) echo "bench: EDITIONS: $e is neither native nor portable" >&2; exit 2 ;; esac
+done
+EDITION=${EDITIONS%% *} # what e2e_db and plain_db install; B1, B2, B3 and B11 set it in turn
 PORT=${PORT:-25441}
 RPORT=${RPORT:-25443}  # receiver; RPORT+1 webhookd metrics; RPORT+2 second receiver
 PG=${PGWEBHOOK_PG:-15}  # the major version (scripts/pg-root.sh): `make bench PG=17`
@@ -128,16 +138,31 @@ fresh_db() { # name
 fsync=$(pgtool pg_test_fsync -s 1 -f "$tmp/fsync.test" 2>/dev/null | awk '/fdatasync/ && /ops\/sec/ {print $2; exit}')
 machine="$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, $(. /etc/os-release && echo "$PRETTY_NAME")"
 pgver=$(psql -XtAc 'SHOW server_version' -d postgres)
-emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"pgbin\":\"$PGBIN\",\"webhookd\":\"$WEBHOOKD\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"postgres\":\"$pgver\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
+emit "{\"bench\":\"meta\",\"machine\":\"$machine\",\"pgbin\":\"$PGBIN\",\"webhookd\":\"$WEBHOOKD\",\"load\":\"$(cut -d' ' -f1-3 /proc/loadavg)\",\"postgres\":\"$pgver\",\"editions\":\"$EDITIONS\",\"fsync_ops_per_s\":${fsync:-0},\"quick\":$QUICK,\"reps\":$REPS,\"secs\":$SECS,\"rows_per_tx\":$ROWS_PER_TX,\"backlog\":$BACKLOG,\"down_s\":$DOWN_SECS,\"iso_s\":$ISO_SECS,\"date\":\"$(date -u +%F)\"}"
 echo "machine: $machine; PostgreSQL $pgver; pg_test_fsync fdatasync: ${fsync:-?} ops/s"
 
 # ---------------------------------------------------------------------------
 # B1 capture cost: pgbench single-row INSERT / UPDATE transactions.
 # ---------------------------------------------------------------------------
+# B1's variants by database: the native edition's tracked table beside the
+# baselines in `bench`, the portable edition's in `bench_portable` (one
+# database holds one edition).
+b1_db() { if [ "$1" = portable ]; then echo bench_portable; else echo bench; fi; }
 b1() {
-  local variants="plain tracked naive notify pgq"
+  local variants="plain" bulk_variants="plain" e
+  for e in $EDITIONS; do
+    if [ "$e" = native ]; then variants+=" tracked"; bulk_variants+=" tracked"; else variants+=" portable"; bulk_variants+=" portable"; fi
+  done
+  variants+=" naive notify pgq"; bulk_variants+=" naive stmt pgq"
   fresh_db bench
-  psql -qX -d bench -c "CREATE EXTENSION pg_webhook" -f bench/sql/capture.sql >/dev/null
+  install_edition bench native
+  psql -qX -d bench -f bench/sql/capture.sql >/dev/null
+  if [[ " $EDITIONS " == *" portable "* ]]; then
+    fresh_db bench_portable
+    install_edition bench_portable portable
+    psql -qX -d bench_portable -f bench/sql/orders.sql -c "CREATE TABLE orders_portable (LIKE orders_plain INCLUDING ALL)" \
+      -c "SELECT webhook.track('orders_portable', '{insert,update}')" >/dev/null
+  fi
   for v in $variants; do
     cat >"$tmp/insert_$v.sql" <<SQL
 \set c random(1, 100000)
@@ -150,16 +175,22 @@ UPDATE orders_$v SET status = 'paid', total = total + 1 WHERE id = :id;
 SQL
   done
   reset() { # variant op
-    psql -qX -d bench -c "TRUNCATE orders_$1, naive_outbox, webhook.event_log, pgq.event_template" >/dev/null
+    local db
+    db=$(b1_db "$1")
+    if [ "$1" = portable ]; then
+      psql -qX -d "$db" -c "TRUNCATE orders_$1, webhook.event_log" >/dev/null
+    else
+      psql -qX -d "$db" -c "TRUNCATE orders_$1, naive_outbox, webhook.event_log, pgq.event_template" >/dev/null
+    fi
     if [ "$2" = update ]; then
       # Explicit ids 1..100000, the range the UPDATE script picks from: the
       # tables share orders_plain's id sequence (LIKE ... INCLUDING ALL), so
       # generated ids would lie past it and every UPDATE would match nothing.
-      psql -qX -d bench -c "ALTER TABLE orders_$1 DISABLE TRIGGER USER" \
+      psql -qX -d "$db" -c "ALTER TABLE orders_$1 DISABLE TRIGGER USER" \
         -c "INSERT INTO orders_$1 (id, customer_id, total, items, note) SELECT g, g, g * 0.37, g % 9, 'x' FROM generate_series(1, 100000) g" \
         -c "ALTER TABLE orders_$1 ENABLE TRIGGER USER" >/dev/null
     fi
-    psql -qX -d bench -c "VACUUM ANALYZE orders_$1" -c "CHECKPOINT" >/dev/null
+    psql -qX -d "$db" -c "VACUUM ANALYZE orders_$1" -c "CHECKPOINT" >/dev/null
   }
   for sync in $SYNCS; do
     set_sync "$sync"
@@ -170,7 +201,7 @@ SQL
           line="  rep $rep:"
           for v in $variants; do
             reset "$v" "$op"
-            tps=$(pgtool pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/${op}_$v.sql" bench 2>/dev/null | awk '/^tps/ {print int($3); exit}')
+            tps=$(pgtool pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/${op}_$v.sql" "$(b1_db "$v")" 2>/dev/null | awk '/^tps/ {print int($3); exit}')
             emit "{\"bench\":\"B1\",\"op\":\"$op\",\"sync\":\"$sync\",\"clients\":$c,\"variant\":\"$v\",\"rep\":$rep,\"tps\":${tps:-0}}"
             line+=" $v $tps"
           done
@@ -185,7 +216,7 @@ SQL
   chmod 644 "$tmp/rows.csv"
   for kind in insert copy; do
     line="  $kind:"
-    for v in plain tracked naive stmt pgq; do
+    for v in $bulk_variants; do
       times=()
       for i in 1 2 3; do
         reset "$v" insert
@@ -194,7 +225,7 @@ SQL
         else
           sql="COPY orders_$v (customer_id, total, items, note) FROM '$tmp/rows.csv' WITH (FORMAT csv);"
         fi
-        times+=("$({ echo '\timing on'; echo "$sql"; } | psql -qX -d bench 2>&1 | awk '/^Time:/ {print $2}')")
+        times+=("$({ echo '\timing on'; echo "$sql"; } | psql -qX -d "$(b1_db "$v")" 2>&1 | awk '/^Time:/ {print $2}')")
       done
       ms=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
       emit "{\"bench\":\"B1bulk\",\"kind\":\"$kind\",\"variant\":\"$v\",\"rows\":$BULK_ROWS,\"ms\":$ms}"
@@ -207,9 +238,26 @@ SQL
 # ---------------------------------------------------------------------------
 # End-to-end helpers: a database with bench_orders tracked and endpoints.
 # ---------------------------------------------------------------------------
+# install_edition db [edition]: pg_webhook ($EDITION unless named) in a
+# fresh database, with http:// endpoint URLs allowed. The portable edition
+# is installed as a managed service's application role would: the
+# database's owner, no superuser (the benchmarks then run as postgres).
+BENCH_OWNER=bench_owner
+install_edition() {
+  case "${2:-$EDITION}" in
+    native)
+      psql -qX -d "$1" -c "CREATE EXTENSION pg_webhook" -c "ALTER DATABASE $1 SET webhook.allow_http = on" >/dev/null ;;
+    portable)
+      psql -qX -d postgres -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$BENCH_OWNER') THEN
+                                CREATE ROLE $BENCH_OWNER LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; END IF; END \$\$" \
+        -c "ALTER DATABASE $1 OWNER TO $BENCH_OWNER" >/dev/null
+      "$WEBHOOKD" install --database-url "postgres://$BENCH_OWNER@127.0.0.1:$PORT/$1" >/dev/null
+      psql -qX -U "$BENCH_OWNER" -d "$1" -c "UPDATE webhook.portable_settings SET allow_http = true" >/dev/null ;;
+  esac
+}
 e2e_db() { # name urls max_in_flight → prints the secret
   fresh_db "$1" >/dev/null
-  psql -qX -d "$1" -c "CREATE EXTENSION pg_webhook" -c "ALTER DATABASE $1 SET webhook.allow_http = on" >/dev/null
+  install_edition "$1"
   "$BENCH" setup --database-url "postgres://postgres@127.0.0.1:$PORT/$1" --url "$2" --max-in-flight "${3:-128}"
 }
 # Benchmark traffic stays on loopback: no proxy from the environment.
@@ -240,6 +288,10 @@ rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.1f", $2 / 1024}' "/proc/$1/statu
 # B2 wake-up cost: NOTIFY wake-ups vs poll-only, dispatcher running, sync on.
 # ---------------------------------------------------------------------------
 b2() {
+  for EDITION in $EDITIONS; do b2_edition; done
+  EDITION=${EDITIONS%% *}
+}
+b2_edition() {
   set_sync on
   secret=$(e2e_db bench_e2e "http://127.0.0.1:$RPORT/hook")
   "$BENCH" receive --port "$RPORT" --secret "$secret" &
@@ -249,7 +301,7 @@ b2() {
 INSERT INTO bench_orders (customer_id, total, items, note) VALUES (:c, :c * 0.37, 3, 'b2');
 SQL
   for c in $B2_CLIENTS; do
-    say "B2 $c clients, synchronous_commit=on: NOTIFY wake-ups vs poll-only ($REPS x ${SECS}s)"
+    say "B2 $EDITION edition, $c clients, synchronous_commit=on: NOTIFY wake-ups vs poll-only ($REPS x ${SECS}s)"
     for rep in $(seq "$REPS"); do
       line="  rep $rep:"
       for mode in notify poll; do
@@ -262,7 +314,7 @@ SQL
         fi
         tps=$(pgtool pgbench -n -c "$c" -j "$c" -T "$SECS" -f "$tmp/b2.sql" bench_e2e 2>/dev/null | awk '/^tps/ {print int($3); exit}')
         kill "$WEBHOOKD_PID"; wait "$WEBHOOKD_PID" 2>/dev/null || true
-        emit "{\"bench\":\"B2\",\"clients\":$c,\"mode\":\"$mode\",\"rep\":$rep,\"tps\":${tps:-0}}"
+        emit "{\"bench\":\"B2\",\"edition\":\"$EDITION\",\"clients\":$c,\"mode\":\"$mode\",\"rep\":$rep,\"tps\":${tps:-0}}"
         line+=" $mode $tps"
       done
       echo "$line"
@@ -291,21 +343,33 @@ ramp() { # system criterion(sustained|flat) db rates step-args...
 }
 b3() {
   set_sync off
-  say "B3 pg_webhook: open-loop ramp, $ROWS_PER_TX rows per transaction, ${STEP_SECS}s per step"
+  for EDITION in $EDITIONS; do b3_pg_webhook; done
+  EDITION=${EDITIONS%% *}
+  b3_baseline
+}
+b3_pg_webhook() {
+  # The system's name in the results: pg_webhook (the native edition) or
+  # pg_webhook_portable.
+  local system=pg_webhook
+  [ "$EDITION" = native ] || system=pg_webhook_$EDITION
+  say "B3 $system: open-loop ramp, $ROWS_PER_TX rows per transaction, ${STEP_SECS}s per step"
   secret=$(e2e_db bench_e2e "http://127.0.0.1:$RPORT/hook")
   start_webhookd bench_e2e
-  best=$(ramp pg_webhook sustained bench_e2e "$RATES" --secret "$secret" | tee >(cat >&2) | tail -1)
+  best=$(ramp "$system" sustained bench_e2e "$RATES" --secret "$secret" | tee >(cat >&2) | tail -1)
   echo "  highest sustained rate: $best events/s"
+  # None sustained: latency at the ramp's first rate (as the baseline's).
+  if [ "$best" = 0 ]; then best=$(echo "$RATES" | awk '{print $1}'); fi
   wait_idle bench_e2e "SELECT (SELECT count(*) FROM webhook.event_log) - (SELECT count(*) FROM webhook.delivery WHERE status = 'succeeded')"
-  say "B4 pg_webhook: latency at 10/50/80 % of $best events/s (${LAT_SECS}s each); B7 webhookd cost at 50 %"
+  say "B4 $system: latency at 10/50/80 % of $best events/s (${LAT_SECS}s each)$([ "$system" != pg_webhook ] || echo "; B7 webhookd cost at 50 %")"
   for pct in 10 50 80; do
     rate=$((best * pct / 100)); [ "$rate" -ge 10 ] || rate=10
     t0=$(cpu_ticks "$WEBHOOKD_PID")
     "$BENCH" step --database-url "postgres://postgres@127.0.0.1:$PORT/bench_e2e" --port "$RPORT" --rate "$rate" \
       --duration "${LAT_SECS}s" --rows-per-tx "$ROWS_PER_TX" --secret "$secret" --json "$RESULTS" \
-      --tag bench=B4 --tag system=pg_webhook --tag load_pct=$pct || true
+      --tag bench=B4 --tag system="$system" --tag load_pct=$pct || true
     t1=$(cpu_ticks "$WEBHOOKD_PID")
-    if [ "$pct" = 50 ]; then
+    # webhookd's own cost (B7) does not depend on the edition: measured once.
+    if [ "$pct" = 50 ] && [ "$system" = pg_webhook ]; then
       events=$((rate * LAT_SECS))
       cpu_us=$(echo "($t1 - $t0) * 1000000 / $(getconf CLK_TCK) / $events" | bc -l)
       emit "{\"bench\":\"B7\",\"phase\":\"steady\",\"rate\":$rate,\"events\":$events,\"cpu_us_per_event\":$cpu_us,\"rss_mb\":$(rss_mb "$WEBHOOKD_PID" VmRSS),\"rss_peak_mb\":$(rss_mb "$WEBHOOKD_PID" VmHWM)}"
@@ -313,7 +377,8 @@ b3() {
     fi
   done
   stop_bg
-
+}
+b3_baseline() {
   say "B3 baseline (Hasura-style: PL/pgSQL trigger, 1 s poll when idle, batch 100, UPDATE per ack)"
   fresh_db bench_base >/dev/null
   "$BENCH" setup-baseline --database-url "postgres://postgres@127.0.0.1:$PORT/bench_base"
@@ -412,9 +477,9 @@ wal_lsn() { q postgres -c "SELECT pg_current_wal_insert_lsn()"; }
 wal_flush() { q postgres -c "SET synchronous_commit = on" -c "SELECT pg_current_xact_id()" >/dev/null; } # for pg_waldump
 wal_diff() { q postgres -c "SELECT pg_wal_lsn_diff('$1', '$2')"; }
 checkpoints() { q postgres -c "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
-plain_db() { # name: a fresh database with pg_webhook and http:// endpoints allowed
+plain_db() { # name: a fresh database with pg_webhook ($EDITION) and http:// endpoints allowed
   PGOPTIONS="-c client_min_messages=warning" fresh_db "$1" >/dev/null
-  q "$1" -c "CREATE EXTENSION pg_webhook" -c "ALTER DATABASE $1 SET webhook.allow_http = on" >/dev/null
+  install_edition "$1"
 }
 succeeded() { q "$1" -c "SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded'"; }
 undelivered() { q "$1" -c "SELECT (SELECT count(*) FROM webhook.events) - (SELECT count(*) FROM webhook.deliveries WHERE status = 'succeeded')"; }
@@ -659,10 +724,14 @@ b11_state() { # db → JSON: succeeded deliveries, webhook.* function stats, web
                      FROM pg_stat_activity WHERE application_name LIKE 'webhookd%' AND datname = current_database()))"
 }
 b11() {
+  for EDITION in $EDITIONS; do b11_edition; done
+  EDITION=${EDITIONS%% *}
+}
+b11_edition() {
   local db=bench_cpu rate=$B11_RATE secs=$B11_SECS secret
   set_sync "$B11_SYNC"
   q postgres -c "ALTER SYSTEM SET track_functions = 'all'" -c "SELECT pg_reload_conf()" >/dev/null
-  say "B11 PostgreSQL CPU per delivered event: pgbench at $rate single-row commits/s, $B11_CLIENTS clients, ${secs}s, synchronous_commit=$B11_SYNC"
+  say "B11 $EDITION edition, PostgreSQL CPU per delivered event: pgbench at $rate single-row commits/s, $B11_CLIENTS clients, ${secs}s, synchronous_commit=$B11_SYNC"
   secret=$(PGOPTIONS="-c client_min_messages=warning" e2e_db "$db" "http://127.0.0.1:$RPORT/hook" 16)
   "$BENCH" receive --port "$RPORT" --secret "$secret" &
   local rpid=$!
@@ -699,7 +768,7 @@ SQL
   stop_bg
   set_sync off
   pybench b11 "$RESULTS" "$tmp/b11.before" "$tmp/b11.after" "$wsess" "$TCK" "$((c1 - c0))" "$((wd1 - wd0))" "$((r1 - r0))" \
-    "$prod_ticks" "$(calc "$t1 - $t0")" "${tx:-0}" "$rate" "$secs" "$B11_SYNC" "$B11_CLIENTS"
+    "$prod_ticks" "$(calc "$t1 - $t0")" "${tx:-0}" "$rate" "$secs" "$B11_SYNC" "$B11_CLIENTS" "$EDITION"
 }
 
 # ---------------------------------------------------------------------------

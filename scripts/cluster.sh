@@ -12,7 +12,9 @@
 # PGWEBHOOK_PG picks the major version (default 15, the host's); the
 # server of 17 or 18 runs in its Debian root (scripts/pg-root.sh), and is
 # reached from here the same way. PGBIN (a path inside that root) may
-# name another build's binaries (scripts/baseline.sh).
+# name another build's binaries (scripts/baseline.sh). PGWEBHOOK_PG_ROOT=
+# server runs the server in a root with nothing of pg_webhook's installed
+# (the portable edition's tests; scripts/pg-root.sh).
 set -euo pipefail
 
 PG=${PGWEBHOOK_PG:-15}
@@ -30,7 +32,12 @@ as_owner() {
 }
 
 # pg PROGRAM ARGS...: one of the server's programs, as its owner.
-pg() { "$ROOT_RUN" "$PG" run --postgres "$PGBIN/$1" "${@:2}"; }
+case "${PGWEBHOOK_PG_ROOT:-build}" in
+  build) ROOT_KIND=() ;;
+  server) ROOT_KIND=(--server) ;;
+  *) echo "cluster.sh: PGWEBHOOK_PG_ROOT=$PGWEBHOOK_PG_ROOT: build or server" >&2; exit 2 ;;
+esac
+pg() { "$ROOT_RUN" "$PG" run "${ROOT_KIND[@]}" --postgres "$PGBIN/$1" "${@:2}"; }
 
 case "$cmd" in
   start)

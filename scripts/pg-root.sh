@@ -9,7 +9,7 @@
 #   scripts/pg-root.sh N path [base|build]   # prints the root (built once, cached)
 #   scripts/pg-root.sh N ready [base|build]  # exit 0 when it is built
 #   scripts/pg-root.sh N prepare [base|build] # build it in the background
-#   scripts/pg-root.sh N run [--postgres] CMD [ARG...]
+#   scripts/pg-root.sh N run [--server] [--postgres] CMD [ARG...]
 #
 # base:  Debian's postgresql-N alone: the base of the container image
 #        (scripts/pg-base-image.sh) and the clean root the packages are
@@ -18,6 +18,10 @@
 #        headers, clang for bindgen, a C compiler, sudo for
 #        `cargo pgrx test --runas`), PgBouncer, and PgQ (a peer in the
 #        benchmarks). For 15 it is the host.
+# server: a copy of base that runs a server with nothing of pg_webhook's
+#        installed (the portable edition's tests: `run --server`); a copy,
+#        as a run makes the mount points of the host paths it binds, and
+#        base stays as debootstrap made it.
 # run:   CMD inside the build root (for 15: on the host), as root, or as
 #        the postgres user with --postgres (PostgreSQL refuses root). The
 #        command sees the host's /tmp, this checkout, ~/.cargo and
@@ -38,7 +42,7 @@ REPO=$(dirname "$HERE")
 ROOTS=${PGWEBHOOK_ROOTS:-/var/tmp/pg-webhook/roots}
 HOST_MAJOR=15
 
-usage() { echo "usage: scripts/pg-root.sh N path|ready|prepare [base|build] | N run [--postgres] CMD..." >&2; exit 2; }
+usage() { echo "usage: scripts/pg-root.sh N path|ready|prepare [base|build|server] | N run [--server] [--postgres] CMD..." >&2; exit 2; }
 N=${1:-}
 [ -n "$N" ] || usage
 # The supported versions and the Debian suite that carries each: the one
@@ -187,13 +191,14 @@ build_recipe=$( (echo "$base_recipe"; declare -f make_build) | sha256sum | cut -
 
 BASE=$ROOTS/$SUITE-pg$N-base-$base_recipe
 BUILD=$ROOTS/$SUITE-pg$N-build-$build_recipe
+SERVER=$ROOTS/$SUITE-pg$N-server-$base_recipe
 
-ready() { # ready base|build: the root is built (never builds it)
-  if [ "$1" = build ]; then
-    [ "$N" = "$HOST_MAJOR" ] || [ -f "$BUILD/.pg-webhook-root" ]
-  else
-    [ -f "$BASE/.pg-webhook-root" ]
-  fi
+ready() { # ready base|build|server: the root is built (never builds it)
+  case "$1" in
+    build) [ "$N" = "$HOST_MAJOR" ] || [ -f "$BUILD/.pg-webhook-root" ] ;;
+    server) [ -f "$SERVER/.pg-webhook-root" ] ;;
+    *) [ -f "$BASE/.pg-webhook-root" ] ;;
+  esac
 }
 
 lock_file() { # the lock's file, made so any user may take it
@@ -202,7 +207,7 @@ lock_file() { # the lock's file, made so any user may take it
   $SUDO chmod a+rw "$LOCK"
 }
 
-root_path() { # root_path base|build: built if missing
+root_path() { # root_path base|build|server: built if missing
   local kind=$1 base=$BASE build=$BUILD
   if [ "$kind" = build ] && [ "$N" = "$HOST_MAJOR" ]; then echo /; return; fi
   if ! ready base || ! ready "$kind"; then
@@ -222,9 +227,15 @@ root_path() { # root_path base|build: built if missing
     make_build "$base" "$build"
     forget_old "$SUITE-pg$N-build-" "$build"
   fi
+  if [ "$kind" = server ] && [ ! -f "$SERVER/.pg-webhook-root" ]; then
+    remove_tree "$SERVER.tmp"
+    $SUDO cp -a "$base" "$SERVER.tmp"
+    $SUDO mv "$SERVER.tmp" "$SERVER"
+    forget_old "$SUITE-pg$N-server-" "$SERVER"
+  fi
   exec 9>&- # the lock, if taken: never inherited by the command run
   local r=$base
-  if [ "$kind" = build ]; then r=$build; fi
+  case "$kind" in build) r=$build ;; server) r=$SERVER ;; esac
   $SUDO touch "$r/.pg-webhook-root"
   echo "$r"
 }
@@ -243,10 +254,10 @@ forget_old() { # forget_old PREFIX KEEP: roots of other steps, unused for a day
 cmd=${2:-}
 case "$cmd" in
   path)
-    case "${3:-build}" in base | build) root_path "${3:-build}" ;; *) usage ;; esac
+    case "${3:-build}" in base | build | server) root_path "${3:-build}" ;; *) usage ;; esac
     ;;
   ready)
-    case "${3:-build}" in base | build) ready "${3:-build}" ;; *) usage ;; esac
+    case "${3:-build}" in base | build | server) ready "${3:-build}" ;; *) usage ;; esac
     ;;
   prepare) # build the root in the background unless built or being built
     kind=${3:-build}
@@ -261,14 +272,15 @@ case "$cmd" in
     ;;
   run)
     shift 2
-    user=root
+    user=root kind=build
+    if [ "${1:-}" = --server ]; then kind=server; shift; fi
     if [ "${1:-}" = --postgres ]; then user=postgres; shift; fi
     [ $# -gt 0 ] || usage
-    if [ "$N" = "$HOST_MAJOR" ]; then
+    if [ "$N" = "$HOST_MAJOR" ] && [ "$kind" = build ]; then
       if [ "$user" = postgres ] && [ "$(id -u)" = 0 ]; then exec runuser -u postgres -- "$@"; fi
       exec "$@"
     fi
-    in_root "$(root_path build)" "$user" "$@"
+    in_root "$(root_path "$kind")" "$user" "$@"
     ;;
   --in-ns)
     shift 2

@@ -106,11 +106,12 @@ def b11_sessions(state):
     print(" ".join(json.load(open(state))["sessions"]))
 
 
-def b11(results, before, after, wsess, tck, pg, wd, rcv, prod, wall, tx, rate, secs, sync, clients):
+def b11(results, before, after, wsess, tck, pg, wd, rcv, prod, wall, tx, rate, secs, sync, clients, edition):
     """B11: CPU clock ticks over the window (the cluster's, webhookd's
     process and sessions, the receiver's, the producer's backends) per
     delivered event, and webhook.* function calls per event, from the
-    b11_state snapshots before and after."""
+    b11_state snapshots before and after, for one edition (native or
+    portable)."""
     b, a = json.load(open(before)), json.load(open(after))
     tck, wall = float(tck), float(wall)
     delivered = a["succeeded"] - b["succeeded"]
@@ -128,7 +129,7 @@ def b11(results, before, after, wsess, tck, pg, wd, rcv, prod, wall, tx, rate, s
         if calls - c0 > 0:
             funcs[f] = {"calls_per_event": (calls - c0) / max(delivered, 1), "ms_per_call": (total - t0) / (calls - c0),
                         "self_ms_per_call": (self_ - s0) / (calls - c0)}
-    r = {"bench": "B11", "load": loadavg(), "rate": int(rate), "secs": int(secs), "sync": sync, "clients": int(clients),
+    r = {"bench": "B11", "edition": edition, "load": loadavg(), "rate": int(rate), "secs": int(secs), "sync": sync, "clients": int(clients),
          "committed": int(tx), "delivered": delivered, "window_s": wall,
          "pg_cpu_us_per_event": us(pg), "pg_cores": float(pg) / tck / wall,
          "webhookd_sessions_us_per_event": {k: us(v) for k, v in sess.items()},

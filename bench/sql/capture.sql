@@ -2,16 +2,7 @@
 -- capture design, each with 100,000 rows to UPDATE.
 DROP TABLE IF EXISTS orders_plain, orders_tracked, orders_naive, orders_notify, orders_pgq, orders_stmt,
                      naive_outbox CASCADE;
-CREATE TABLE orders_plain (
-    id          bigserial PRIMARY KEY,
-    customer_id bigint NOT NULL,
-    status      text NOT NULL DEFAULT 'new',
-    total       numeric(12, 2) NOT NULL,
-    currency    text NOT NULL DEFAULT 'EUR',
-    items       int NOT NULL,
-    note        text,
-    placed_at   timestamptz NOT NULL DEFAULT now()
-);
+\ir orders.sql
 CREATE TABLE orders_tracked (LIKE orders_plain INCLUDING ALL);
 CREATE TABLE orders_naive (LIKE orders_plain INCLUDING ALL);
 CREATE TABLE orders_notify (LIKE orders_plain INCLUDING ALL);

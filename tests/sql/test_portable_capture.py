@@ -144,6 +144,26 @@ def test_commits_wake_an_idle_dispatcher_once_per_transaction(portable_db):
         db.execute("SET webhook.notify = off")
         db.execute("INSERT INTO orders (customer) VALUES ('quiet')")
         assert notifications(dispatcher) == []
+        # Read as PostgreSQL reads a boolean setting (the native edition's
+        # is one, which SET checks).
+        for off in ("OFF", "of", "False", "f", "n", "No", "0"):
+            db.execute(f"SET webhook.notify = '{off}'")
+            db.execute("INSERT INTO orders (customer) VALUES ('quiet')")
+            assert notifications(dispatcher) == [], off
+        for on in ("ON", "t", "yes", "1"):
+            db.execute(f"SET webhook.notify = '{on}'")
+            db.execute("INSERT INTO orders (customer) VALUES ('woken')")
+            assert len(notifications(dispatcher)) == 1, on
+        # A placeholder takes any text: not a boolean wakes (the safe
+        # choice) and says so, and the transaction that wrote commits.
+        warnings = []
+        db.add_notice_handler(lambda d: warnings.append((d.severity_nonlocalized, d.message_primary)))
+        db.execute("SET webhook.notify = 'o'")
+        db.execute("INSERT INTO orders (customer) VALUES ('kept')")
+        assert len(notifications(dispatcher)) == 1
+        assert warnings == [("WARNING", 'webhook.notify is set to "o", which is not a boolean: '
+                                        "idle dispatchers are woken as if it were on")]
+        assert q1(db, "SELECT count(*) FROM orders WHERE customer = 'kept'") == 1
         db.execute("RESET webhook.notify")
         db.execute("INSERT INTO orders (customer) VALUES ('c')")
         assert len(notifications(dispatcher)) == 1

@@ -69,6 +69,20 @@ def test_the_owner_installs_it_with_no_superuser_and_no_library(owned_db):
         assert row and row[1].startswith("v1,")
 
 
+@pytest.mark.skipif(editions.EDITION != "portable",
+                    reason="the portable run's server (make e2e-portable) has no pg_webhook library; the native run's has")
+def test_the_portable_runs_server_has_no_pg_webhook_library_at_all(pg_cluster):
+    """What the whole portable run is tested on: a server (cluster.sh's
+    PGWEBHOOK_PG_ROOT=server) that could not load pg_webhook if it tried."""
+    with as_superuser("postgres") as c:
+        assert c.execute("SELECT count(*) FROM pg_available_extensions WHERE name = 'pg_webhook'").fetchone()[0] == 0
+        libdir = c.execute("SELECT setting FROM pg_config WHERE name = 'PKGLIBDIR'").fetchone()[0]
+        files = [r[0] for r in c.execute("SELECT f FROM pg_ls_dir(%s) f", (libdir,))]
+        assert "plpgsql.so" in files and not [f for f in files if "webhook" in f]
+        with pytest.raises(psycopg.errors.UndefinedFile):
+            c.execute("LOAD 'pg_webhook'")
+
+
 def test_installing_the_same_release_again_is_nothing_to_do(owned_db):
     assert editions.portable_install(owned_db).returncode == 0
     again = editions.portable_install(owned_db)
@@ -89,6 +103,8 @@ def test_a_downgrade_is_refused_and_changes_nothing(owned_db):
         assert c.execute("SELECT webhook.version()").fetchone()[0] == "9.0.0"
 
 
+@pytest.mark.native_only("it needs the native extension beside the portable edition; the portable run's server has no "
+                         "pg_webhook library (test_the_portable_runs_server_has_no_pg_webhook_library_at_all)")
 def test_never_over_the_native_extension_nor_the_native_over_it(owned_db):
     with as_superuser(owned_db) as c:
         c.execute("CREATE EXTENSION pg_webhook")

@@ -19,6 +19,10 @@ import pytest
 from support.cluster import connect, pg_dir, q, q1
 from support.upgrade import SQL, UPGRADABLE, current_version, released_versions
 
+pytestmark = pytest.mark.native_only(
+    "the native extension's frozen releases and ALTER EXTENSION pg_webhook UPDATE; the portable edition's "
+    "installs and upgrades are webhookd install's (test_portable_install.py)")
+
 
 def objects(script):
     """The script's objects, in any order (pgrx orders them by a dependency

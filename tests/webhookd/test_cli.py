@@ -105,6 +105,14 @@ def test_status_reports_backlog_and_health(db, dbname):
     assert "https://hooks.example.com/shop" in out.stdout and "DISABLED" in out.stdout
 
 
+def test_status_says_so_when_the_database_has_no_pg_webhook():
+    # The cluster's postgres database has neither edition: a report of an
+    # empty backlog would read as all is well.
+    out = subprocess.run([str(WEBHOOKD), "status", "--database-url", dsn()], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and out.stdout == ""
+    assert "pg_webhook is not installed in this database" in out.stderr
+
+
 def test_run_refuses_bad_flags():
     out = subprocess.run(
         [str(WEBHOOKD), "run", "--database-url", "postgres://x", "--retry-schedule", "5 parsecs"],

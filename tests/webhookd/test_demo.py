@@ -5,10 +5,14 @@ import os
 import subprocess
 from collections import Counter
 
+import pytest
+
 from support.cluster import PG_MAJOR, PORT, ROOT
 from support.demo import EXPECTED, LINE
 from support.webhookd import WEBHOOKD
 
+
+@pytest.mark.native_only("scripts/demo.sh plays the shop on the native extension, in a cluster of its own")
 def test_demo_delivers_the_scenario():
     env = dict(
         os.environ,

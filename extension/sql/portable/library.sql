@@ -335,13 +335,25 @@ $$;
 -- idle (the notification is sent at commit, and not at all on rollback).
 CREATE FUNCTION webhook._wrote_events() RETURNS void
 LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE notify text;
 BEGIN
   IF current_setting('webhook.wrote_events', true) IS NOT DISTINCT FROM 'yes' THEN
     RETURN;
   END IF;
   PERFORM set_config('webhook.wrote_events', 'yes', true);
-  IF coalesce(current_setting('webhook.notify', true), 'on') IN ('off', 'false', '0', 'no') THEN
+  -- The native edition's webhook.notify is a boolean setting, which SET
+  -- checks; here it is a placeholder any text can be SET to, so it is read
+  -- as PostgreSQL reads a boolean setting (any unique prefix of on, off,
+  -- true, false, yes, no; 1 or 0; any case). Empty (RESET, or never set)
+  -- is the default, on. Anything else wakes the dispatcher, the safe
+  -- choice, and says why rather than fail the transaction that wrote.
+  notify := current_setting('webhook.notify', true);
+  IF notify ~* '^(of|off|f|fa|fal|fals|false|n|no|0)$' THEN
     RETURN;
+  END IF;
+  IF coalesce(notify, '') <> '' AND notify !~* '^(on|t|tr|tru|true|y|ye|yes|1)$' THEN
+    RAISE WARNING 'webhook.notify is set to "%", which is not a boolean: idle dispatchers are woken as if it were on', notify
+      USING HINT = 'SET webhook.notify to on or off.';
   END IF;
   -- Granted (and given back at once) unless an idle dispatcher holds it.
   IF pg_try_advisory_lock_shared(1711) THEN

@@ -194,10 +194,10 @@ pub fn plan(
     Ok(Plan::Upgrade(scripts))
 }
 
-/// Reads what the database holds. Nothing in an existing schema `webhook`
-/// is called unless the connected role owns it: its functions could be
-/// anyone's.
-async fn found(client: &impl GenericClient) -> anyhow::Result<Found> {
+/// Reads what the database holds (`install`, `uninstall` and `status`).
+/// Nothing in an existing schema `webhook` is called unless the connected
+/// role owns it: its functions could be anyone's.
+pub(crate) async fn found(client: &impl GenericClient) -> anyhow::Result<Found> {
     let row = client
         .query_one(
             // From the catalogs, not to_regprocedure(): that needs USAGE on

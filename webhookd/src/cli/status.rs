@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Args;
 
+use super::install::{self, Found};
 use crate::db::{reported, Database, DatabaseArgs};
 
 /// `webhookd status`'s flags.
@@ -22,33 +23,20 @@ pub async fn run(database: &Database) -> anyhow::Result<()> {
         .await
         .map_err(reported)
         .context("connecting to the database")?;
-    // webhook.edition() and version() are new in 0.2.0; a database still
-    // at 0.1.0 (its extension not yet updated) is native, its version in
-    // pg_extension.
-    let has_edition: bool = client
-        .query_one(
-            "SELECT to_regprocedure('webhook.edition()') IS NOT NULL",
-            &[],
-        )
-        .await
-        .map_err(reported)
-        .context("reading which edition the database has")?
-        .get(0);
-    let query = if has_edition {
-        "SELECT webhook.edition(), webhook.version()"
-    } else {
-        "SELECT 'native', (SELECT extversion FROM pg_extension WHERE extname = 'pg_webhook')"
+    // What `install` reads (the catalogs first: a native 0.1.0 has no
+    // webhook.version()); a database without pg_webhook is an error, not
+    // a report of nothing pending.
+    let (edition, version) = match install::found(&client).await? {
+        Found::Native(v) => ("native", v),
+        Found::Portable { version, .. } => ("portable", version),
+        Found::Nothing | Found::EmptySchema => anyhow::bail!(
+            "pg_webhook is not installed in this database (CREATE EXTENSION pg_webhook, or webhookd install)"
+        ),
+        Found::ForeignSchema => {
+            anyhow::bail!("schema webhook in this database is not pg_webhook's")
+        }
     };
-    let row = client
-        .query_one(query, &[])
-        .await
-        .map_err(reported)
-        .context("reading which edition the database has")?;
-    let (edition, version): (String, Option<String>) = (row.get(0), row.get(1));
-    println!(
-        "pg_webhook: {edition} edition {}",
-        version.as_deref().unwrap_or("(version unknown)")
-    );
+    println!("pg_webhook: {edition} edition {version}");
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE status = 'pending'), \
