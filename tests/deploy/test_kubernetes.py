@@ -36,8 +36,8 @@ def test_the_deployment_runs_two_probed_non_root_replicas_configured_from_a_secr
     assert pod["securityContext"]["runAsNonRoot"] is True
     (c,) = pod["containers"]
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    for probe in ["readinessProbe", "livenessProbe"]:
-        assert c[probe]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     (url,) = [e for e in c["env"] if e["name"] == "DATABASE_URL"]
     assert url["valueFrom"]["secretKeyRef"]["key"] == "DATABASE_URL"
     assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]

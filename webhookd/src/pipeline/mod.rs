@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::db;
 use crate::net::egress;
 use crate::observe::metrics::{self, Metrics};
-use crate::observe::probes::{self, Health};
+use crate::observe::probes::{self, Health, Readiness};
 use crate::observe::telemetry;
 use crate::policy::breaker::BreakerPolicy;
 use crate::policy::retry::{self, Policy};
@@ -127,6 +127,8 @@ struct Shared {
     /// A delivery finished: a permit, endpoint room and claim budget are
     /// free again.
     finished: Notify,
+    /// What the claim loop says of itself (/healthz, /readyz).
+    health: Arc<Health>,
 }
 
 /// One claimed delivery, from its endpoint's permit to its report. The
@@ -298,7 +300,7 @@ pub async fn run(
     // Stops the metrics server, the backlog poll and LISTEN at the end.
     let background = CancellationToken::new();
     let client = deliver::client(&cfg.http)?;
-    let health = Health::claiming();
+    let health = Health::claiming(ready_within(&cfg));
     if let Some(listener) = metrics_listener {
         serve_metrics(listener, &cfg, &metrics, &health, &background);
     }
@@ -336,6 +338,7 @@ pub async fn run(
         endpoints: Mutex::new(Endpoints::default()),
         held: Mutex::default(),
         finished: Notify::new(),
+        health: health.clone(),
     });
 
     let deliveries = Deliveries::start(cfg.delivery_threads)?;
@@ -369,8 +372,15 @@ pub async fn run(
     Ok(())
 }
 
-/// Prometheus `/metrics` and `/healthz` (observe::probes), and the
-/// backlog poll that feeds the backlog gauges.
+/// How often a working claim loop says so (/readyz): it claims at least
+/// every poll interval when idle, and every poll interval it waits for room
+/// it checks its session; a claim round takes at most a round trip.
+fn ready_within(cfg: &Config) -> Duration {
+    db::ROUND_TRIP_TIMEOUT + cfg.poll_interval * 2
+}
+
+/// Prometheus `/metrics`, `/healthz` and `/readyz` (observe::probes), and
+/// the backlog poll that feeds the backlog gauges.
 fn serve_metrics(
     listener: tokio::net::TcpListener,
     cfg: &Config,
@@ -429,14 +439,21 @@ async fn claim_loop<S: ClaimStore>(
         // budget spent, wait until a request ends (its body may be freed).
         let budget = cfg.claim_max_bytes.saturating_sub(held_bytes.get());
         if free == 0 || budget == 0 {
+            // Waiting for room is working, as long as the session that
+            // claims next is open (checked at least every poll interval).
+            match conn.as_ref() {
+                Some(c) if !c.is_closed() => shared.health.ok(),
+                _ => shared.health.not_ready(Readiness::Unreachable),
+            }
             tokio::select! {
                 _ = shared.finished.notified() => {}
-                _ = tokio::time::sleep(cfg.poll_interval), if budget == 0 => {}
+                _ = tokio::time::sleep(cfg.poll_interval) => {}
                 _ = shutdown.cancelled() => break,
             }
             continue;
         }
         if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            shared.health.not_ready(Readiness::Unreachable);
             conn =
                 db::connect_with_backoff("claim", &mut backoff, shutdown, || store.connect()).await;
         }
@@ -469,11 +486,13 @@ async fn claim_loop<S: ClaimStore>(
         {
             Ok(Ok(claim)) => {
                 claim_backoff.reset();
+                shared.health.ok();
                 span.record("webhook.claim.got", claim.deliveries.len() as i64);
                 claim
             }
             failed => {
                 span.record("otel.status_code", "error");
+                shared.health.not_ready(Readiness::ClaimFailed);
                 match failed {
                     Ok(Err(e @ ClaimError::Refused(_))) => {
                         tracing::error!(error = %e, "claiming stopped: the database refuses every claim");

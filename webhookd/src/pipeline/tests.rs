@@ -29,6 +29,9 @@
 //! - `a_claim_the_database_refuses_stops_the_loop_with_its_error`: a
 //!   refusal of the request itself is returned by the loop (and so by
 //!   `webhookd run`), after one claim: not retried, not swallowed.
+//! - `readiness_follows_the_claim_rounds`: /readyz's state is what the
+//!   loop's last round said: a failed claim, a session being replaced (and
+//!   a claim not yet answered on it), then ready once a claim succeeds.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -188,6 +191,7 @@ fn config(concurrency: usize, poll_interval: Duration) -> Config {
 /// The claim loop and, after it, the shutdown drain, as `run` has them.
 struct Running {
     reports: mpsc::Receiver<Report>,
+    health: Arc<crate::observe::probes::Health>,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
     done: tokio::task::JoinHandle<Result<(), ClaimError>>,
@@ -199,6 +203,7 @@ fn start(
     reports: (mpsc::Sender<Report>, mpsc::Receiver<Report>),
 ) -> Running {
     let (tx, rx) = reports;
+    let health = crate::observe::probes::Health::claiming(super::ready_within(&cfg));
     let shared = Arc::new(Shared {
         client: deliver::client(&cfg.http).unwrap(),
         retry: cfg.retry.clone(),
@@ -208,6 +213,7 @@ fn start(
         endpoints: Mutex::new(Endpoints::default()),
         held: Mutex::default(),
         finished: Notify::new(),
+        health: health.clone(),
     });
     let wake = Arc::new(Notify::new());
     let shutdown = CancellationToken::new();
@@ -221,6 +227,7 @@ fn start(
     });
     Running {
         reports: rx,
+        health,
         wake,
         shutdown,
         done,
@@ -412,4 +419,28 @@ async fn a_claim_the_database_refuses_stops_the_loop_with_its_error() {
     let s = fake.state();
     assert_eq!((s.connects, s.claims.len()), (1, 1));
     assert!(s.leased.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_follows_the_claim_rounds() {
+    let fake = Fake::with([], [Step::Lost, Step::Hang]);
+    let run = start(
+        &fake,
+        config(4, Duration::from_secs(3600)),
+        mpsc::channel(100),
+    );
+    let why = |run: &Running| run.health.unready_because();
+    // The first claim failed at once; its backoff is 100 ms.
+    sleep(Duration::from_millis(50)).await;
+    assert_eq!(why(&run).as_deref(), Some("the last claim round failed"));
+    // Reconnected; the claim on the new session has not answered.
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(why(&run).as_deref(), Some("the database is unreachable"));
+    // It timed out; 200 ms of backoff, then a claim that succeeds.
+    sleep(db::ROUND_TRIP_TIMEOUT).await;
+    assert_eq!(why(&run).as_deref(), Some("the last claim round failed"));
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(why(&run), None);
+    let (r, _) = run.stop().await;
+    r.unwrap();
 }
