@@ -6,9 +6,9 @@
 # (debootstrap, from the mirror this machine's apt already uses), run with
 # chroot and never mixed into the host's packages.
 #
-#   scripts/pg-root.sh N path [base|build]   # prints the root (built once, cached)
-#   scripts/pg-root.sh N ready [base|build]  # exit 0 when it is built
-#   scripts/pg-root.sh N prepare [base|build] # build it in the background
+#   scripts/pg-root.sh N path [base|build|server]  # prints the root (built once, cached)
+#   scripts/pg-root.sh N ready [base|build|server] # exit 0 when it is built
+#   scripts/pg-root.sh N prepare [base|build]      # build it in the background
 #   scripts/pg-root.sh N run [--server] [--postgres] CMD [ARG...]
 #
 # base:  Debian's postgresql-N alone: the base of the container image
@@ -22,7 +22,8 @@
 #        installed (the portable edition's tests: `run --server`); a copy,
 #        as a run makes the mount points of the host paths it binds, and
 #        base stays as debootstrap made it.
-# run:   CMD inside the build root (for 15: on the host), as root, or as
+# run:   CMD inside the build root (for 15: on the host; --server: the
+#        server root, for every version), as root, or as
 #        the postgres user with --postgres (PostgreSQL refuses root). The
 #        command sees the host's /tmp, this checkout, ~/.cargo and
 #        ~/.rustup at their own paths (a private mount namespace: the bind
