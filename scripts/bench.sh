@@ -37,7 +37,12 @@ EDITIONS=${EDITIONS:-"native portable"}
 for e in $EDITIONS; do
   case "$e" in native | portable) ;; *) echo "bench: EDITIONS: $e is neither native nor portable" >&2; exit 2 ;; esac
 done
-EDITION=${EDITIONS%% *} # what e2e_db and plain_db install; B1, B2, B3 and B11 set it in turn
+EDITION=${EDITIONS%% *} # what e2e_db and plain_db install; each_edition sets it in turn
+# each_edition FN: FN once per edition of EDITIONS, with EDITION set to it.
+each_edition() {
+  for EDITION in $EDITIONS; do "$1"; done
+  EDITION=${EDITIONS%% *}
+}
 PORT=${PORT:-25441}
 RPORT=${RPORT:-25443}  # receiver; RPORT+1 webhookd metrics; RPORT+2 second receiver
 PG=${PGWEBHOOK_PG:-15}  # the major version (scripts/pg-root.sh): `make bench PG=17`
@@ -287,10 +292,7 @@ rss_mb() { awk -v k="$2" '$1 == k":" {printf "%.1f", $2 / 1024}' "/proc/$1/statu
 # ---------------------------------------------------------------------------
 # B2 wake-up cost: NOTIFY wake-ups vs poll-only, dispatcher running, sync on.
 # ---------------------------------------------------------------------------
-b2() {
-  for EDITION in $EDITIONS; do b2_edition; done
-  EDITION=${EDITIONS%% *}
-}
+b2() { each_edition b2_edition; }
 b2_edition() {
   set_sync on
   secret=$(e2e_db bench_e2e "http://127.0.0.1:$RPORT/hook")
@@ -343,8 +345,7 @@ ramp() { # system criterion(sustained|flat) db rates step-args...
 }
 b3() {
   set_sync off
-  for EDITION in $EDITIONS; do b3_pg_webhook; done
-  EDITION=${EDITIONS%% *}
+  each_edition b3_pg_webhook
   b3_baseline
 }
 b3_pg_webhook() {
@@ -723,10 +724,7 @@ b11_state() { # db → JSON: succeeded deliveries, webhook.* function stats, web
       'sessions', (SELECT coalesce(json_object_agg(pid, application_name), '{}')
                      FROM pg_stat_activity WHERE application_name LIKE 'webhookd%' AND datname = current_database()))"
 }
-b11() {
-  for EDITION in $EDITIONS; do b11_edition; done
-  EDITION=${EDITIONS%% *}
-}
+b11() { each_edition b11_edition; }
 b11_edition() {
   local db=bench_cpu rate=$B11_RATE secs=$B11_SECS secret
   set_sync "$B11_SYNC"
