@@ -224,7 +224,10 @@ BEGIN
   snap := webhook._route_begin();
   -- Once, not per scanned row (clock_timestamp() is volatile).
   t_now := clock_timestamp();
-  ts := extract(epoch FROM t_now)::bigint;
+  -- webhook-timestamp: whole seconds, floored as the Standard Webhooks
+  -- libraries do (rounded, it could be up to half a second in the
+  -- receiver's future).
+  ts := floor(extract(epoch FROM t_now))::bigint;
   lease_until := t_now + lease;
   exclude_endpoints := coalesce(exclude_endpoints, '{}');
   claimed := webhook._due(max_deliveries, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts, worker);

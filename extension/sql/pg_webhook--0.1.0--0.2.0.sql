@@ -601,7 +601,10 @@ BEGIN
   snap := webhook._route_begin();
   -- Once, not per scanned row (clock_timestamp() is volatile).
   t_now := clock_timestamp();
-  ts := extract(epoch FROM t_now)::bigint;
+  -- webhook-timestamp: whole seconds, floored as the Standard Webhooks
+  -- libraries do (rounded, it could be up to half a second in the
+  -- receiver's future).
+  ts := floor(extract(epoch FROM t_now))::bigint;
   lease_until := t_now + lease;
   exclude_endpoints := coalesce(exclude_endpoints, '{}');
   claimed := webhook._due(max_deliveries, t_now, lease_until, exclude_endpoints, cap_endpoints, cap_counts, worker);
@@ -1424,6 +1427,187 @@ BEGIN
 END
 $$;
 
+-- Captures survive migrations: no DDL drops or disables a capture while its
+-- table stays (event triggers, capture.sql); the ordering key is the
+-- primary key at capture time and an update's `columns` test is made by the
+-- capture function, so no WHEN clause names a column but a condition's.
+-- Triggers made by 0.1.0's track() keep their WHEN (and with it their
+-- dependency on those columns) until track() is called again; they capture
+-- exactly as before.
+CREATE OR REPLACE FUNCTION webhook._on_drop_extension() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE r record; endpoints bigint; pending bigint;
+BEGIN
+  IF current_query() !~* '\mpg_webhook\M' THEN
+    RETURN;
+  END IF;
+  IF lower(coalesce(current_setting('webhook.confirm_drop', true), '')) NOT IN ('on', 'true', 'yes', '1') THEN
+    SELECT count(*) INTO endpoints FROM webhook.endpoint;
+    SELECT count(*) INTO pending FROM webhook.delivery WHERE status = 'pending';
+    IF endpoints > 0 OR pending > 0 THEN
+      RAISE EXCEPTION 'DROP EXTENSION pg_webhook would delete % endpoint(s), their secrets, and % undelivered deliveries', endpoints, pending
+        USING ERRCODE = 'dependent_objects_still_exist',
+              DETAIL = 'Dropping the extension drops schema webhook''s tables with it, whoever runs it; nothing is kept to deliver later.',
+              HINT = 'If that is meant, confirm it in the same session: SET webhook.confirm_drop = on; then DROP EXTENSION pg_webhook. (An ORM migration that creates the extension should not drop it when reversed.)';
+    END IF;
+  END IF;
+  PERFORM set_config('webhook._changing_captures', 'on', true);
+  FOR r IN SELECT t.tgrelid::regclass AS rel, t.tgname
+             FROM pg_trigger t
+            WHERE t.tgfoid = 'webhook._capture_row'::regproc LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', r.tgname, r.rel);
+  END LOOP;
+END
+$$;
+
+-- No DDL removes or disables a capture while its table stays: an ORM's
+-- migration (Django's RemoveField is always DROP COLUMN ... CASCADE) would
+-- otherwise drop the capture triggers that depend on a column of their
+-- condition, with a NOTICE nobody reads, and those events would simply
+-- stop. track() and untrack() change captures under the transaction-local
+-- setting webhook._changing_captures; any other statement that would drop
+-- a capture trigger, or a column a capture's `columns` lists, while the
+-- table stays is refused and says how to change the capture instead.
+-- Dropping the table itself (or its schema) takes its captures, as before;
+-- detaching a partition removes the partition's cloned triggers
+-- internally, which event triggers do not see (nor need to).
+CREATE FUNCTION webhook._guard_captures_drop() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE hit record; cause text; ops text;
+BEGIN
+  IF current_setting('webhook._changing_captures', true) = 'on' THEN
+    RETURN;
+  END IF;
+  -- A capture trigger dropped with its table still there.
+  SELECT d.address_names[3] AS trigger_name, c.oid::regclass AS rel, d.original,
+         split_part(d.address_names[3], ':', 2) AS prefix
+    INTO hit
+    FROM pg_event_trigger_dropped_objects() d
+    JOIN pg_namespace n ON n.nspname = d.address_names[1]
+    JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = d.address_names[2]
+   WHERE d.object_type = 'trigger' AND d.address_names[3] LIKE 'webhook\_capture\_%:%'
+   ORDER BY d.original DESC
+   LIMIT 1;
+  IF FOUND THEN
+    IF hit.original THEN
+      RAISE EXCEPTION 'trigger % captures events of %: it is not dropped by hand', to_json(hit.trigger_name::text), hit.rel
+        USING ERRCODE = 'dependent_objects_still_exist',
+              HINT = format('To stop capturing, call SELECT webhook.untrack(%L, %L); to change what is captured, call webhook.track() again.',
+                            hit.rel::text, hit.prefix);
+    END IF;
+    SELECT string_agg(d.object_type || ' ' || d.object_identity, ', ' ORDER BY d.object_identity) INTO cause
+      FROM pg_event_trigger_dropped_objects() d WHERE d.original;
+    -- The capture's operations: its triggers dropped here and any left.
+    SELECT '{' || string_agg(DISTINCT split_part(substr(x.tgname, length('webhook_capture_') + 1), ':', 1), ',') || '}'
+      INTO ops
+      FROM (SELECT d.address_names[3] AS tgname FROM pg_event_trigger_dropped_objects() d
+             WHERE d.object_type = 'trigger' AND d.address_names[3] LIKE 'webhook\_capture\_%:' || hit.prefix
+            UNION ALL
+            SELECT t.tgname FROM pg_trigger t
+             WHERE t.tgrelid = hit.rel AND t.tgname LIKE 'webhook\_capture\_%:' || hit.prefix) x;
+    RAISE EXCEPTION '% would remove the capture % of %', tg_tag, to_json(hit.prefix), hit.rel
+      USING ERRCODE = 'dependent_objects_still_exist',
+            DETAIL = format('The capture trigger %2$s depends on %1$s (its condition uses it); dropping that with CASCADE would drop the trigger, and those events would stop.',
+                            coalesce(cause, 'what is dropped'), to_json(hit.trigger_name::text)),
+            HINT = format('Change the capture first, in the same transaction: SELECT webhook.track(%L, %L, event_prefix => %L, condition => ...) with a condition that does not use it (or without one); then drop it. To stop capturing: SELECT webhook.untrack(%L, %L).',
+                          hit.rel::text, ops, hit.prefix, hit.rel::text, hit.prefix);
+  END IF;
+  -- A column a capture's `columns` lists (the capture trigger has no
+  -- dependency on it, so it stays, and would capture without it).
+  SELECT t.tgrelid::regclass AS rel, split_part(t.tgname, ':', 2) AS prefix, d.object_identity AS col,
+         '{' || (SELECT string_agg(split_part(substr(o.tgname, length('webhook_capture_') + 1), ':', 1), ',' ORDER BY o.tgname)
+                   FROM pg_trigger o
+                  WHERE o.tgrelid = t.tgrelid AND o.tgname LIKE 'webhook\_capture\_%:' || split_part(t.tgname, ':', 2)) || '}' AS ops
+    INTO hit
+    FROM pg_event_trigger_dropped_objects() d
+    JOIN pg_trigger t ON t.tgrelid = d.objid AND t.tgname LIKE 'webhook\_capture\_%:%' AND t.tgparentid = 0
+   WHERE d.object_type = 'table column'
+     AND d.objsubid = ANY (webhook._capture_columns(t.tgargs))
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION '% would drop column % that the capture % of % sends', tg_tag, hit.col, to_json(hit.prefix), hit.rel
+      USING ERRCODE = 'dependent_objects_still_exist',
+            DETAIL = 'The capture''s columns list it: its events would change shape without a word to their receivers.',
+            HINT = format('Change the capture first, in the same transaction: SELECT webhook.track(%L, %L, event_prefix => %L, columns => ...) without the column; then drop it. To stop capturing: SELECT webhook.untrack(%L, %L).',
+                          hit.rel::text, hit.ops, hit.prefix, hit.rel::text, hit.prefix);
+  END IF;
+END
+$$;
+
+-- The payload column numbers of a capture trigger's arguments (the third;
+-- empty for all columns), as the guard reads them from pg_trigger.tgargs.
+-- Anything else (a trigger made by hand) gives none rather than an error:
+-- the guard must not make DDL fail over it.
+CREATE FUNCTION webhook._capture_columns(tgargs bytea) RETURNS int2[]
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT coalesce(array_agg(x::int2), '{}')
+    FROM unnest(string_to_array((string_to_array(encode(tgargs, 'escape'), '\000'))[3], ',')) x
+   WHERE x ~ '^[0-9]{1,4}$'
+$$;
+
+-- ALTER TABLE ... DISABLE TRIGGER (ALL, USER or a capture's name), or
+-- ENABLE REPLICA (fires only under session_replication_role = replica),
+-- would stop a capture without removing it: refused the same way.
+CREATE FUNCTION webhook._guard_captures_disable() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE hit record;
+BEGIN
+  IF current_setting('webhook._changing_captures', true) = 'on' THEN
+    RETURN;
+  END IF;
+  SELECT t.tgname, t.tgrelid::regclass AS rel, split_part(t.tgname, ':', 2) AS prefix
+    INTO hit
+    FROM pg_event_trigger_ddl_commands() cmd
+    JOIN pg_trigger t ON t.tgrelid = cmd.objid OR t.tgrelid IN (SELECT p.relid FROM pg_partition_tree(cmd.objid) p)
+   WHERE cmd.classid = 'pg_class'::regclass AND cmd.objsubid = 0
+     AND t.tgname LIKE 'webhook\_capture\_%:%' AND t.tgenabled IN ('D', 'R')
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'ALTER TABLE would stop the capture % of %', to_json(hit.prefix), hit.rel
+      USING ERRCODE = 'object_in_use',
+            DETAIL = format('The capture trigger %s would no longer fire, and those events would stop.', to_json(hit.tgname::text)),
+            HINT = format('Disable your own triggers by name, not ALL or USER, and enable this one again; to stop capturing, call SELECT webhook.untrack(%L, %L).',
+                          hit.rel::text, hit.prefix);
+  END IF;
+END
+$$;
+
+-- Event triggers need a superuser (or, on some managed services, its
+-- stand-in role). The native extension is always installed by one; the
+-- portable edition installed by an ordinary owner cannot make them, and
+-- says so: DDL is then not guarded (README, "Migrations").
+DO $$
+BEGIN
+  CREATE EVENT TRIGGER webhook_guard_captures_drop ON sql_drop
+    EXECUTE FUNCTION webhook._guard_captures_drop();
+  CREATE EVENT TRIGGER webhook_guard_captures_disable ON ddl_command_end
+    WHEN TAG IN ('ALTER TABLE') EXECUTE FUNCTION webhook._guard_captures_disable();
+EXCEPTION WHEN insufficient_privilege THEN
+  RAISE WARNING 'pg_webhook: % may not create event triggers, so no DDL is guarded: a migration that drops a column a capture uses (DROP COLUMN ... CASCADE) or disables its triggers stops those events silently', current_user
+    USING HINT = 'Install as a superuser (or the managed service''s role that may create event triggers) to have such DDL refused; until then, change captures with webhook.track() before dropping what they use.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION webhook.untrack(relation regclass, event_prefix text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE trig text; guarded text := current_setting('webhook._changing_captures', true);
+BEGIN
+  IF relation IS NULL THEN
+    RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+  END IF;
+  PERFORM set_config('webhook._changing_captures', 'on', true);
+  FOR trig IN SELECT tgname FROM pg_trigger
+               WHERE tgrelid = relation AND tgname LIKE 'webhook\_capture\_%'
+                 AND (event_prefix IS NULL OR split_part(tgname, ':', 2) = event_prefix) LOOP
+    EXECUTE format('DROP TRIGGER %I ON %s', trig, relation);
+  END LOOP;
+  PERFORM set_config('webhook._changing_captures', coalesce(guarded, ''), true);
+END
+$$;
+
+-- 0.1.0's track() compared columns through it; the capture function does now.
+DROP FUNCTION webhook._base_type(oid);
+
 CREATE OR REPLACE FUNCTION webhook.track(
     relation     regclass,
     events       text[] DEFAULT '{insert,update,delete}',
@@ -1437,12 +1621,9 @@ DECLARE
   op        text;
   ops       text[];
   prefix    text;
-  keys      text;
   cols      text;
   col       text;
   att       record;
-  eq        record;
-  changed   text;
   when_sql  text;
   msg       text;
   state     text;
@@ -1493,18 +1674,15 @@ BEGIN
             HINT = 'Event prefixes use letters, digits, _ and -, in dot-separated parts (shop.orders), at most 40 characters; pass event_prefix for tables with other characters in their names.';
   END IF;
 
-  -- The ordering key is the primary key (NULL without one: such events
-  -- carry no ordering key and are delivered unordered).
-  SELECT string_agg(a::text, ',' ORDER BY k.ord) INTO keys
-    FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY AS k(a, ord)
-   WHERE i.indrelid = relation AND i.indisprimary;
-  IF keys IS NULL THEN
+  -- The ordering key is the table's primary key as it is when a row is
+  -- captured (capture.rs; a migration may change it), NULL without one:
+  -- such events carry no ordering key and are delivered unordered.
+  IF NOT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = relation AND i.indisprimary) THEN
     RAISE NOTICE 'table % has no primary key: its events carry no ordering key', relation
       USING HINT = 'Ordered endpoints deliver them without per-row ordering. Add a primary key to order them.';
   END IF;
 
   cols := '';
-  changed := NULL;
   IF columns IS NOT NULL THEN
     IF cardinality(columns) = 0 THEN
       RAISE EXCEPTION 'columns must be NULL (all columns) or list at least one column'
@@ -1520,48 +1698,24 @@ BEGIN
                                          FROM pg_attribute WHERE attrelid = relation AND attnum > 0 AND NOT attisdropped);
       END IF;
       cols := cols || CASE WHEN cols = '' THEN '' ELSE ',' END || att.attnum;
-      -- A change is what the type's default btree equality says, named
-      -- by its schema (an extension's type, such as citext, has its
-      -- operator in its own schema; no other `=` on the caller's path may
-      -- be picked) and applied to values of exactly its input type.
-      -- Types without one (json, point, ...) compare their text forms.
-      SELECT o.oprnamespace::regnamespace::text AS nsp,
-             CASE WHEN t.typtype = 'p' THEN '' ELSE '::' || format_type(oc.opcintype, NULL) END AS cast
-        INTO eq
-        FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
-        JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
-                       AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = 3
-        JOIN pg_operator o ON o.oid = ao.amopopr
-        JOIN pg_type t ON t.oid = oc.opcintype
-       WHERE am.amname = 'btree' AND oc.opcdefault
-         AND oc.opcintype IN (att.atttypid, webhook._base_type(att.atttypid))
-       ORDER BY oc.opcintype = att.atttypid DESC
-       LIMIT 1;
-      IF FOUND THEN
-        changed := concat_ws(' OR ', changed,
-          format('(OLD.%1$I IS NULL) <> (NEW.%1$I IS NULL) OR NOT (OLD.%1$I%3$s OPERATOR(%2$s.=) NEW.%1$I%3$s)',
-                 col, eq.nsp, eq.cast));
-      ELSE
-        changed := concat_ws(' OR ', changed,
-          format('OLD.%1$I::pg_catalog.text IS DISTINCT FROM NEW.%1$I::pg_catalog.text', col));
-      END IF;
     END LOOP;
   END IF;
 
   PERFORM webhook.untrack(relation, prefix);
   FOREACH op IN ARRAY ops LOOP
     when_sql := NULL;
+    -- Only the condition is a WHEN clause: PostgreSQL makes a trigger
+    -- depend on every column its WHEN uses, so a migration that retypes a
+    -- column of `columns` would be refused. Whether an update changed one
+    -- of them is decided by the capture function (capture.rs).
     IF condition IS NOT NULL THEN
       when_sql := '(' || condition || ')';
-    END IF;
-    IF op = 'update' AND changed IS NOT NULL THEN
-      when_sql := concat_ws(' AND ', when_sql, '(' || changed || ')');
     END IF;
     BEGIN
       EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
                      'webhook_capture_' || op || ':' || prefix, upper(op), relation,
                      CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
-                     prefix || '.' || op, coalesce(keys, ''), cols);
+                     prefix || '.' || op, '', cols);
     EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
                    OR invalid_object_definition OR feature_not_supported OR undefined_table
                    OR ambiguous_column OR invalid_text_representation OR grouping_error THEN

@@ -6,8 +6,18 @@
 //!
 //! Trigger arguments, written by `webhook.track()`:
 //!   0: event type (`orders.insert`)
-//!   1: ordering-key attribute numbers, comma separated (the primary key)
-//!   2: payload attribute numbers, comma separated, empty for all columns
+//!   1: empty (0.1.0 wrote the primary key's attribute numbers here; they
+//!      are still checked as such, but the ordering key is the tracked
+//!      table's primary key as it is now, so that it follows a migration
+//!      that changes it)
+//!   2: payload attribute numbers, comma separated, empty for all columns;
+//!      an update is captured only if one of them changed
+//!
+//! Nothing here is named in a WHEN clause but the capture's condition, so
+//! that the triggers depend on no column but those the condition uses: a
+//! migration may retype or rename any other column. The DDL that would
+//! drop a capture or a column it sends is refused by capture.sql's event
+//! triggers.
 
 use std::cell::Cell;
 use std::ffi::CStr;
@@ -49,7 +59,8 @@ struct CaptureArgs {
     /// not to however it is partitioned). Its name is looked up through
     /// NAMES, which renames clear.
     tracked: pg_sys::Oid,
-    /// Ordering key attribute numbers: in range, not dropped.
+    /// Ordering key attribute numbers (the tracked table's primary key
+    /// now): in range, not dropped.
     keys: Vec<i16>,
     /// Payload attribute numbers (None: every column), in range.
     only: Option<Vec<i16>>,
@@ -151,9 +162,8 @@ unsafe fn capture_args(
         natts_of(tracked)
     };
     let attrs = pgcompat::attributes(tupdesc);
-    // A key column dropped after track() (its primary key went with it)
-    // is left out rather than read: a dropped column has no type.
-    let keys = map(parse_attnums(&arg(1), natts).map_err(invalid)?)
+    parse_attnums(&arg(1), natts).map_err(invalid)?;
+    let keys = map(primary_key(tracked))
         .into_iter()
         .filter(|&n| attrs.get((n - 1) as usize).is_some_and(|a| !a.attisdropped))
         .collect();
@@ -169,6 +179,107 @@ unsafe fn capture_args(
     });
     ARGS.with(|m| m.borrow_mut().insert(tgoid, args.clone()));
     Ok(args)
+}
+
+/// The key column numbers of `relid`'s primary key (deferrable or not),
+/// empty without one. Read once per trigger and relcache invalidation
+/// (ARGS): adding or dropping a constraint invalidates the table.
+///
+/// # Safety
+/// Inside a transaction.
+unsafe fn primary_key(relid: pg_sys::Oid) -> Vec<i16> {
+    let rel = pg_sys::RelationIdGetRelation(relid);
+    if rel.is_null() {
+        return Vec::new();
+    }
+    let list = pg_sys::RelationGetIndexList(rel);
+    pg_sys::RelationClose(rel);
+    let mut keys = Vec::new();
+    if !list.is_null() {
+        let n = (*list).length.max(0) as usize;
+        for i in 0..n {
+            let index = pg_sys::RelationIdGetRelation((*(*list).elements.add(i)).oid_value);
+            if index.is_null() {
+                continue;
+            }
+            let form = (*index).rd_index;
+            if !form.is_null() && (*form).indisprimary {
+                let nkeys = (*form).indnkeyatts.max(0) as usize;
+                keys = (*form).indkey.values.as_slice(nkeys).to_vec();
+            }
+            pg_sys::RelationClose(index);
+            if !keys.is_empty() {
+                break;
+            }
+        }
+        pg_sys::list_free(list);
+    }
+    // An expression column (0) cannot be in a primary key; never read one.
+    keys.retain(|&a| a > 0);
+    keys
+}
+
+/// Whether an update changed any of the columns `cols`: a NULL on one side
+/// only, or values that the column type's default btree equality (in the
+/// column's collation) says differ; types without one of their own (json,
+/// arrays, enums, ranges, varchar through text's) compare their text forms.
+/// The portable edition's `_columns_changed()` applies the same rule.
+///
+/// # Safety
+/// `old` and `new` must be tuples of `tupdesc`.
+unsafe fn changed(
+    old: *mut pg_sys::HeapTupleData,
+    new: *mut pg_sys::HeapTupleData,
+    tupdesc: pg_sys::TupleDesc,
+    cols: &[i16],
+) -> bool {
+    let attrs = pgcompat::attributes(tupdesc);
+    for &attnum in cols {
+        let Some(att) = payload::live_attribute(attrs, attnum) else {
+            continue;
+        };
+        let (mut old_null, mut new_null) = (false, false);
+        let a = pg_sys::heap_getattr(old, attnum as i32, tupdesc, &mut old_null);
+        let b = pg_sys::heap_getattr(new, attnum as i32, tupdesc, &mut new_null);
+        if old_null != new_null {
+            return true;
+        }
+        if !old_null && !values_equal(a, b, att) {
+            return true;
+        }
+    }
+    false
+}
+
+/// # Safety
+/// `a` and `b` must be non-NULL values of `att`'s type.
+unsafe fn values_equal(
+    a: pg_sys::Datum,
+    b: pg_sys::Datum,
+    att: &pg_sys::FormData_pg_attribute,
+) -> bool {
+    let typ = att.atttypid;
+    let entry = pg_sys::lookup_type_cache(
+        typ,
+        (pg_sys::TYPECACHE_EQ_OPR_FINFO | pg_sys::TYPECACHE_BTREE_OPFAMILY) as i32,
+    );
+    if !entry.is_null()
+        && (*entry).btree_opf != pg_sys::InvalidOid
+        && ((*entry).btree_opintype == typ || (*entry).btree_opintype == pg_sys::getBaseType(typ))
+        && (*entry).eq_opr_finfo.fn_oid != pg_sys::InvalidOid
+    {
+        let eq = pg_sys::FunctionCall2Coll(&mut (*entry).eq_opr_finfo, att.attcollation, a, b);
+        return eq.value() != 0;
+    }
+    let mut output = pg_sys::InvalidOid;
+    let mut varlena = false;
+    pg_sys::getTypeOutputInfo(typ, &mut output, &mut varlena);
+    let ta = pg_sys::OidOutputFunctionCall(output, a);
+    let tb = pg_sys::OidOutputFunctionCall(output, b);
+    let same = CStr::from_ptr(ta) == CStr::from_ptr(tb);
+    pg_sys::pfree(ta.cast());
+    pg_sys::pfree(tb.cast());
+    same
 }
 
 /// The table `webhook.track()` installed `trigger` on: `rel` itself, or,
@@ -310,6 +421,12 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
         "update" => ((*td).tg_newtuple, (*td).tg_trigtuple),
         _ => (std::ptr::null_mut(), (*td).tg_trigtuple),
     };
+
+    if let (true, Some(cols)) = (op == "update", args.only.as_deref()) {
+        if !changed(old, new, tupdesc, cols) {
+            return pg_sys::Datum::from(0usize);
+        }
+    }
 
     let created_at = payload::now_pg_usecs();
     let mut body = String::with_capacity(256);

@@ -90,11 +90,10 @@ fn push_time_of_day(out: &mut String, usecs: i64) {
         (secs / 60) % 60,
         secs % 60
     );
-    if frac != 0 {
-        let s = format!("{:06}", frac);
-        out.push('.');
-        out.push_str(s.trim_end_matches('0'));
-    }
+    // Always six digits, zeros kept: one fixed width that every ISO 8601
+    // reader takes (Python's fromisoformat before 3.11 reads 3 or 6
+    // digits only) and that sorts as text in time order (years 0 to 9999).
+    let _ = write!(out, ".{frac:06}");
 }
 
 /// RFC 3339 text of a PostgreSQL timestamp (µs since 2000-01-01), `Z` when `utc`.
@@ -499,6 +498,18 @@ pub unsafe fn push_row(
     out.push('}');
 }
 
+/// The live column `attnum` of `attrs`: a column number out of range or
+/// of a dropped column must never reach heap_getattr.
+pub fn live_attribute(
+    attrs: &[pg_sys::FormData_pg_attribute],
+    attnum: i16,
+) -> Option<&pg_sys::FormData_pg_attribute> {
+    usize::try_from(i32::from(attnum) - 1)
+        .ok()
+        .and_then(|i| attrs.get(i))
+        .filter(|a| !a.attisdropped)
+}
+
 /// The text of the given key columns, joined by commas (an ordering key).
 ///
 /// # Safety
@@ -517,13 +528,8 @@ pub unsafe fn key_text(
         if n > 0 {
             out.push(',');
         }
-        // Checked by the caller too; a column number out of range or of a
-        // dropped column must never reach heap_getattr.
-        let Some(att) = usize::try_from(i32::from(attnum) - 1)
-            .ok()
-            .and_then(|i| attrs.get(i))
-            .filter(|a| !a.attisdropped)
-        else {
+        // Checked by the caller too.
+        let Some(att) = live_attribute(attrs, attnum) else {
             continue;
         };
         let mut isnull = false;
@@ -559,25 +565,25 @@ mod tests {
     fn timestamps_are_rfc3339() {
         let mut s = String::new();
         push_timestamp(&mut s, 0, true);
-        assert_eq!(s, "\"2000-01-01T00:00:00Z\"");
+        assert_eq!(s, "\"2000-01-01T00:00:00.000000Z\"");
         s.clear();
         // 2026-11-27 19:50:15.1234 UTC
         let unix = 1_795_809_015_123_400i64;
         push_timestamp(&mut s, unix - PG_EPOCH_DAYS_FROM_UNIX * USECS_PER_DAY, true);
-        assert_eq!(s, "\"2026-11-27T19:50:15.1234Z\"");
+        assert_eq!(s, "\"2026-11-27T19:50:15.123400Z\"");
         s.clear();
         push_timestamp(&mut s, -USECS_PER_DAY, false);
-        assert_eq!(s, "\"1999-12-31T00:00:00\"");
+        assert_eq!(s, "\"1999-12-31T00:00:00.000000\"");
     }
 
     #[test]
     fn bc_years_are_astronomical_and_year_zero_has_no_sign() {
         // Days from 2000-01-01 to 1 BC-01-01, 2 BC-12-31, 44 BC-03-15 and AD 1-01-01.
         for (days, want) in [
-            (-730_485i64, "\"0000-01-01T00:00:00Z\""),
-            (-730_486, "\"-0001-12-31T00:00:00Z\""),
-            (-746_117, "\"-0043-03-15T00:00:00Z\""),
-            (-730_119, "\"0001-01-01T00:00:00Z\""),
+            (-730_485i64, "\"0000-01-01T00:00:00.000000Z\""),
+            (-730_486, "\"-0001-12-31T00:00:00.000000Z\""),
+            (-746_117, "\"-0043-03-15T00:00:00.000000Z\""),
+            (-730_119, "\"0001-01-01T00:00:00.000000Z\""),
         ] {
             let mut s = String::new();
             push_timestamp(&mut s, days * USECS_PER_DAY, true);

@@ -190,8 +190,8 @@ def test_the_two_documented_differences(db, portable_db):
         c.execute("SELECT webhook.track('odd')")
         c.execute("""INSERT INTO odd VALUES (1, 'a=>1', ROW('  {"a" : 1}  ', '2001-01-01 00:00+00'))""")
     native, port = (q1(c, "SELECT body FROM webhook.event_log") for c in (db, portable_db))
-    assert '"h":"\\"a\\"=>\\"1\\"","v":{"j":  {"a" : 1}  ,"at":"2001-01-01T00:00:00Z"}' in native
-    assert '"h":{"a": "1"},"v":{"j":{"a" : 1},"at":"2001-01-01T00:00:00Z"}' in port
+    assert '"h":"\\"a\\"=>\\"1\\"","v":{"j":  {"a" : 1}  ,"at":"2001-01-01T00:00:00.000000Z"}' in native
+    assert '"h":{"a": "1"},"v":{"j":{"a" : 1},"at":"2001-01-01T00:00:00.000000Z"}' in port
 
 
 def test_partitioned_tables_and_truncate_alike(db, portable_db):

@@ -181,6 +181,8 @@ DDL = [
     "ALTER TABLE public.sp_other ADD COLUMN extra text",
     "ALTER TABLE public.sp_other RENAME COLUMN extra TO extra2",
     "CREATE TABLE public.sp_third (id int)",
+    "ALTER TABLE public.sp_other DISABLE TRIGGER USER",
+    "ALTER TABLE public.sp_other DROP COLUMN extra2 CASCADE",
     "DROP EXTENSION IF EXISTS pg_webhook_none",
 ]
 

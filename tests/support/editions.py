@@ -32,11 +32,12 @@ def create_owner():
                   f"CREATE ROLE {OWNER} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE; END IF; END $$")
 
 
-def portable_install(dbname, *args):
-    """`webhookd install` into `dbname` as its owner; the finished process."""
+def portable_install(dbname, *args, url=None):
+    """`webhookd install` into `dbname` as its owner (or as whoever `url`
+    names); the finished process."""
     require_webhookd()
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    return subprocess.run([str(WEBHOOKD), "install", "--database-url", owner_url(dbname), *args],
+    return subprocess.run([str(WEBHOOKD), "install", "--database-url", url or owner_url(dbname), *args],
                           capture_output=True, text=True, timeout=120, env=env)
 
 

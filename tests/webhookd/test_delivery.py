@@ -126,6 +126,21 @@ def test_500_twice_then_200(db, receiver, webhookd):
     assert len({req["headers"]["webhook-timestamp"] for req in r.requests}) >= 1
 
 
+def test_webhook_timestamp_is_floored_never_in_the_receivers_future(db, receiver, webhookd):
+    # Rounded, half of them would be up to 0.5 s ahead of the receiver's
+    # clock (the same clock here); the Standard Webhooks libraries floor.
+    r = receiver()
+    setup_orders(db, r.url)
+    webhookd(*FAST)
+    for i in range(20):
+        db.execute("INSERT INTO orders (customer) VALUES (%s)", (f"c{i}",))
+        time.sleep(0.05)
+    wait_for(lambda: r.count() == 20)
+    for req in r.requests:
+        signed = int(req["headers"]["webhook-timestamp"])
+        assert req["at"] - 5 < signed <= req["at"], (signed, req["at"])
+
+
 def test_exhausted_schedule_is_dead_and_replay_repairs(db, receiver, webhookd):
     # Connection refused: nothing listens on this port.
     r = receiver()

@@ -2,8 +2,8 @@
 -- payload.rs in PL/pgSQL. The same trigger arguments (written by
 -- webhook.track(), capture.sql), the same envelope and, for every column
 -- type, the same JSON bytes: PostgreSQL's to_json() writes most types
--- exactly as payload.rs does; the four it writes otherwise (timestamptz,
--- timestamp, date, bytea), and arrays and composites holding them, are
+-- exactly as payload.rs does; the five it writes otherwise (timestamptz,
+-- timestamp, date, time, bytea), and arrays and composites holding them, are
 -- rewritten from it. Two differences remain, both of form only
 -- (tests/sql/test_portable_capture.py pins them): a type with a cast to
 -- json of its own (an extension's, as hstore's) is written by that cast
@@ -20,6 +20,16 @@
 -- that could go stale (a column added, dropped, renamed or retyped is
 -- captured as it is now, as the native edition does).
 
+-- A domain's base type (through domains over domains).
+CREATE FUNCTION webhook._base_type(t oid) RETURNS oid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+  WITH RECURSIVE b(oid, typbasetype) AS (
+    SELECT oid, typbasetype FROM pg_type WHERE oid = t
+    UNION ALL
+    SELECT p.oid, p.typbasetype FROM pg_type p JOIN b ON p.oid = b.typbasetype)
+  SELECT oid FROM b WHERE typbasetype = 0
+$$;
+
 -- Does capture write values of this type otherwise than to_json()?
 CREATE FUNCTION webhook._json_differs(typ oid) RETURNS boolean
 LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -35,25 +45,26 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
          WHERE p.typtype = 'c' AND a.attrelid = p.typrelid AND a.attnum > 0 AND NOT a.attisdropped) c
   )
   SELECT EXISTS (SELECT 1 FROM r WHERE r.oid IN ('timestamptz'::regtype, 'timestamp'::regtype,
-                                                  'date'::regtype, 'bytea'::regtype))
+                                                  'date'::regtype, 'time'::regtype, 'bytea'::regtype))
 $$;
 
 -- payload.rs push_datum(): the JSON of one value of type `typ`, from the
 -- JSON to_json() gave it.
 CREATE FUNCTION webhook._json_value(v json, typ oid) RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE base oid := CASE WHEN typ IN (17, 1082, 1114, 1184) THEN typ ELSE webhook._base_type(typ) END;
+DECLARE base oid := CASE WHEN typ IN (17, 1082, 1083, 1114, 1184) THEN typ ELSE webhook._base_type(typ) END;
         t record; s text;
 BEGIN
   IF v IS NULL OR json_typeof(v) = 'null' THEN
     RETURN 'null';
   END IF;
-  IF base IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype) THEN
+  IF base IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'time'::regtype, 'bytea'::regtype) THEN
     s := v #>> '{}';
     RETURN '"' || CASE base
       WHEN 'timestamptz'::regtype THEN webhook._rfc3339(s::timestamptz)
       WHEN 'timestamp'::regtype THEN webhook._iso_timestamp(s::timestamp, false)
       WHEN 'date'::regtype THEN webhook._iso_date(s::date)
+      WHEN 'time'::regtype THEN webhook._iso_time(s::time)
       -- to_json() writes bytea as its output function does (hex or escape,
       -- as bytea_output says), which bytea's input reads back; payload.rs
       -- writes base64.
@@ -165,9 +176,9 @@ $$;
 CREATE FUNCTION webhook._column_differs(typ oid) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE
-  WHEN typ IN (16, 20, 21, 23, 25, 114, 700, 701, 790, 869, 1042, 1043, 1083, 1186, 1266, 1700, 2950, 3802,
+  WHEN typ IN (16, 20, 21, 23, 25, 114, 700, 701, 790, 869, 1042, 1043, 1186, 1266, 1700, 2950, 3802,
                1000, 1005, 1007, 1009, 1015, 1016, 1021, 1022, 1231, 199, 3807, 2951) THEN false
-  WHEN typ IN (17, 1082, 1114, 1184, 1001, 1182, 1115, 1185) THEN true
+  WHEN typ IN (17, 1082, 1083, 1114, 1184, 1001, 1182, 1183, 1115, 1185) THEN true
   ELSE webhook._json_differs(typ) END;
 
 -- A capture trigger's arguments that webhook.track() did not write
@@ -204,6 +215,52 @@ BEGIN
       END IF;
     END LOOP;
   END LOOP;
+END
+$$;
+
+-- Does the second argument of 0.1.0's triggers (the key's column numbers
+-- then; the key is the primary key now) hold anything capture.rs would
+-- refuse?
+CREATE FUNCTION webhook._attnums_invalid(arg text, tracked oid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  SELECT EXISTS (
+    SELECT 1 FROM unnest(string_to_array(arg, ',')) p
+     WHERE webhook._attnum(p) IS NULL
+        OR webhook._attnum(p) NOT BETWEEN 1 AND (SELECT c.relnatts FROM pg_class c WHERE c.oid = tracked))
+$$;
+
+-- capture.rs changed(): did an update change any of the columns `cols`
+-- (by name, of table `rel`)? A NULL on one side only, or values the column
+-- type's own default btree equality says differ (named by its schema, on
+-- values of exactly its input type); types without one compare their text.
+CREATE FUNCTION webhook._columns_changed(rel oid, cols name[], old_row anyelement, new_row anyelement) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE test text; answer boolean;
+BEGIN
+  SELECT string_agg(CASE WHEN eq.nsp IS NULL
+                         THEN format('($1).%1$I::pg_catalog.text IS DISTINCT FROM ($2).%1$I::pg_catalog.text', a.attname)
+                         ELSE format('(($1).%1$I IS NULL) <> (($2).%1$I IS NULL) OR NOT (($1).%1$I%3$s OPERATOR(%2$s.=) ($2).%1$I%3$s)',
+                                     a.attname, eq.nsp, eq.cast) END, ' OR ')
+    INTO test
+    FROM pg_attribute a
+    LEFT JOIN LATERAL (
+      SELECT o.oprnamespace::regnamespace::text AS nsp,
+             CASE WHEN t.typtype = 'p' THEN '' ELSE '::' || format_type(oc.opcintype, NULL) END AS cast
+        FROM pg_opclass oc JOIN pg_am am ON am.oid = oc.opcmethod
+        JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amoplefttype = oc.opcintype
+                       AND ao.amoprighttype = oc.opcintype AND ao.amopstrategy = 3
+        JOIN pg_operator o ON o.oid = ao.amopopr
+        JOIN pg_type t ON t.oid = oc.opcintype
+       WHERE am.amname = 'btree' AND oc.opcdefault
+         AND oc.opcintype IN (a.atttypid, webhook._base_type(a.atttypid))
+       ORDER BY oc.opcintype = a.atttypid DESC
+       LIMIT 1) eq ON true
+   WHERE a.attrelid = rel AND a.attname = ANY (cols) AND a.attnum > 0 AND NOT a.attisdropped;
+  IF test IS NULL THEN
+    RETURN false;
+  END IF;
+  EXECUTE 'SELECT coalesce(' || test || ', false)' INTO answer USING old_row, new_row;
+  RETURN answer;
 END
 $$;
 
@@ -257,13 +314,15 @@ BEGIN
     SELECT t.tgrelid, t.tgparentid FROM up JOIN pg_trigger t ON t.oid = up.parent
   )
   SELECT coalesce((SELECT up.relid FROM up WHERE up.parent = 0), TG_RELID) INTO tracked;
-  -- Its key and projected columns (track() wrote the tracked table's column
-  -- numbers; a partition's columns are found by name), and the columns
+  -- Its key (its primary key now) and projected columns (track() wrote the
+  -- tracked table's column numbers; a partition's columns are found by
+  -- name), and the columns
   -- to_json() writes otherwise. Each lookup by key, so that the generic
   -- plan reads the catalog by its indexes.
   WITH wanted AS (
-    SELECT 'key' AS kind, k.ord, webhook._attnum(k.a) AS attnum
-      FROM unnest(string_to_array(nullif(TG_ARGV[1], ''), ',')) WITH ORDINALITY AS k (a, ord)
+    SELECT 'key' AS kind, k.ord, k.a AS attnum
+      FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k (a, ord)
+     WHERE i.indrelid = tracked AND i.indisprimary AND k.ord <= i.indnkeyatts AND k.a > 0
     UNION ALL
     SELECT 'only', o.ord, webhook._attnum(o.a) FROM unnest(string_to_array(nullif(TG_ARGV[2], ''), ',')) WITH ORDINALITY AS o (a, ord)
   ), named AS (
@@ -296,8 +355,11 @@ BEGIN
             FROM mapped m LEFT JOIN LATERAL (SELECT t.* FROM pg_type t WHERE t.oid = m.base) p ON true
            WHERE m.kind = 'key') AS key_by_text
     INTO sh FROM fix;
-  IF NOT sh.args_ok THEN
+  IF NOT sh.args_ok OR (TG_ARGV[1] <> '' AND webhook._attnums_invalid(TG_ARGV[1], tracked)) THEN
     PERFORM webhook._capture_attnums_invalid(TG_NAME, TG_RELID, tracked, ARRAY[TG_ARGV[1], TG_ARGV[2]]);
+  END IF;
+  IF op = 'update' AND TG_ARGV[2] <> '' AND NOT webhook._columns_changed(TG_RELID, sh.only, OLD, NEW) THEN
+    RETURN NULL;
   END IF;
 
   IF op <> 'delete' THEN

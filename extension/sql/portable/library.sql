@@ -191,7 +191,7 @@ END
 $$;
 
 -- Rust: payload.rs push_timestamp() without the quotes: the date, `T`, the
--- time with its fraction (no trailing zeros), `Z` when `utc`.
+-- time with its fraction (always six digits), `Z` when `utc`.
 CREATE FUNCTION webhook._iso_timestamp(ts timestamp, utc boolean) RETURNS text
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE us int;
@@ -201,10 +201,17 @@ BEGIN
   END IF;
   us := (extract(microseconds FROM ts)::bigint % 1000000)::int;
   RETURN webhook._iso_date(ts::date) || to_char(ts, '"T"HH24:MI:SS')
-      || CASE WHEN us = 0 THEN '' ELSE '.' || rtrim(to_char(us, 'FM000000'), '0') END
+      || '.' || to_char(us, 'FM000000')
       || CASE WHEN utc THEN 'Z' ELSE '' END;
 END
 $$;
+
+-- Rust: payload.rs push_time_of_day(): a time of day (24:00:00 is one).
+CREATE FUNCTION webhook._iso_time(t time) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN to_char(extract(hour FROM t), 'FM00') || ':' || to_char(extract(minute FROM t), 'FM00') || ':'
+       || to_char(floor(extract(microseconds FROM t) / 1000000), 'FM00') || '.'
+       || to_char(extract(microseconds FROM t)::bigint % 1000000, 'FM000000');
 
 -- Rust: lib.rs rfc3339(): in UTC.
 CREATE FUNCTION webhook._rfc3339(ts timestamptz) RETURNS text

@@ -346,6 +346,23 @@ pub async fn install(a: InstallArgs) -> anyhow::Result<()> {
             println!(
                 "pg_webhook {VERSION} (portable edition) installed into database {dbname}, owned by {role}"
             );
+            // capture.sql makes the event triggers that refuse DDL which
+            // would drop or disable a capture only where the installing
+            // role may (its WARNING says why); said here too, where the
+            // person installing reads.
+            let guarded: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname LIKE 'webhook\\_guard\\_captures\\_%'",
+                    &[],
+                )
+                .await
+                .map_err(reported)?
+                .get(0);
+            if guarded == 0 {
+                println!(
+                    "warning: {role} may not create event triggers, so DDL is not guarded: a migration that drops a column a capture uses (DROP COLUMN ... CASCADE) or disables its triggers stops those events without an error; install as a superuser (or the service's role that may create event triggers) to have it refused"
+                );
+            }
             println!(
                 "next: SELECT webhook.grant_dispatcher('<webhookd''s role>'); then webhook.track(...) and webhook.create_endpoint(...)"
             );
