@@ -21,7 +21,9 @@
 //! - `tls`: `sslmode` / `sslrootcert` and the rustls configuration.
 //! - `reconnect`: the one reconnect loop, with backoff.
 //! - `listen`: the LISTEN connection that wakes the claim loop.
+//! - `failure`: what a failed statement means for its session.
 
+mod failure;
 mod listen;
 mod reconnect;
 mod session;
@@ -39,6 +41,7 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use failure::{failure, Failure};
 pub use listen::listen;
 pub use reconnect::{connect_with_backoff, connection_states, Backoff};
 pub use session::ROUND_TRIP_TIMEOUT;

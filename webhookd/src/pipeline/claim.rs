@@ -243,9 +243,12 @@ pub enum ClaimError {
 
 impl From<tokio_postgres::Error> for ClaimError {
     fn from(e: tokio_postgres::Error) -> Self {
-        let refused = e
-            .as_db_error()
-            .is_some_and(|db| db.code().code().starts_with("22"));
+        // Of the requests db::failure calls refused, only webhookd's own
+        // arguments (class 22) are refused every time; any other is
+        // retried on a new session, as a lost one is.
+        let refused = db::failure(&e) == db::Failure::Refused
+            && e.as_db_error()
+                .is_some_and(|db| db.code().code().starts_with("22"));
         if refused {
             ClaimError::Refused(Box::new(e))
         } else {

@@ -149,27 +149,16 @@ pub enum WriteError {
 }
 
 impl From<tokio_postgres::Error> for WriteError {
-    /// The decision between retrying and splitting, on the SQLSTATE.
+    /// The decision between retrying (on a new session: the recorder
+    /// opens one after any failure) and splitting, made by db::failure.
     fn from(e: tokio_postgres::Error) -> Self {
-        let Some(db) = e.as_db_error() else {
-            return WriteError::Unavailable(Box::new(e));
-        };
-        let code = db.code().clone();
-        // Classes not about the rows written: connection (08), transaction
-        // state (25: read-only after a failover), rollback (40: deadlock,
-        // serialization), access rule or missing object (42, 3F: an
-        // upgrade or a grant in progress; splitting would only multiply
-        // the failure), resources (53), object state (55: lock not
-        // available), operator intervention (57: shutdown), system (58).
-        match &code.code()[..2] {
-            "08" | "25" | "40" | "42" | "3F" | "53" | "55" | "57" | "58" => {
-                WriteError::Unavailable(Box::new(e))
-            }
-            _ => WriteError::Refused {
-                code,
-                message: db.message().to_string(),
+        match (db::failure(&e), e.as_db_error()) {
+            (db::Failure::Refused, Some(server)) => WriteError::Refused {
+                code: server.code().clone(),
+                message: server.message().to_string(),
                 report: db::Report(&e).to_string(),
             },
+            _ => WriteError::Unavailable(Box::new(e)),
         }
     }
 }
