@@ -11,6 +11,7 @@ import pytest
 from support import editions
 from support.cluster import PORT, cluster, db_counter, dsn
 from support.console import Console
+from support.pgbouncer import PgBouncer
 from support.receivers import Receiver
 from support.upgrade import install_released_scripts
 from support.webhookd import Webhookd
@@ -62,6 +63,23 @@ def db(dbname):
     edition PGWEBHOOK_EDITION names: support/editions.py)."""
     with psycopg.connect(dsn(dbname), autocommit=True) as c:
         yield c
+
+
+@pytest.fixture
+def pgbouncer(pg_cluster):
+    """Starts PgBouncers: `pgbouncer("transaction")` (or session,
+    statement; keywords as PgBouncer's) returns a running one; all are
+    stopped after the test."""
+    started = []
+
+    def start(mode="transaction", **kw):
+        b = PgBouncer(mode, **kw)
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import pytest
 
 from support import editions
 from support.cluster import connect, dsn
-from support.pgbouncer import PgBouncer
 
 
 def _not_in_this_tier(what, tier):
@@ -32,23 +31,6 @@ def webhookd():
 @pytest.fixture
 def console():
     _not_in_this_tier("console", "console")
-
-
-@pytest.fixture
-def pgbouncer(pg_cluster):
-    """Starts PgBouncers: `pgbouncer("transaction")` (or session,
-    statement; keywords as PgBouncer's) returns a running one; all are
-    stopped after the test."""
-    started = []
-
-    def start(mode="transaction", **kw):
-        b = PgBouncer(mode, **kw)
-        started.append(b)
-        return b
-
-    yield start
-    for b in started:
-        b.stop()
 
 
 @pytest.fixture

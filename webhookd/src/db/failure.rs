@@ -25,10 +25,17 @@ pub enum Failure {
 }
 
 /// The decision for `e`.
+/// A lost prepared statement also switches this process to unnamed
+/// statements (db::statements), which no pooler can lose.
 pub fn failure(e: &tokio_postgres::Error) -> Failure {
     match e.as_db_error() {
         None => Failure::Session,
-        Some(db) => of_sqlstate(db.code().code()),
+        Some(db) => {
+            if db.code().code().starts_with("26") {
+                super::statements::lost_prepared_statements();
+            }
+            of_sqlstate(db.code().code())
+        }
     }
 }
 

@@ -7,6 +7,32 @@ use tokio_util::sync::CancellationToken;
 
 use super::{connect_with_backoff, Backoff, Database, Report};
 
+/// How long a probe notification may take to arrive (db::listen).
+const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Send one notification on `channel` from a session of its own: a pooler
+/// in transaction mode runs LISTEN on whichever server connection is free,
+/// then hands that one to other clients, so notifications never reach the
+/// listening client; LISTEN itself succeeds. Only a notification sent from
+/// elsewhere shows whether they arrive.
+async fn probe(
+    database: &Database,
+    channel: &str,
+    payload: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let client = database.connect("webhookd listen probe").await?;
+    client
+        .query_typed(
+            "SELECT pg_catalog.pg_notify($1, $2)",
+            &[
+                (&channel, tokio_postgres::types::Type::TEXT),
+                (&payload, tokio_postgres::types::Type::TEXT),
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Keep a LISTEN connection open and turn each notification (and each
 /// reconnect, since notifications sent while disconnected are lost) into a
 /// wake-up of the claim loop.
@@ -47,10 +73,46 @@ pub async fn listen(
         tracing::info!(channel, "listening for wake-ups");
         backoff.reset();
         wake.notify_one();
+        let payload = format!(
+            "webhookd-probe:{}:{}",
+            std::process::id(),
+            rand::random::<u64>()
+        );
+        let mut probe_deadline = Some(tokio::time::Instant::now() + PROBE_WAIT);
+        {
+            let (database, payload) = (database.clone(), payload.clone());
+            tokio::spawn(async move {
+                if let Err(e) = probe(&database, channel, &payload).await {
+                    tracing::warn!(error = %Report(&e), "could not send the notification that checks LISTEN");
+                }
+            });
+        }
         loop {
             tokio::select! {
+                _ = async {
+                    match probe_deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    probe_deadline = None;
+                    tracing::warn!(
+                        channel,
+                        "LISTEN succeeded but a notification sent from another session did not arrive within {}s: \
+                         a connection pooler in transaction or statement mode does not deliver them; \
+                         webhookd finds new events by polling every --poll-interval (point the database URL \
+                         straight at PostgreSQL or at a pool in session mode for wake-ups, or run with --no-listen)",
+                        PROBE_WAIT.as_secs()
+                    );
+                }
                 m = messages.next() => match m {
-                    Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                    Some(Ok(AsyncMessage::Notification(n))) => {
+                        if probe_deadline.is_some() && n.payload() == payload {
+                            probe_deadline = None;
+                            tracing::debug!(channel, "wake-ups arrive");
+                        }
+                        wake.notify_one();
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => {
                         tracing::warn!(error = %Report(&e), "LISTEN connection lost; reconnecting");

@@ -22,11 +22,13 @@
 //! - `reconnect`: the one reconnect loop, with backoff.
 //! - `listen`: the LISTEN connection that wakes the claim loop.
 //! - `failure`: what a failed statement means for its session.
+//! - `statements`: prepared where sessions keep them, unnamed where not.
 
 mod failure;
 mod listen;
 mod reconnect;
 mod session;
+mod statements;
 mod tls;
 
 use std::error::Error as StdError;
@@ -49,6 +51,7 @@ use session::{
     startup_options, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, LIBPQ_KEEPALIVE_IDLE,
     TCP_USER_TIMEOUT,
 };
+pub use statements::Prepared;
 use tls::{split_tls_options, tls_config, Mode};
 
 /// How to reach PostgreSQL; shared by every command that connects.

@@ -375,8 +375,9 @@ pub async fn poll_backlog(
             .await;
         }
         if let Some(c) = client.as_ref() {
+            // Unnamed (parsed with the call), so that it works through any pooler.
             let r = c
-                .query(
+                .query_typed(
                     "SELECT endpoint_id, count(*)::bigint, extract(epoch FROM now() - min(created_at))::float8 \
                        FROM webhook.deliveries WHERE status = 'pending' GROUP BY endpoint_id",
                     &[],

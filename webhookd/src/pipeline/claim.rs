@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
-use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::Client;
 
 use crate::db;
 use crate::pipeline::record;
@@ -102,9 +102,24 @@ pub struct Claimed {
 }
 
 pub struct Claimer {
-    stmt: Statement,
-    route: Statement,
+    stmt: db::Prepared,
+    route: db::Prepared,
 }
+
+const CLAIM: &str = "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit, \
+                            retry_schedule_ms, retry_budget_ms, traceparent \
+                       FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[], $8::bigint)";
+const CLAIM_TYPES: &[Type] = &[
+    Type::INT4,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::INT8_ARRAY,
+    Type::INT4,
+    Type::INT8_ARRAY,
+    Type::INT4_ARRAY,
+    Type::INT8,
+];
+const ROUTE: &str = "SELECT webhook.route($1::int)";
 
 #[derive(Debug, Clone)]
 pub struct ClaimRequest<'a> {
@@ -135,21 +150,15 @@ pub struct Claim {
 
 impl Claimer {
     pub async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
-        let stmt = client
-            .prepare(
-                "SELECT delivery_id, claim_token, event_id, endpoint_id, attempt, url, headers, signature, signed_at, body, timeout_ms, max_in_flight, rate_limit, \
-                        retry_schedule_ms, retry_budget_ms, traceparent \
-                   FROM webhook.claim($1::int, make_interval(secs => $2::float8), $3::text, $4::bigint[], $5::int, $6::bigint[], $7::int[], $8::bigint)",
-            )
-            .await?;
-        let route = client.prepare("SELECT webhook.route($1::int)").await?;
+        let stmt = db::Prepared::prepare(client, CLAIM, CLAIM_TYPES).await?;
+        let route = db::Prepared::prepare(client, ROUTE, &[Type::INT4]).await?;
         Ok(Claimer { stmt, route })
     }
 
     /// Route up to `max` committed events into pending deliveries, leasing
     /// none (`webhook.route()`); how many events were routed.
     pub async fn route(&self, client: &Client, max: i32) -> Result<i32, tokio_postgres::Error> {
-        Ok(client.query_one(&self.route, &[&max]).await?.get(0))
+        Ok(self.route.query_one(client, &[&max]).await?.get(0))
     }
 
     /// Rows are read one at a time, each body kept once per event.
@@ -171,7 +180,7 @@ impl Claimer {
             &req.caps.1,
             &max_body_bytes,
         ];
-        let rows = client.query_raw(&self.stmt, params).await?;
+        let rows = self.stmt.query_raw(client, &params).await?;
         // The budget is counted from here (the database's "now").
         let claimed_at = Instant::now();
         let mut rows = std::pin::pin!(rows);

@@ -93,8 +93,9 @@ pub async fn run(database: Database, every: Duration, shutdown: CancellationToke
 }
 
 async fn maintain(c: &tokio_postgres::Client) -> Result<Run, tokio_postgres::Error> {
+    // Unnamed (parsed with the call): once a minute, and through any pooler.
     let row = c
-        .query_one(
+        .query_typed_one(
             "SELECT generation, started, dropped, kept, deferred FROM webhook.maintain()",
             &[],
         )

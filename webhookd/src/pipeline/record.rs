@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::db;
@@ -170,22 +171,33 @@ trait Store {
 }
 
 const RECORD: &str = "SELECT webhook.record($1, $2, $3, $4, $5, $6, $7, $8)";
+const RECORD_TYPES: &[Type] = &[
+    Type::INT8_ARRAY,
+    Type::INT4_ARRAY,
+    Type::INT4_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::FLOAT8_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TIMESTAMPTZ_ARRAY,
+    Type::TEXT,
+];
 const RELEASE: &str = "SELECT webhook.release($1, $2)";
+const RELEASE_TYPES: &[Type] = &[Type::INT8_ARRAY, Type::INT4_ARRAY];
 
 /// The recorder's connection with its statements prepared once (a query
 /// by text costs a parse round trip on every batch).
 struct Conn {
     client: Client,
-    record: Statement,
-    release: Statement,
+    record: db::Prepared,
+    release: db::Prepared,
     worker: String,
 }
 
 impl Conn {
     async fn open(database: &db::Database, worker: &str) -> Result<Self, tokio_postgres::Error> {
         let client = database.connect("webhookd record").await?;
-        let record = client.prepare(RECORD).await?;
-        let release = client.prepare(RELEASE).await?;
+        let record = db::Prepared::prepare(&client, RECORD, RECORD_TYPES).await?;
+        let release = db::Prepared::prepare(&client, RELEASE, RELEASE_TYPES).await?;
         Ok(Conn {
             client,
             record,
@@ -218,8 +230,8 @@ impl Store for Conn {
             .collect();
         let excerpts: Vec<Option<&str>> = batch.iter().map(|o| o.excerpt.as_deref()).collect();
         let retry: Vec<Option<SystemTime>> = batch.iter().map(|o| o.retry_at).collect();
-        let row = bounded(self.client.query_one(
-            &self.record,
+        let row = bounded(self.record.query_one(
+            &self.client,
             &[
                 &ids,
                 &tokens,
@@ -249,7 +261,7 @@ impl Store for Conn {
     }
 
     async fn release(&mut self, ids: &[i64], tokens: &[i32]) -> Result<(), WriteError> {
-        bounded(self.client.execute(&self.release, &[&ids, &tokens])).await?;
+        bounded(self.release.query_one(&self.client, &[&ids, &tokens])).await?;
         Ok(())
     }
 }
@@ -398,9 +410,18 @@ pub async fn release(
     delivery_ids: &[i64],
     claim_tokens: &[i32],
 ) -> Result<u64, tokio_postgres::Error> {
-    client
-        .execute(RELEASE, &[&delivery_ids, &claim_tokens])
-        .await
+    // Unnamed: once, at shutdown or for leases claimed without a body.
+    let n: Option<i32> = client
+        .query_typed_one(
+            RELEASE,
+            &[
+                (&delivery_ids, Type::INT8_ARRAY),
+                (&claim_tokens, Type::INT4_ARRAY),
+            ],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(n.unwrap_or(0).max(0) as u64)
 }
 
 /// Runs until `rx` is closed and drained, or until `give_up` is cancelled
