@@ -146,7 +146,7 @@ BEGIN
              WHERE t.tgrelid = hit.rel AND t.tgname LIKE 'webhook\_capture\_%:' || hit.prefix) x;
     RAISE EXCEPTION '% would remove the capture % of %', tg_tag, to_json(hit.prefix), hit.rel
       USING ERRCODE = 'dependent_objects_still_exist',
-            DETAIL = format('The capture trigger %2$s depends on %1$s (its condition uses it); dropping that with CASCADE would drop the trigger, and those events would stop.',
+            DETAIL = format('The capture trigger %2$s depends on %1$s (its WHEN clause, the capture''s condition, uses it); dropping that with CASCADE would drop the trigger, and those events would stop.',
                             coalesce(cause, 'what is dropped'), to_json(hit.trigger_name::text)),
             HINT = format('Change the capture first, in the same transaction: SELECT webhook.track(%L, %L, event_prefix => %L, condition => ...) with a condition that does not use it (or without one); then drop it. To stop capturing: SELECT webhook.untrack(%L, %L).',
                           hit.rel::text, ops, hit.prefix, hit.rel::text, hit.prefix);
@@ -214,7 +214,7 @@ $$;
 -- Event triggers need a superuser (or, on some managed services, its
 -- stand-in role). The native extension is always installed by one; the
 -- portable edition installed by an ordinary owner cannot make them, and
--- says so: DDL is then not guarded (README, "Migrations").
+-- says so: DDL is then not guarded (docs/capture.md, "Migrations").
 DO $$
 BEGIN
   CREATE EVENT TRIGGER webhook_guard_captures_drop ON sql_drop

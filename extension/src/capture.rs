@@ -165,7 +165,7 @@ unsafe fn capture_args(
     parse_attnums(&arg(1), natts).map_err(invalid)?;
     let keys = map(primary_key(tracked))
         .into_iter()
-        .filter(|&n| attrs.get((n - 1) as usize).is_some_and(|a| !a.attisdropped))
+        .filter(|&n| payload::live_attribute(attrs, n).is_some())
         .collect();
     let only = match arg(2).as_ref() {
         "" => None,

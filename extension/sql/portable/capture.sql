@@ -316,9 +316,8 @@ BEGIN
   SELECT coalesce((SELECT up.relid FROM up WHERE up.parent = 0), TG_RELID) INTO tracked;
   -- Its key (its primary key now) and projected columns (track() wrote the
   -- tracked table's column numbers; a partition's columns are found by
-  -- name), and the columns
-  -- to_json() writes otherwise. Each lookup by key, so that the generic
-  -- plan reads the catalog by its indexes.
+  -- name), and the columns to_json() writes otherwise. Each lookup by key,
+  -- so that the generic plan reads the catalog by its indexes.
   WITH wanted AS (
     SELECT 'key' AS kind, k.ord, k.a AS attnum
       FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k (a, ord)
