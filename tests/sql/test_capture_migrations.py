@@ -248,3 +248,22 @@ def test_json_of_a_listed_column_is_compared_by_its_text(db):
     db.execute("""UPDATE t SET tags = NULL""")
     got = [json.dumps(d["new"]) for _, d, _ in events(db)]
     assert len(got) == 3, got
+
+
+def test_ddl_of_a_role_without_any_grant_on_schema_webhook_is_guarded_all_the_same(guarded):
+    # The guard runs for every role's DDL: it may use nothing of schema
+    # webhook that such a role could not.
+    db = guarded
+    db.execute("DO $$ BEGIN CREATE ROLE plain_owner LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+    name = q1(db, "SELECT current_database()")
+    db.execute(f"GRANT CREATE ON DATABASE {name} TO plain_owner")
+    db.execute("CREATE SCHEMA IF NOT EXISTS plain AUTHORIZATION plain_owner")
+    with psycopg.connect(dsn(name).replace("postgres@", "plain_owner@"), autocommit=True) as c:
+        c.execute("CREATE TABLE plain.t (id int PRIMARY KEY, a text, b int)")
+        c.execute("ALTER TABLE plain.t DROP COLUMN b")
+        c.execute("ALTER TABLE plain.t DISABLE TRIGGER USER")
+    db.execute("SELECT webhook.track('plain.t', columns => '{id,a}')")
+    with psycopg.connect(dsn(name).replace("postgres@", "plain_owner@"), autocommit=True) as c:
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+            c.execute("ALTER TABLE plain.t DROP COLUMN a")
+        c.execute("DROP TABLE plain.t")
