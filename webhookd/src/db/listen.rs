@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{connect_with_backoff, Backoff, Database, Report};
 
-/// How long a probe notification may take to arrive (db::listen).
+/// How long a probe notification may take to arrive once sent (db::listen).
 const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Send one notification on `channel` from a session of its own: a pooler
@@ -78,17 +78,39 @@ pub async fn listen(
             std::process::id(),
             rand::random::<u64>()
         );
-        let mut probe_deadline = Some(tokio::time::Instant::now() + PROBE_WAIT);
+        // The wait starts when the probe's notification has been sent: its
+        // session may itself wait long for a connection (a small pool in
+        // session mode), which says nothing about LISTEN.
+        let (sent_tx, sent_rx) = tokio::sync::oneshot::channel::<()>();
+        let mut probe_sent = Some(sent_rx);
+        let mut probe_deadline: Option<tokio::time::Instant> = None;
+        let mut probe_done = false;
         {
             let (database, payload) = (database.clone(), payload.clone());
             tokio::spawn(async move {
-                if let Err(e) = probe(&database, channel, &payload).await {
-                    tracing::warn!(error = %Report(&e), "could not send the notification that checks LISTEN");
+                match probe(&database, channel, &payload).await {
+                    Ok(()) => {
+                        let _ = sent_tx.send(());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %Report(&e), "could not send the notification that checks LISTEN");
+                    }
                 }
             });
         }
         loop {
             tokio::select! {
+                sent = async {
+                    match probe_sent.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    probe_sent = None;
+                    if sent.is_ok() && !probe_done {
+                        probe_deadline = Some(tokio::time::Instant::now() + PROBE_WAIT);
+                    }
+                }
                 _ = async {
                     match probe_deadline {
                         Some(at) => tokio::time::sleep_until(at).await,
@@ -96,6 +118,7 @@ pub async fn listen(
                     }
                 } => {
                     probe_deadline = None;
+                    probe_done = true;
                     tracing::warn!(
                         channel,
                         "LISTEN succeeded but a notification sent from another session did not arrive within {}s: \
@@ -107,7 +130,8 @@ pub async fn listen(
                 }
                 m = messages.next() => match m {
                     Some(Ok(AsyncMessage::Notification(n))) => {
-                        if probe_deadline.is_some() && n.payload() == payload {
+                        if !probe_done && n.payload() == payload {
+                            probe_done = true;
                             probe_deadline = None;
                             tracing::debug!(channel, "wake-ups arrive");
                         }
