@@ -429,6 +429,9 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     }
 
     let created_at = payload::now_pg_usecs();
+    // Until the key is written: no byte of the event may depend on the
+    // writer's session settings.
+    let fixed = payload::SessionIndependent::enter();
     let mut body = String::with_capacity(256);
     body.push_str("{\"type\":");
     payload::push_json_str(&mut body, event_type);
@@ -458,6 +461,7 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
 
     let key_tuple = if new.is_null() { old } else { new };
     let ordering_key = payload::key_text(key_tuple, tupdesc, &args.keys).map(outbox::ordering_key);
+    drop(fixed);
     outbox::insert(&Event {
         event_type: event_type.clone(),
         body,

@@ -5,8 +5,15 @@
 //! every value is written once, in its faithful JSON form:
 //! numbers as the exact digits PostgreSQL prints (numeric keeps every digit),
 //! `NaN`/`Infinity` as strings, timestamps as RFC 3339 (timestamptz in UTC),
-//! bytea as base64, arrays and composites nested, json/jsonb embedded, and every
-//! other type as the string its output function produces.
+//! bytea as base64, money as a number of hundredths, ranges and multiranges
+//! as their bounds, arrays and composites nested, json/jsonb embedded, and
+//! every other type as the string its output function produces.
+//!
+//! Nothing here may depend on the writing session: the same row is the same
+//! bytes whether a Django worker, a psql session in another time zone or a
+//! cron job with `IntervalStyle = sql_standard` wrote it. The forms above
+//! are computed from the datums; the output functions run under
+//! [`SessionIndependent`], which fixes the settings they read.
 
 use std::ffi::CStr;
 use std::fmt::Write;
@@ -145,8 +152,15 @@ enum Kind {
     Timestamp,
     Date,
     Time,
+    TimeTz,
+    Money,
+    Range,
+    Multirange,
     Array(pg_sys::Oid),
     Composite,
+    /// reg* types: names, qualified as search_path says; written under
+    /// [`with_catalog_search_path`].
+    Reg(*mut pg_sys::FmgrInfo),
     /// Anything else: the output function's text as a JSON string.
     Other(*mut pg_sys::FmgrInfo),
 }
@@ -213,12 +227,30 @@ unsafe fn kind(typid: pg_sys::Oid) -> Kind {
         pg_sys::TIMESTAMPOID => Kind::Timestamp,
         pg_sys::DATEOID => Kind::Date,
         pg_sys::TIMEOID => Kind::Time,
+        pg_sys::TIMETZOID => Kind::TimeTz,
+        pg_sys::MONEYOID => Kind::Money,
+        pg_sys::REGPROCOID
+        | pg_sys::REGPROCEDUREOID
+        | pg_sys::REGOPEROID
+        | pg_sys::REGOPERATOROID
+        | pg_sys::REGCLASSOID
+        | pg_sys::REGTYPEOID
+        | pg_sys::REGCOLLATIONOID
+        | pg_sys::REGCONFIGOID
+        | pg_sys::REGDICTIONARYOID
+        | pg_sys::REGNAMESPACEOID
+        | pg_sys::REGROLEOID => Kind::Reg(output_fn(base)),
         _ => {
             let elem = pg_sys::get_element_type(base);
+            let typtype = pg_sys::get_typtype(base) as u8;
             if elem != pg_sys::InvalidOid {
                 Kind::Array(elem)
-            } else if pg_sys::get_typtype(base) as u8 == b'c' || base == pg_sys::RECORDOID {
+            } else if typtype == b'c' || base == pg_sys::RECORDOID {
                 Kind::Composite
+            } else if typtype == b'r' {
+                Kind::Range
+            } else if typtype == b'm' {
+                Kind::Multirange
             } else {
                 Kind::Other(output_fn(base))
             }
@@ -327,16 +359,245 @@ pub unsafe fn push_datum(out: &mut String, value: pg_sys::Datum, typid: pg_sys::
             push_time_of_day(out, value.value() as i64);
             out.push('"');
         }
+        Kind::TimeTz => {
+            out.push('"');
+            push_timetz(out, value);
+            out.push('"');
+        }
+        Kind::Money => push_money(out, value.value() as i64),
+        Kind::Range => push_range(out, value, pg_sys::getBaseType(typid)),
+        Kind::Multirange => push_multirange(out, value, pg_sys::getBaseType(typid)),
         Kind::Array(elem) => push_array(out, value, elem),
         Kind::Composite => push_composite(out, value),
+        Kind::Reg(f) => push_json_str(out, &with_catalog_search_path(|| call_output(f, value))),
         Kind::Other(f) => push_json_str(out, &call_output(f, value)),
     }
 }
 
+/// A timetz as `HH:MM:SS.ffffff+HH:MM` (`+HH:MM:SS` for an offset with
+/// seconds): the time as a time column is written, the offset in full.
+///
+/// # Safety
+/// `value` must be a valid, non-null timetz datum.
+unsafe fn push_timetz(out: &mut String, value: pg_sys::Datum) {
+    let t = value.cast_mut_ptr::<pg_sys::TimeTzADT>();
+    push_time_of_day(out, (*t).time);
+    push_utc_offset(out, (*t).zone);
+}
+
+/// `zone` counts seconds west of UTC, as PostgreSQL stores it.
+fn push_utc_offset(out: &mut String, zone: i32) {
+    let secs = zone.unsigned_abs();
+    out.push(if zone <= 0 { '+' } else { '-' });
+    let _ = write!(out, "{:02}:{:02}", secs / 3600, (secs / 60) % 60);
+    if !secs.is_multiple_of(60) {
+        let _ = write!(out, ":{:02}", secs % 60);
+    }
+}
+
+/// money as a JSON number: its count of the currency's smallest unit, read
+/// as hundredths, always two fraction digits (`-1234.50`). money's own
+/// output follows `lc_monetary`, which every session may set; the stored
+/// count does not, and no locale is consulted here (docs/capture.md).
+fn push_money(out: &mut String, cents: i64) {
+    let abs = cents.unsigned_abs();
+    if cents < 0 {
+        out.push('-');
+    }
+    let _ = write!(out, "{}.{:02}", abs / 100, abs % 100);
+}
+
+/// # Safety
+/// `bound` must come from `range_deserialize` of a range of `typcache`.
+unsafe fn push_bound(
+    out: &mut String,
+    bound: &pg_sys::RangeBound,
+    typcache: *mut pg_sys::TypeCacheEntry,
+) {
+    if bound.infinite {
+        out.push_str("null");
+    } else {
+        push_datum(out, bound.val, (*(*typcache).rngelemtype).type_id);
+    }
+}
+
+/// A range as `{"lower": …, "upper": …, "lower_inc": …, "upper_inc": …}`,
+/// each bound written as a value of the range's subtype (null when
+/// unbounded), or `{"empty": true}`.
+///
+/// # Safety
+/// `range` must be a detoasted range of the type `typcache` describes.
+unsafe fn push_range_of(
+    out: &mut String,
+    range: *const pg_sys::RangeType,
+    typcache: *mut pg_sys::TypeCacheEntry,
+) {
+    let mut lower: pg_sys::RangeBound = std::mem::zeroed();
+    let mut upper: pg_sys::RangeBound = std::mem::zeroed();
+    let mut empty = false;
+    pg_sys::range_deserialize(typcache, range, &mut lower, &mut upper, &mut empty);
+    if empty {
+        out.push_str("{\"empty\":true}");
+        return;
+    }
+    out.push_str("{\"lower\":");
+    push_bound(out, &lower, typcache);
+    out.push_str(",\"upper\":");
+    push_bound(out, &upper, typcache);
+    out.push_str(if lower.inclusive {
+        ",\"lower_inc\":true"
+    } else {
+        ",\"lower_inc\":false"
+    });
+    out.push_str(if upper.inclusive {
+        ",\"upper_inc\":true}"
+    } else {
+        ",\"upper_inc\":false}"
+    });
+}
+
+/// # Safety
+/// `value` must be a valid, non-null datum of the range type `base`.
+unsafe fn push_range(out: &mut String, value: pg_sys::Datum, base: pg_sys::Oid) {
+    let typcache = pg_sys::lookup_type_cache(base, pg_sys::TYPECACHE_RANGE_INFO as i32);
+    let range = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *const pg_sys::RangeType;
+    push_range_of(out, range, typcache);
+}
+
+// multirangetypes.h, which pgrx does not bind (the same signature on every
+// supported version); called through pg_guard_ffi_boundary only.
+extern "C-unwind" {
+    fn multirange_deserialize(
+        rangetyp: *mut pg_sys::TypeCacheEntry,
+        multirange: *const std::ffi::c_void,
+        range_count: *mut i32,
+        ranges: *mut *mut *mut pg_sys::RangeType,
+    );
+}
+
+/// A multirange as the JSON array of its ranges, in order.
+///
+/// # Safety
+/// `value` must be a valid, non-null datum of the multirange type `base`.
+unsafe fn push_multirange(out: &mut String, value: pg_sys::Datum, base: pg_sys::Oid) {
+    let typcache = pg_sys::lookup_type_cache(base, pg_sys::TYPECACHE_MULTIRANGE_INFO as i32);
+    let range_typcache = (*typcache).rngtype;
+    let mr = pg_sys::pg_detoast_datum(value.cast_mut_ptr()) as *const std::ffi::c_void;
+    let mut count: i32 = 0;
+    let mut ranges: *mut *mut pg_sys::RangeType = std::ptr::null_mut();
+    // An error in it (out of memory) becomes a Rust panic, not a longjmp
+    // over Rust frames.
+    pg_sys::ffi::pg_guard_ffi_boundary(|| {
+        multirange_deserialize(range_typcache, mr, &mut count, &mut ranges)
+    });
+    out.push('[');
+    for i in 0..usize::try_from(count).unwrap_or(0) {
+        if i > 0 {
+            out.push(',');
+        }
+        push_range_of(out, *ranges.add(i), range_typcache);
+    }
+    out.push(']');
+}
+
+/// The settings output functions read, fixed while a row is written:
+/// DateStyle ISO (MDY), IntervalStyle iso_8601, extra_float_digits 1
+/// (the shortest text that reads back as the same float) and TimeZone
+/// UTC; the session's are put back when this is dropped, on an error too
+/// (pgrx unwinds through it). The portable edition's capture function
+/// sets the same ones with its SET clauses.
+pub struct SessionIndependent {
+    date_style: i32,
+    date_order: i32,
+    interval_style: i32,
+    extra_float_digits: i32,
+    timezone: *mut pg_sys::pg_tz,
+}
+
+thread_local! {
+    static UTC: std::cell::Cell<*mut pg_sys::pg_tz> = const { std::cell::Cell::new(std::ptr::null_mut()) };
+}
+
+impl SessionIndependent {
+    /// # Safety
+    /// In a backend, inside a transaction (the first call loads UTC's zone).
+    pub unsafe fn enter() -> Self {
+        let saved = SessionIndependent {
+            date_style: pg_sys::DateStyle,
+            date_order: pg_sys::DateOrder,
+            interval_style: pg_sys::IntervalStyle,
+            extra_float_digits: pg_sys::extra_float_digits,
+            timezone: pg_sys::session_timezone,
+        };
+        pg_sys::DateStyle = pg_sys::USE_ISO_DATES as i32;
+        pg_sys::DateOrder = pg_sys::DATEORDER_MDY as i32;
+        pg_sys::IntervalStyle = pg_sys::INTSTYLE_ISO_8601 as i32;
+        pg_sys::extra_float_digits = 1;
+        let mut utc = UTC.with(|u| u.get());
+        if utc.is_null() {
+            // pg_tzset caches the zone for the life of the backend;
+            // a fixed offset needs no time zone files at all.
+            utc = pg_sys::pg_tzset(c"UTC".as_ptr());
+            if utc.is_null() {
+                utc = pg_sys::pg_tzset_offset(0);
+            }
+            UTC.with(|u| u.set(utc));
+        }
+        if !utc.is_null() {
+            pg_sys::session_timezone = utc;
+        }
+        saved
+    }
+}
+
+impl Drop for SessionIndependent {
+    fn drop(&mut self) {
+        // SAFETY: the backend's own globals, put back as they were.
+        unsafe {
+            pg_sys::DateStyle = self.date_style;
+            pg_sys::DateOrder = self.date_order;
+            pg_sys::IntervalStyle = self.interval_style;
+            pg_sys::extra_float_digits = self.extra_float_digits;
+            pg_sys::session_timezone = self.timezone;
+        }
+    }
+}
+
+/// Run `f` with `search_path = pg_catalog, pg_temp` and
+/// `quote_all_identifiers = off`, as a function's SET clauses would (the
+/// portable capture function has these): reg* values name objects
+/// qualified unless in pg_catalog, whatever the writer's search_path.
+/// Only reg* values pay for it.
+///
+/// # Safety
+/// In a backend, inside a transaction.
+unsafe fn with_catalog_search_path<T>(f: impl FnOnce() -> T) -> T {
+    let level = pg_sys::NewGUCNestLevel();
+    for (name, value) in [
+        (c"search_path", c"pg_catalog, pg_temp"),
+        (c"quote_all_identifiers", c"off"),
+    ] {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+    }
+    let v = f();
+    // On an error the transaction's abort unwinds the nest level.
+    pg_sys::AtEOXact_GUC(true, level);
+    v
+}
+
 /// Append the text of `value` an ordering key is compared in: what
-/// `value::text` gives, except for the types whose output depends on the
-/// session's settings (TimeZone, DateStyle, bytea_output), which are
-/// written as in the payload (RFC 3339, base64): the same row must get the
+/// `value::text` gives under [`SessionIndependent`]'s settings, except for
+/// the types written otherwise in the payload (timestamps, dates, times,
+/// bytea, money), which are written as there: the same row must get the
 /// same key from every session, or an ordered endpoint could deliver two
 /// changes of it at once. Integer and text keys, the usual primary keys,
 /// are written directly; other types through their output function,
@@ -351,12 +612,19 @@ unsafe fn push_output_text(out: &mut String, value: pg_sys::Datum, typid: pg_sys
         Kind::Int4 => push_int(out, value.value() as i32 as i64),
         Kind::Int8 => push_int(out, value.value() as i64),
         Kind::Text => out.push_str(&text_of(value)),
-        Kind::TimestampTz | Kind::Timestamp | Kind::Date | Kind::Time | Kind::Bytea => {
-            // The payload's form is a JSON string of plain ASCII: unquoted.
+        Kind::TimestampTz
+        | Kind::Timestamp
+        | Kind::Date
+        | Kind::Time
+        | Kind::TimeTz
+        | Kind::Bytea
+        | Kind::Money => {
+            // The payload's form, plain ASCII; a string's quotes dropped.
             let mut json = String::new();
             push_datum(&mut json, value, typid);
             out.push_str(json.trim_matches('"'));
         }
+        Kind::Reg(f) => out.push_str(&with_catalog_search_path(|| call_output(f, value))),
         _ => {
             let cached = OUTPUTS.with(|o| o.borrow().get(&typid).copied());
             let finfo = cached.unwrap_or_else(|| {
@@ -574,6 +842,37 @@ mod tests {
         s.clear();
         push_timestamp(&mut s, -USECS_PER_DAY, false);
         assert_eq!(s, "\"1999-12-31T00:00:00.000000\"");
+    }
+
+    #[test]
+    fn money_is_hundredths_with_two_digits() {
+        for (cents, want) in [
+            (0i64, "0.00"),
+            (5, "0.05"),
+            (-5, "-0.05"),
+            (123_450, "1234.50"),
+            (i64::MAX, "92233720368547758.07"),
+            (i64::MIN, "-92233720368547758.08"),
+        ] {
+            let mut s = String::new();
+            push_money(&mut s, cents);
+            assert_eq!(s, want);
+        }
+    }
+
+    #[test]
+    fn utc_offsets_are_written_in_full() {
+        for (zone, want) in [
+            (0, "+00:00"),
+            (-20_700, "+05:45"),
+            (43_200, "-12:00"),
+            (-57_540, "+15:59"),
+            (3_723, "-01:02:03"),
+        ] {
+            let mut s = String::new();
+            push_utc_offset(&mut s, zone);
+            assert_eq!(s, want);
+        }
     }
 
     #[test]

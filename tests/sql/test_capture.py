@@ -103,7 +103,7 @@ def test_special_values_serialize_faithfully(db):
     assert rows[0]["f"] == "NaN" and rows[0]["n"] == "Infinity" and rows[0]["d"] == "infinity"
     assert rows[0]["ts"] == "1999-12-31T23:59:59.500000" and rows[0]["t"] == "12:00:01.000000"
     assert rows[0]["m"] == [[1, 2], [3, 4]]
-    assert rows[0]["iv"] == "1 day 02:00:00"
+    assert rows[0]["iv"] == "P1DT2H"
     assert rows[0]["j"] == {"a": [1, 2]} and rows[0]["b"] is True
     assert rows[0]["big"] == 9223372036854775807
     assert rows[1]["f"] == 1e-300 and rows[1]["m"] == [] and rows[1]["j"] is None

@@ -10,10 +10,13 @@ is checked:
   round-trips through it, and `webhook.events` reads it;
 - every value agrees with PostgreSQL's own view of the same row: a plain
   PL/pgSQL trigger beside the capture records `to_json(NEW)` / `to_json(OLD)`
-  (in UTC, hex bytea), and each column must match it exactly, except where
-  the README promises another form: bytea as base64 of the same bytes,
-  timestamptz as RFC 3339 UTC with `Z`, BC dates and timestamps with ISO 8601
-  astronomical years (1 BC is 0000);
+  under fixed settings (UTC, ISO dates, ISO 8601 intervals, hex bytea,
+  shortest exact floats, names qualified as from pg_catalog), while every
+  statement runs under randomly drawn session settings, and each column must
+  match it exactly, except where docs/capture.md promises another form:
+  bytea as base64 of the same bytes, timestamptz as RFC 3339 UTC with `Z`,
+  BC dates and timestamps with ISO 8601 astronomical years (1 BC is 0000),
+  money as a number of hundredths, ranges and multiranges as their bounds;
 - the ordering key is the primary key's text, projections carry exactly their
   columns and skip updates that change none of them.
 
@@ -524,6 +527,9 @@ def scalars():
         Scalar("tstzrange", ["empty", "[-infinity,infinity]", '["2000-01-01 00:00+00",)'], gen_range("ts")),
         Scalar("daterange", ["empty", "[0001-01-01 BC,infinity)"], gen_range("date")),
         Scalar("int4multirange", ["{}", "{[1,2),[5,6)}", "{(,)}"]),
+        Scalar("tstzmultirange", ["{}", '{["2026-01-01 00:00+05",infinity), (,"1999-01-01 00:00-03"]}']),
+        Scalar("regclass", ["pg_class", "public.fuzz_ref", "pg_catalog.pg_type"]),
+        Scalar("regtype", ["int4", "timestamp with time zone", "public.fuzz_ref"]),
         Scalar("bit(8)", ["00000000", "11111111", "10100101"], gen_bits(8)),
         Scalar("varbit", ["", "1", "0" * 70], gen_bits()),
         Scalar("tsvector", ["", "a b c", "'it''s' 'back\\\\slash':1A,2B 'two words':3"], gen_tsvector),
@@ -604,12 +610,30 @@ CREATE TABLE public.fuzz_ref (
 )"""
 
 
+# What the reference trigger reads its row under, whatever the session says.
+REF_SETTINGS = {"TimeZone": "UTC", "DateStyle": "ISO, MDY", "IntervalStyle": "iso_8601", "extra_float_digits": "1",
+                "bytea_output": "hex", "lc_monetary": "C", "search_path": "pg_catalog, pg_temp",
+                "quote_all_identifiers": "off"}
+REF_SET = " ".join(f"SET {ident(k)} = {lit(v)}" for k, v in REF_SETTINGS.items())
+
+# What a statement may run under (this machine has the C locales only).
+SESSION_SETTINGS = {
+    "TimeZone": ["UTC", "Asia/Kathmandu", "America/St_Johns", "Pacific/Kiritimati", "Europe/Berlin", "Etc/GMT+12"],
+    "DateStyle": ["ISO, MDY", "ISO, DMY", "SQL, DMY", "SQL, MDY", "Postgres, YMD", "German"],
+    "IntervalStyle": ["postgres", "iso_8601", "sql_standard", "postgres_verbose"],
+    "extra_float_digits": ["1", "1", "0", "3", "-4", "-15"],
+    "bytea_output": ["hex", "escape"],
+    "lc_monetary": ["C", "POSIX", "C.utf8"],
+    "quote_all_identifiers": ["off", "on"],
+}
+
+
 def ref_function(schema, fn, changed):
     """PostgreSQL's own view of each row, taken beside the capture: to_json
-    of NEW and OLD, in UTC and with hex bytea whatever the session says."""
+    of NEW and OLD, under REF_SETTINGS whatever the session says."""
     return f"""
 CREATE FUNCTION {ident(schema)}.{ident(fn)}() RETURNS trigger LANGUAGE plpgsql
-SET timezone = 'UTC' SET bytea_output = 'hex' AS $fn$
+{REF_SET} AS $fn$
 BEGIN
   INSERT INTO public.fuzz_ref (op, new_row, old_row, changed)
   VALUES (lower(TG_OP),
@@ -620,9 +644,28 @@ BEGIN
 END $fn$"""
 
 
+REF_RANGE = f"""
+CREATE FUNCTION public.fuzz_range(r text, typ regtype) RETURNS text LANGUAGE plpgsql {REF_SET} AS $fn$
+DECLARE out text;
+BEGIN
+  -- A range's bounds, or a multirange's ranges, as the reference sees them.
+  IF (SELECT typtype FROM pg_type WHERE oid = typ) = 'm' THEN
+    EXECUTE format('SELECT json_agg(u.r::text ORDER BY u.n) FROM unnest($1::%s) WITH ORDINALITY AS u (r, n)', typ)
+      INTO out USING r;
+    RETURN coalesce(out, '[]');
+  END IF;
+  EXECUTE format('SELECT CASE WHEN isempty(x) THEN json_build_object(''empty'', true)
+                         ELSE json_build_object(''lower'', lower(x), ''upper'', upper(x),
+                                                ''lower_inc'', lower_inc(x), ''upper_inc'', upper_inc(x)) END
+                    FROM (SELECT $1::%s AS x) s', typ) INTO out USING r;
+  RETURN out;
+END $fn$"""
+
+
 def type_tree(db, oid, cache):
     """How to compare a value of type `oid`: ('array', elem), ('composite',
-    [(field, tree)]) with live fields only, or a leaf named by its base type."""
+    [(field, tree)]) with live fields only, ('range', oid, subtype),
+    ('multirange', oid, range), or a leaf named by its base type."""
     if oid in cache:
         return cache[oid]
     typtype, basetype, elem, typlen, subscript, relid, name = q(
@@ -641,7 +684,12 @@ def type_tree(db, oid, cache):
             relid,
         )
         tree = ("composite", [(n, type_tree(db, t, cache)) for n, t in fields])
-    elif name in ("bytea", "timestamptz", "timestamp", "date", "time", "tstzrange", "tstzmultirange"):
+    elif typtype == "r":
+        tree = ("range", oid, type_tree(db, q1(db, "SELECT rngsubtype FROM pg_range WHERE rngtypid = %s", oid), cache))
+    elif typtype == "m":
+        rng_oid = q1(db, "SELECT rngtypid FROM pg_range WHERE rngmultitypid = %s", oid)
+        tree = ("multirange", oid, type_tree(db, rng_oid, cache))
+    elif name in ("bytea", "timestamptz", "timestamp", "date", "time", "timetz", "money"):
         tree = (name,)
     else:
         tree = ("exact",)
@@ -671,6 +719,10 @@ def iso_from_pg(text, tag):
         return text
     if tag != "date":
         text = CLOCK.sub(lambda m: f"{m[1]}.{(m[2] or '').ljust(6, '0')}", text, count=1)
+    if tag == "timetz":
+        # Its output function writes an offset of whole hours as +HH;
+        # capture always as +HH:MM (+HH:MM:SS with seconds).
+        return re.sub(r"([+-]\d\d)$", r"\1:00", text)
     if tag == "time":
         return text
     bc = text.endswith(" BC")
@@ -710,10 +762,25 @@ def check_value(db, b, r, tree, path):
         assert isinstance(r, str) and r.startswith("\\x"), f"{path}: {short(r)}"
         want = base64.b64encode(bytes.fromhex(r[2:])).decode()
         assert b == want, f"{path}: body has {short(b)}, base64 of the bytes is {short(want)}"
-    elif tag in ("tstzrange", "tstzmultirange"):
-        # Written in the session's time zone, as its output function does;
-        # the reference is in UTC: the same range?
-        assert isinstance(b, str) and q1(db, f"SELECT %s::{tag} = %s::{tag}", b, r), f"{path}: body has {b}, PostgreSQL {r}"
+    elif tag == "money":
+        # to_json() writes money's text in the C locale: -$1,234.56.
+        assert isinstance(r, str) and re.fullmatch(r"-?\$[\d,]+\.\d\d", r), f"{path}: {short(r)}"
+        want = Num(r.replace("$", "").replace(",", ""))
+        assert b == want, f"{path}: body has {short(b)}, expected {want} (PostgreSQL: {r})"
+    elif tag == "range":
+        ref = strict_json(q1(db, "SELECT public.fuzz_range(%s, %s::oid::regtype)", r, tree[1]))
+        if ref == Obj([("empty", True)]):
+            assert b == ref, f"{path}: body has {short(b)} for the empty range {r}"
+            return
+        assert isinstance(b, Obj) and b.names() == ["lower", "upper", "lower_inc", "upper_inc"], f"{path}: body has {short(b)} for {r}"
+        assert [v for _, v in b][2:] == [v for _, v in ref][2:], f"{path}: body has {short(b)}, PostgreSQL {ref}"
+        for (name, x), (_, y) in zip(b[:2], ref[:2]):
+            check_value(db, x, y, tree[2], f"{path}.{name}")
+    elif tag == "multirange":
+        ref = strict_json(q1(db, "SELECT public.fuzz_range(%s, %s::oid::regtype)", r, tree[1]))
+        assert type(b) is list and len(b) == len(ref), f"{path}: body has {short(b)}, PostgreSQL {r}"
+        for i, (x, y) in enumerate(zip(b, ref)):
+            check_value(db, x, y, tree[2], f"{path}[{i}]")
     else:
         want = iso_from_pg(r, tag)
         assert b == want, f"{path}: body has {short(b)}, expected {want} (PostgreSQL: {r})"
@@ -722,7 +789,6 @@ def check_value(db, b, r, tree, path):
 # ---------------------------------------------------------------- one case
 
 
-TIMEZONES = ["UTC", "Asia/Kathmandu", "America/St_Johns", "Pacific/Kiritimati", "Europe/Berlin", "Etc/GMT+12"]
 WEIRD_NAMES = ['Weird "Col"', "ünï ☕", "back\\slash", "with space", "UPPER", "select", "x" * 63, "'", "a,b"]
 
 
@@ -740,6 +806,12 @@ class Case:
     def run(self, sql):
         self.log.append(sql if len(sql) < 400 else sql[:400] + f"... ({len(sql)} chars)")
         self.db.execute(sql)
+
+    def draw_settings(self):
+        """The next statements run under other session settings."""
+        for name, values in SESSION_SETTINGS.items():
+            if self.rng.random() < 0.5:
+                self.run(f"SET {ident(name)} = {lit(self.rng.choice(values))}")
 
     def create(self, table, columns, pk, ghosts=(), projection=None):
         """columns: [(name, ty)]; pk: column names; ghosts: columns created and
@@ -796,6 +868,21 @@ class Case:
     # ---- checks
 
     def verify(self):
+        # The checks read the catalog and timestamps under the reference's
+        # settings (psycopg reads ISO timestamps only; quote_all_identifiers
+        # would quote typsubscript::text); the statements' own settings
+        # come back after them.
+        names = list(SESSION_SETTINGS)
+        saved = q(self.db, "SELECT current_setting(n) FROM unnest(%s::text[]) n", names)
+        for name in names:
+            self.db.execute("SELECT set_config(%s, %s, false)", (name, REF_SETTINGS[name]))
+        try:
+            self.verify_events()
+        finally:
+            for name, (value,) in zip(names, saved):
+                self.db.execute("SELECT set_config(%s, %s, false)", (name, value))
+
+    def verify_events(self):
         db = self.db
         events = q(
             db,
@@ -898,11 +985,8 @@ def random_case(db, index, log):
     label = f"fz{index}"
     for sql in schema.ddl():
         db.execute(sql)
-    db.execute(f"SET TimeZone = {lit(rng.choice(TIMEZONES))}")
-    db.execute(f"SET extra_float_digits = {rng.choice([1, 1, 0, 3, -4])}")
-    db.execute(f"SET bytea_output = {lit(rng.choice(['hex', 'escape']))}")
-    db.execute(f"SET IntervalStyle = {lit(rng.choice(['postgres', 'iso_8601', 'sql_standard', 'postgres_verbose']))}")
     case = Case(db, label, rng, schema, log)
+    case.draw_settings()
 
     by = {t.sql: t for t in schema.types}
     pk_kind = rng.choice(PK_KINDS)
@@ -975,6 +1059,7 @@ def random_case(db, index, log):
     insert(rng.randint(1, 4))
     case.verify()
     for _ in range(rng.randint(3, 9)):
+        case.draw_settings()
         op = rng.choices(
             ["insert", "update", "update_same", "delete", "drop", "add", "alter_type", "drop_key"],
             [4, 4, 1, 2, 1.5, 1, 1, 0.3],
@@ -1046,6 +1131,7 @@ def fuzz_db(db):
     # refuses numeric's 131072 digits).
     psycopg.types.json.set_json_loads(strict_json, db)
     db.execute(REF_TABLE)
+    db.execute(REF_RANGE)
     raise_event_size_limit(db)
     yield db
 

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(editions.EDITION != "native", reason="compares t
 HELPERS = {"_hmac_sha256", "_random_bytes", "_secret_key", "_signed_content", "_iso_date", "_iso_timestamp",
            "_json_differs", "_json_value", "_row_json", "_column_differs", "_capture_arguments_invalid",
            "_holds_nul_escape", "_column", "_attnum", "_capture_attnums_invalid",
-           "_columns_changed", "_iso_time", "_base_type"}
+           "_columns_changed", "_iso_time", "_iso_timetz", "_money_json", "_base_type"}
 # The native edition's event triggers (the stage files' native-only blocks).
 NATIVE_ONLY = {"_guard_outbox_index", "_on_drop_extension"}
 RNG = random.Random(20261207)

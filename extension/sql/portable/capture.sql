@@ -4,7 +4,11 @@
 -- type, the same JSON bytes: PostgreSQL's to_json() writes most types
 -- exactly as payload.rs does; the five it writes otherwise (timestamptz,
 -- timestamp, date, time, bytea), and arrays and composites holding them, are
--- rewritten from it. Two differences remain, both of form only
+-- rewritten from it, as are money, timetz and ranges and multiranges (as
+-- their bounds). The capture function runs with the settings output
+-- functions read fixed by its SET clauses, as payload.rs
+-- SessionIndependent fixes them: no byte depends on the writer's session.
+-- Two differences remain, both of form only
 -- (tests/sql/test_portable_capture.py pins them): a type with a cast to
 -- json of its own (an extension's, as hstore's) is written by that cast
 -- here and by its output function in the native edition; and a json value
@@ -44,23 +48,32 @@ LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp A
         SELECT a.atttypid FROM pg_attribute a
          WHERE p.typtype = 'c' AND a.attrelid = p.typrelid AND a.attnum > 0 AND NOT a.attisdropped) c
   )
-  SELECT EXISTS (SELECT 1 FROM r WHERE r.oid IN ('timestamptz'::regtype, 'timestamp'::regtype,
-                                                  'date'::regtype, 'time'::regtype, 'bytea'::regtype))
+  SELECT EXISTS (SELECT 1 FROM r JOIN pg_type p ON p.oid = r.oid
+                  WHERE r.oid IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'time'::regtype,
+                                  'bytea'::regtype, 'timetz'::regtype, 'money'::regtype)
+                     OR p.typtype IN ('r', 'm'))
 $$;
 
 -- payload.rs push_datum(): the JSON of one value of type `typ`, from the
 -- JSON to_json() gave it.
 CREATE FUNCTION webhook._json_value(v json, typ oid) RETURNS text
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE base oid := CASE WHEN typ IN (17, 1082, 1083, 1114, 1184) THEN typ ELSE webhook._base_type(typ) END;
-        t record; s text;
+DECLARE base oid := CASE WHEN typ IN (17, 790, 1082, 1083, 1114, 1184, 1266) THEN typ ELSE webhook._base_type(typ) END;
+        t record; s text; sub oid;
+        is_empty boolean; lower_inf boolean; upper_inf boolean; lower_inc boolean; upper_inc boolean;
+        lower_v json; upper_v json;
 BEGIN
   IF v IS NULL OR json_typeof(v) = 'null' THEN
     RETURN 'null';
   END IF;
-  IF base IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'time'::regtype, 'bytea'::regtype) THEN
+  IF base = 'money'::regtype THEN
+    RETURN webhook._money_json((v #>> '{}')::money);
+  END IF;
+  IF base IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'time'::regtype, 'bytea'::regtype,
+              'timetz'::regtype) THEN
     s := v #>> '{}';
     RETURN '"' || CASE base
+      WHEN 'timetz'::regtype THEN webhook._iso_timetz(s::timetz)
       WHEN 'timestamptz'::regtype THEN webhook._rfc3339(s::timestamptz)
       WHEN 'timestamp'::regtype THEN webhook._iso_timestamp(s::timestamp, false)
       WHEN 'date'::regtype THEN webhook._iso_date(s::date)
@@ -75,6 +88,31 @@ BEGIN
   END IF;
   SELECT p.typelem, p.typtype, p.typrelid, p.typsubscript = 'array_subscript_handler'::regproc AS is_array
     INTO t FROM pg_type p WHERE p.oid = base;
+  IF t.typtype = 'r' THEN
+    -- payload.rs push_range(): its bounds, each as a value of its subtype.
+    -- The text to_json() gave it reads back as the same range: written and
+    -- read under the capture function's settings.
+    EXECUTE format('SELECT pg_catalog.isempty(r), pg_catalog.lower_inf(r), pg_catalog.upper_inf(r), '
+                   'pg_catalog.lower_inc(r), pg_catalog.upper_inc(r), '
+                   'pg_catalog.to_json(pg_catalog.lower(r)), pg_catalog.to_json(pg_catalog.upper(r)) '
+                   'FROM (SELECT $1::%s AS r) s', base::regtype)
+      INTO is_empty, lower_inf, upper_inf, lower_inc, upper_inc, lower_v, upper_v USING v #>> '{}';
+    IF is_empty THEN
+      RETURN '{"empty":true}';
+    END IF;
+    SELECT r.rngsubtype INTO sub FROM pg_range r WHERE r.rngtypid = base;
+    RETURN '{"lower":' || CASE WHEN lower_inf THEN 'null' ELSE webhook._json_value(lower_v, sub) END
+        || ',"upper":' || CASE WHEN upper_inf THEN 'null' ELSE webhook._json_value(upper_v, sub) END
+        || ',"lower_inc":' || lower_inc::text || ',"upper_inc":' || upper_inc::text || '}';
+  END IF;
+  IF t.typtype = 'm' THEN
+    -- payload.rs push_multirange(): its ranges, in order.
+    SELECT r.rngtypid INTO sub FROM pg_range r WHERE r.rngmultitypid = base;
+    EXECUTE format('SELECT pg_catalog.string_agg(webhook._json_value(pg_catalog.to_json(u.r), $2), '','' ORDER BY u.n) '
+                   'FROM pg_catalog.unnest($1::%s) WITH ORDINALITY AS u (r, n)', base::regtype)
+      INTO s USING v #>> '{}', sub;
+    RETURN '[' || coalesce(s, '') || ']';
+  END IF;
   IF t.is_array THEN
     -- Elements are never arrays themselves: a JSON array inside is the
     -- next dimension of a multidimensional array.
@@ -176,9 +214,9 @@ $$;
 CREATE FUNCTION webhook._column_differs(typ oid) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE
-  WHEN typ IN (16, 20, 21, 23, 25, 114, 700, 701, 790, 869, 1042, 1043, 1186, 1266, 1700, 2950, 3802,
+  WHEN typ IN (16, 20, 21, 23, 25, 114, 700, 701, 869, 1042, 1043, 1186, 1700, 2950, 3802,
                1000, 1005, 1007, 1009, 1015, 1016, 1021, 1022, 1231, 199, 3807, 2951) THEN false
-  WHEN typ IN (17, 1082, 1083, 1114, 1184, 1001, 1182, 1183, 1115, 1185) THEN true
+  WHEN typ IN (17, 790, 1082, 1083, 1114, 1184, 1266, 1001, 791, 1182, 1183, 1115, 1185, 1270) THEN true
   ELSE webhook._json_differs(typ) END;
 
 -- A capture trigger's arguments that webhook.track() did not write
@@ -261,7 +299,12 @@ CREATE FUNCTION webhook._capture_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp
 -- Its catalog query, planned anew for every row, would cost more than the
 -- rest of the trigger.
-SET plan_cache_mode = force_generic_plan AS $$
+SET plan_cache_mode = force_generic_plan
+-- What output functions read, fixed as payload.rs SessionIndependent fixes
+-- it (and search_path above, as its with_catalog_search_path): no byte of
+-- an event depends on the writer's session.
+SET "DateStyle" = 'ISO, MDY' SET "IntervalStyle" = 'iso_8601' SET extra_float_digits = 1 SET "TimeZone" = 'UTC'
+SET quote_all_identifiers = off AS $$
 DECLARE
   event_type text := TG_ARGV[0];
   op text := lower(TG_OP);
@@ -370,8 +413,8 @@ BEGIN
   -- payload.rs key_text(): the key columns' text, comma separated: what
   -- `value::text` gives (->> of to_json() is exactly that for every type
   -- but booleans, arrays, composites and types with a json cast), except for the
-  -- types whose text depends on the session (timestamps, dates, times,
-  -- bytea), written as in the payload.
+  -- types written otherwise in the payload (timestamps, dates, times,
+  -- bytea, money), written as there.
   -- Key columns dropped after track() (the primary key went with them)
   -- are left out; without any, the event has no key.
   key_row := coalesce(row_new, row_old);
@@ -384,7 +427,8 @@ BEGIN
               ELSE key_row -> sh.key_names[i]::text END;
     CONTINUE WHEN json_typeof(v) = 'null';
     key := key || CASE
-      WHEN sh.key_types[i] IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype, 'time'::regtype)
+      WHEN sh.key_types[i] IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype, 'bytea'::regtype, 'time'::regtype,
+                               'timetz'::regtype, 'money'::regtype)
         THEN trim(BOTH '"' FROM webhook._json_value(v, sh.key_types[i]))
       -- to_json() writes booleans as JSON does, their output function as t and f.
       WHEN sh.key_types[i] = 'bool'::regtype THEN CASE WHEN v::text = 'true' THEN 't' ELSE 'f' END

@@ -213,6 +213,26 @@ RETURN to_char(extract(hour FROM t), 'FM00') || ':' || to_char(extract(minute FR
        || to_char(floor(extract(microseconds FROM t) / 1000000), 'FM00') || '.'
        || to_char(extract(microseconds FROM t)::bigint % 1000000, 'FM000000');
 
+-- Rust: payload.rs push_timetz(): the time as _iso_time() writes it, the
+-- offset as +HH:MM (+HH:MM:SS when it has seconds).
+CREATE FUNCTION webhook._iso_timetz(t timetz) RETURNS text
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE east int := extract(timezone FROM t)::int;
+BEGIN
+  RETURN webhook._iso_time(t::time) || CASE WHEN east >= 0 THEN '+' ELSE '-' END
+      || to_char(abs(east) / 3600, 'FM00') || ':' || to_char(abs(east) / 60 % 60, 'FM00')
+      || CASE WHEN abs(east) % 60 <> 0 THEN ':' || to_char(abs(east) % 60, 'FM00') ELSE '' END;
+END
+$$;
+
+-- Rust: payload.rs push_money(): the stored count of the currency's
+-- smallest unit as hundredths, two fraction digits. money::numeric scales
+-- the count by lc_monetary's fraction digits (its result has that scale),
+-- which undoes that.
+CREATE FUNCTION webhook._money_json(m money) RETURNS text
+LANGUAGE sql STABLE STRICT PARALLEL SAFE
+RETURN round(m::numeric * 10::numeric ^ scale(m::numeric) / 100, 2)::text;
+
 -- Rust: lib.rs rfc3339(): in UTC.
 CREATE FUNCTION webhook._rfc3339(ts timestamptz) RETURNS text
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
