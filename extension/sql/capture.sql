@@ -219,6 +219,33 @@ EXCEPTION WHEN insufficient_privilege THEN
 END
 $$;
 
+-- Argument n (from 1) of a trigger's pg_trigger.tgargs, each argument
+-- ended by a NUL byte; NULL if it has fewer.
+CREATE FUNCTION webhook._trigger_argument(args bytea, n int) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  WITH ends AS (
+    SELECT i, row_number() OVER (ORDER BY i) AS k
+      FROM generate_series(1, length(args)) AS i WHERE get_byte(args, i - 1) = 0
+  )
+  SELECT convert_from(substring(args FROM coalesce(prev.i, 0) + 1 FOR this.i - coalesce(prev.i, 0) - 1), 'UTF8')
+    FROM ends this LEFT JOIN ends prev ON prev.k = this.k - 1
+   WHERE this.k = n
+$$;
+
+-- The scope of a table's ordering keys (capture.rs CaptureArgs): what its
+-- captures were given by track(), NULL when it has none (or only 0.1.0's,
+-- which scope by the table's name now).
+-- (PL/pgSQL: the portable edition makes _capture_row after this file.)
+CREATE FUNCTION webhook._capture_scope(relation regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT webhook._trigger_argument(t.tgargs, 4) FROM pg_trigger t
+           WHERE t.tgrelid = relation AND t.tgfoid = 'webhook._capture_row'::regproc AND t.tgnargs = 4
+             AND t.tgparentid = 0
+           ORDER BY t.tgname LIMIT 1);
+END
+$$;
+
 CREATE FUNCTION webhook.untrack(relation regclass, event_prefix text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE trig text; guarded text := current_setting('webhook._changing_captures', true);
@@ -257,6 +284,7 @@ DECLARE
   when_sql  text;
   msg       text;
   state     text;
+  scope     text;
 BEGIN
   IF relation IS NULL THEN
     RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -331,6 +359,22 @@ BEGIN
     END LOOP;
   END IF;
 
+  -- Ordering keys are scoped by their table: `<scope>:<primary key>`
+  -- (capture.rs). The scope is the one the table's captures have, so
+  -- that re-tracking it (a migration changing columns or a condition) or
+  -- renaming it keeps each row's events in one queue; else the table's
+  -- name now, with its oid when another table's captures keep that name
+  -- (one renamed away).
+  scope := webhook._capture_scope(relation);
+  IF scope IS NULL THEN
+    scope := rel.nspname || '.' || rel.relname;
+    IF EXISTS (SELECT 1 FROM pg_trigger t
+                WHERE t.tgfoid = 'webhook._capture_row'::regproc AND t.tgrelid <> relation AND t.tgnargs = 4
+                  AND webhook._trigger_argument(t.tgargs, 4) = scope) THEN
+      scope := scope || '#' || relation::oid;
+    END IF;
+  END IF;
+
   PERFORM webhook.untrack(relation, prefix);
   FOREACH op IN ARRAY ops LOOP
     when_sql := NULL;
@@ -342,10 +386,10 @@ BEGIN
       when_sql := '(' || condition || ')';
     END IF;
     BEGIN
-      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
+      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L, %L)',
                      'webhook_capture_' || op || ':' || prefix, upper(op), relation,
                      CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
-                     prefix || '.' || op, '', cols);
+                     prefix || '.' || op, '', cols, scope);
     EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
                    OR invalid_object_definition OR feature_not_supported OR undefined_table
                    OR ambiguous_column OR invalid_text_representation OR grouping_error THEN
@@ -393,3 +437,60 @@ END
 $$;
 COMMENT ON FUNCTION webhook.emit(text, jsonb, text) IS
   'Write a custom event into the outbox in the caller''s transaction; returns its id.';
+
+-- Maintenance without events (docs/capture.md, "Backfills"): a migration
+-- that rewrites rows (a backfill, a loaddata) suspends capture for its own
+-- transaction; other sessions' writes are captured as always. Granted
+-- (grant_tracker, grant_manager), never to a plain writer: whoever may
+-- suspend capture may make changes no receiver hears of. Suspending and
+-- resuming write the operational events webhook.capture.suspended and
+-- webhook.capture.resumed (who, which transaction), which commit or roll
+-- back with it. _suspend_capture is capture.rs's (the portable edition's:
+-- a row of webhook.capture_suspension).
+CREATE FUNCTION webhook._capture_switched(event_type text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp();
+BEGIN
+  INSERT INTO webhook.event_log (event_type, body, created_at)
+  VALUES (event_type,
+          '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts) || '","data":'
+          || jsonb_build_object('role', session_user, 'transaction', pg_current_xact_id()::text)::text || '}',
+          ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  PERFORM pg_notify('webhook_operational', id::text);
+END
+$$;
+
+-- Both switches: the caller's privilege (SECURITY INVOKER: current_user
+-- is the caller), then the switch and its event.
+CREATE FUNCTION webhook._switch_capture(suspend boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT has_function_privilege('webhook._suspend_capture(boolean)', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role % may not suspend capture', current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('A superuser grants it to a role that tracks tables: SELECT webhook.grant_tracker(%L);', current_user);
+  END IF;
+  PERFORM webhook._suspend_capture(suspend);
+  PERFORM webhook._capture_switched(CASE WHEN suspend THEN 'webhook.capture.suspended' ELSE 'webhook.capture.resumed' END);
+END
+$$;
+
+CREATE FUNCTION webhook.suspend_capture() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM webhook._switch_capture(true);
+END
+$$;
+COMMENT ON FUNCTION webhook.suspend_capture() IS
+  'Capture nothing in the rest of this transaction (a backfill); other sessions are captured as always. Trackers and managers only.';
+
+CREATE FUNCTION webhook.resume_capture() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM webhook._switch_capture(false);
+END
+$$;
+COMMENT ON FUNCTION webhook.resume_capture() IS
+  'Capture again in this transaction after webhook.suspend_capture().';

@@ -2,7 +2,8 @@
 -- or reads secrets; grant_*() give each role what it needs. Loaded last
 -- (pgrx's finalize step), when every object exists.
 
-REVOKE EXECUTE ON FUNCTION webhook.emit(text, jsonb, text), webhook._capture_row() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION webhook.emit(text, jsonb, text), webhook._capture_row(), webhook._suspend_capture(boolean),
+  webhook._capture_switched(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION webhook.route(int), webhook.claim(int, interval, text, bigint[], int, bigint[], int[], bigint),
   webhook._route(int, int, pg_snapshot, timestamptz, int, bigint[], bigint[], int[], text), webhook._route_begin(),
   webhook._window_bounds(pg_snapshot, pg_snapshot), webhook._window_chunk(pg_snapshot, pg_snapshot, bigint, bigint, int),
@@ -51,11 +52,12 @@ CREATE FUNCTION webhook.grant_tracker(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
-  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row() TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row(), webhook._suspend_capture(boolean), '
+                 'webhook._capture_switched(text) TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION webhook.grant_tracker(regrole) IS
-  'Grant a role webhook.track() and untrack() on the tables it may add triggers to.';
+  'Grant a role webhook.track() and untrack() on the tables it may add triggers to, and suspend_capture().';
 
 -- Managing endpoints: create, change, delete, read and rotate secrets,
 -- test, redeliver and replay, and read every view. Such a role can read
@@ -69,13 +71,14 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
   -- redeliver() makes a delivery for an endpoint that had none.
   EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq, webhook.delivery_id_seq TO %s', role);
-  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval), webhook._suspend_capture(boolean), '
+                 'webhook._capture_switched(text) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
                  'webhook.tracked_tables TO %s', role);
 END
 $$;
 COMMENT ON FUNCTION webhook.grant_manager(regrole) IS
-  'Grant a role the endpoint API (secrets included), redeliver, replay, prune and every view.';
+  'Grant a role the endpoint API (secrets included), redeliver, replay, prune, suspend_capture() and every view.';
 
 REVOKE EXECUTE ON FUNCTION webhook.grant_dispatcher(regrole), webhook.grant_emitter(regrole),
   webhook.grant_tracker(regrole), webhook.grant_manager(regrole) FROM PUBLIC;

@@ -5,6 +5,8 @@
 --   webhook.endpoint.failing    (the first failure after a success)
 --   webhook.endpoint.recovered  (the first success after failing)
 --   webhook.delivery.dead       (an application event's delivery gave up)
+--   webhook.capture.suspended   (capture.sql suspend_capture(), resume_capture())
+--   webhook.capture.resumed
 -- so an operator's endpoint subscribed to webhook.* (a Slack relay, a
 -- pager bridge) gets them signed, retried and logged like any other. They
 -- are also announced with NOTIFY on the channel webhook_operational for

@@ -1580,6 +1580,32 @@ EXCEPTION WHEN insufficient_privilege THEN
 END
 $$;
 
+-- Argument n (from 1) of a trigger's pg_trigger.tgargs, each argument
+-- ended by a NUL byte; NULL if it has fewer.
+CREATE FUNCTION webhook._trigger_argument(args bytea, n int) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+  WITH ends AS (
+    SELECT i, row_number() OVER (ORDER BY i) AS k
+      FROM generate_series(1, length(args)) AS i WHERE get_byte(args, i - 1) = 0
+  )
+  SELECT convert_from(substring(args FROM coalesce(prev.i, 0) + 1 FOR this.i - coalesce(prev.i, 0) - 1), 'UTF8')
+    FROM ends this LEFT JOIN ends prev ON prev.k = this.k - 1
+   WHERE this.k = n
+$$;
+
+-- The scope of a table's ordering keys (capture.rs CaptureArgs): what its
+-- captures were given by track(), NULL when it has none (or only 0.1.0's,
+-- which scope by the table's name now).
+CREATE FUNCTION webhook._capture_scope(relation regclass) RETURNS text
+LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN (SELECT webhook._trigger_argument(t.tgargs, 4) FROM pg_trigger t
+           WHERE t.tgrelid = relation AND t.tgfoid = 'webhook._capture_row'::regproc AND t.tgnargs = 4
+             AND t.tgparentid = 0
+           ORDER BY t.tgname LIMIT 1);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION webhook.untrack(relation regclass, event_prefix text DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE trig text; guarded text := current_setting('webhook._changing_captures', true);
@@ -1619,6 +1645,7 @@ DECLARE
   when_sql  text;
   msg       text;
   state     text;
+  scope     text;
 BEGIN
   IF relation IS NULL THEN
     RAISE EXCEPTION 'relation must not be NULL' USING ERRCODE = 'null_value_not_allowed';
@@ -1693,6 +1720,22 @@ BEGIN
     END LOOP;
   END IF;
 
+  -- Ordering keys are scoped by their table: `<scope>:<primary key>`
+  -- (capture.rs). The scope is the one the table's captures have, so
+  -- that re-tracking it (a migration changing columns or a condition) or
+  -- renaming it keeps each row's events in one queue; else the table's
+  -- name now, with its oid when another table's captures keep that name
+  -- (one renamed away).
+  scope := webhook._capture_scope(relation);
+  IF scope IS NULL THEN
+    scope := rel.nspname || '.' || rel.relname;
+    IF EXISTS (SELECT 1 FROM pg_trigger t
+                WHERE t.tgfoid = 'webhook._capture_row'::regproc AND t.tgrelid <> relation AND t.tgnargs = 4
+                  AND webhook._trigger_argument(t.tgargs, 4) = scope) THEN
+      scope := scope || '#' || relation::oid;
+    END IF;
+  END IF;
+
   PERFORM webhook.untrack(relation, prefix);
   FOREACH op IN ARRAY ops LOOP
     when_sql := NULL;
@@ -1704,10 +1747,10 @@ BEGIN
       when_sql := '(' || condition || ')';
     END IF;
     BEGIN
-      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L)',
+      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L, %L)',
                      'webhook_capture_' || op || ':' || prefix, upper(op), relation,
                      CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
-                     prefix || '.' || op, '', cols);
+                     prefix || '.' || op, '', cols, scope);
     EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
                    OR invalid_object_definition OR feature_not_supported OR undefined_table
                    OR ambiguous_column OR invalid_text_representation OR grouping_error THEN
@@ -1899,6 +1942,15 @@ $$;
 -- deliveries' sequence (redeliver() to an endpoint that had no delivery);
 -- dispatchers no longer may prune: granted prune() with a retention of its
 -- own, a compromised webhookd could erase the record of what it delivered.
+CREATE OR REPLACE FUNCTION webhook.grant_tracker(role regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  EXECUTE format('GRANT USAGE ON SCHEMA webhook TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._capture_row(), webhook._suspend_capture(boolean), '
+                 'webhook._capture_switched(text) TO %s', role);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION webhook.grant_manager(role regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
@@ -1908,7 +1960,8 @@ BEGIN
   EXECUTE format('GRANT SELECT, INSERT ON webhook.event_log TO %s', role);
   -- redeliver() makes a delivery for an endpoint that had none.
   EXECUTE format('GRANT USAGE ON SEQUENCE webhook.event_id_seq, webhook.delivery_id_seq TO %s', role);
-  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval) TO %s', role);
+  EXECUTE format('GRANT EXECUTE ON FUNCTION webhook.prune(interval), webhook._suspend_capture(boolean), '
+                 'webhook._capture_switched(text) TO %s', role);
   EXECUTE format('GRANT SELECT ON webhook.events, webhook.deliveries, webhook.attempts, webhook.endpoint_health, '
                  'webhook.tracked_tables TO %s', role);
 END
@@ -1998,9 +2051,9 @@ COMMENT ON FUNCTION webhook.grant_dispatcher(regrole) IS
   'Grant a role what webhookd needs: claim, record, release, route, maintain and the delivery views.';
 COMMENT ON FUNCTION webhook.grant_emitter(regrole) IS 'Grant a role webhook.emit(), to write custom events.';
 COMMENT ON FUNCTION webhook.grant_manager(regrole) IS
-  'Grant a role the endpoint API (secrets included), redeliver, replay, prune and every view.';
+  'Grant a role the endpoint API (secrets included), redeliver, replay, prune, suspend_capture() and every view.';
 COMMENT ON FUNCTION webhook.grant_tracker(regrole) IS
-  'Grant a role webhook.track() and untrack() on the tables it may add triggers to.';
+  'Grant a role webhook.track() and untrack() on the tables it may add triggers to, and suspend_capture().';
 COMMENT ON FUNCTION webhook.maintain() IS
   'Upkeep, run by webhookd about once a minute: endpoint health, auto-disable, and starting and dropping generations.';
 COMMENT ON FUNCTION webhook.prune(interval) IS
@@ -2045,3 +2098,122 @@ COMMENT ON FUNCTION webhook.edition() IS
   'Which edition of pg_webhook this database has: native (the extension and its library) or portable (SQL and PL/pgSQL only).';
 COMMENT ON FUNCTION webhook.version() IS
   'Which release of pg_webhook this database has (for example 0.2.0), in either edition.';
+
+CREATE FUNCTION webhook."_suspend_capture"(
+	"suspend" bool /* bool */
+) RETURNS void
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'suspend_capture_wrapper';
+
+-- Maintenance without events (docs/capture.md, "Backfills"): a migration
+-- that rewrites rows (a backfill, a loaddata) suspends capture for its own
+-- transaction; other sessions' writes are captured as always. Granted
+-- (grant_tracker, grant_manager), never to a plain writer: whoever may
+-- suspend capture may make changes no receiver hears of. Suspending and
+-- resuming write the operational events webhook.capture.suspended and
+-- webhook.capture.resumed (who, which transaction), which commit or roll
+-- back with it. _suspend_capture is capture.rs's (the portable edition's:
+-- a row of webhook.capture_suspension).
+CREATE FUNCTION webhook._capture_switched(event_type text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE id bigint; ts timestamptz := clock_timestamp();
+BEGIN
+  INSERT INTO webhook.event_log (event_type, body, created_at)
+  VALUES (event_type,
+          '{"type":' || to_json(event_type)::text || ',"timestamp":"' || webhook._rfc3339(ts) || '","data":'
+          || jsonb_build_object('role', session_user, 'transaction', pg_current_xact_id()::text)::text || '}',
+          ts)
+  RETURNING event_log.id INTO id;
+  PERFORM webhook._wrote_events();
+  PERFORM pg_notify('webhook_operational', id::text);
+END
+$$;
+
+-- Both switches: the caller's privilege (SECURITY INVOKER: current_user
+-- is the caller), then the switch and its event.
+CREATE FUNCTION webhook._switch_capture(suspend boolean) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF NOT has_function_privilege('webhook._suspend_capture(boolean)', 'EXECUTE') THEN
+    RAISE EXCEPTION 'role % may not suspend capture', current_user
+      USING ERRCODE = 'insufficient_privilege',
+            HINT = format('A superuser grants it to a role that tracks tables: SELECT webhook.grant_tracker(%L);', current_user);
+  END IF;
+  PERFORM webhook._suspend_capture(suspend);
+  PERFORM webhook._capture_switched(CASE WHEN suspend THEN 'webhook.capture.suspended' ELSE 'webhook.capture.resumed' END);
+END
+$$;
+
+CREATE FUNCTION webhook.suspend_capture() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM webhook._switch_capture(true);
+END
+$$;
+COMMENT ON FUNCTION webhook.suspend_capture() IS
+  'Capture nothing in the rest of this transaction (a backfill); other sessions are captured as always. Trackers and managers only.';
+
+CREATE FUNCTION webhook.resume_capture() RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  PERFORM webhook._switch_capture(false);
+END
+$$;
+COMMENT ON FUNCTION webhook.resume_capture() IS
+  'Capture again in this transaction after webhook.suspend_capture().';
+REVOKE EXECUTE ON FUNCTION webhook._suspend_capture(boolean), webhook._capture_switched(text) FROM PUBLIC;
+-- Roles granted by 0.1.0's grant_tracker and grant_manager get what those
+-- grant now: suspend_capture().
+DO $$
+DECLARE r regrole;
+BEGIN
+  FOR r IN SELECT DISTINCT a.grantee::regrole
+             FROM pg_proc p, LATERAL aclexplode(p.proacl) a
+            WHERE p.oid = 'webhook._capture_row()'::regprocedure AND a.privilege_type = 'EXECUTE'
+              AND a.grantee <> 0 AND a.grantee <> p.proowner
+           UNION
+           SELECT DISTINCT a.grantee::regrole
+             FROM pg_class c, LATERAL aclexplode(c.relacl) a
+            WHERE c.oid = 'webhook.endpoint_secret'::regclass AND a.privilege_type = 'SELECT'
+              AND a.grantee <> 0 AND a.grantee <> c.relowner LOOP
+    EXECUTE format('GRANT EXECUTE ON FUNCTION webhook._suspend_capture(boolean), webhook._capture_switched(text) TO %s', r);
+  END LOOP;
+END
+$$;
+
+-- Ordering keys of captured rows are scoped by their table (0.2.0):
+-- `<schema>.<table>:<primary key>` (outbox.rs scoped_key). The events
+-- 0.1.0's captures wrote that are not done yet (not routed, or with a
+-- pending delivery) get their table's scope, the name their body carries,
+-- so that a row's events from before and after the upgrade stay in one
+-- queue on an ordered endpoint (0.2.0's library scopes the keys of 0.1.0's
+-- triggers by the table's name as soon as it is installed, before this
+-- runs: those are left as they are). Events emit() wrote keep their keys: an
+-- event counts as captured when a capture trigger of its type exists and
+-- its body names its table and operation as capture writes them.
+DO $$
+DECLARE ids bigint[]; keys text[];
+BEGIN
+  SELECT array_agg(e.id), array_agg((e.body::json -> 'data' ->> 'table') || ':' || e.ordering_key)
+    INTO ids, keys
+    FROM webhook.event_log e CROSS JOIN webhook.router r
+   WHERE e.ordering_key IS NOT NULL
+     AND e.event_type ~ '\.(insert|update|delete)$'
+     AND ((e.txid >= pg_snapshot_xmin(r.prev_snap)::text::bigint
+           AND NOT pg_visible_in_snapshot(e.txid::text::xid8, r.prev_snap))
+          OR EXISTS (SELECT 1 FROM webhook.delivery d WHERE d.event_id = e.id AND d.status = 'pending'))
+     AND EXISTS (SELECT 1 FROM pg_trigger t
+                  WHERE t.tgfoid = 'webhook._capture_row'::regproc
+                    AND t.tgname = 'webhook_capture_' || substring(e.event_type FROM '[^.]+$') || ':'
+                                   || substring(e.event_type FROM '^(.*)\.[^.]+$'))
+     AND e.body ~ '^\{"type":"[^"]*","timestamp":"[^"]*","data":\{"table":"'
+     AND e.body::json -> 'data' ->> 'op' = substring(e.event_type FROM '[^.]+$')
+     -- Captured by 0.2.0's library before this update: scoped already.
+     AND NOT starts_with(e.ordering_key, (e.body::json -> 'data' ->> 'table') || ':');
+  UPDATE webhook.delivery d SET ordering_key = k.key
+    FROM unnest(ids, keys) AS k (id, key)
+   WHERE d.event_id = k.id AND d.status = 'pending' AND d.ordering_key IS NOT NULL;
+  UPDATE webhook.event_log e SET ordering_key = k.key FROM unnest(ids, keys) AS k (id, key) WHERE e.id = k.id;
+END
+$$;

@@ -12,6 +12,9 @@
 //!      that changes it)
 //!   2: payload attribute numbers, comma separated, empty for all columns;
 //!      an update is captured only if one of them changed
+//!   3: the scope of the ordering keys: `<scope>:<primary key>`, so that
+//!      rows of different tables never share a queue (0.1.0's triggers
+//!      have no such argument: their scope is the table's name now)
 //!
 //! Nothing here is named in a WHEN clause but the capture's condition, so
 //! that the triggers depend on no column but those the condition uses: a
@@ -48,6 +51,31 @@ pub fn mark_written() {
     WROTE.with(|w| w.set(true));
 }
 
+thread_local! {
+    /// Capture is suspended in this transaction (webhook.suspend_capture()),
+    /// since this subtransaction nesting level; None: it is not. Kept in
+    /// the backend, not in a setting: a setting any writer could SET,
+    /// and suspending capture is granted (trackers and managers only).
+    static SUSPENDED: Cell<Option<i32>> = const { Cell::new(None) };
+}
+
+/// `webhook._suspend_capture(true)` suspends capture until the end of the
+/// transaction (or of the savepoint it was called in, if that is rolled
+/// back); `false` resumes it. Its callers (suspend_capture(),
+/// resume_capture()) are granted; this one is executable by nobody else.
+#[pg_extern(volatile, name = "_suspend_capture")]
+fn suspend_capture(suspend: bool) {
+    // SAFETY: reads the backend's transaction state.
+    let level = unsafe { pg_sys::GetCurrentTransactionNestLevel() };
+    SUSPENDED.with(|s| {
+        s.set(match (suspend, s.get()) {
+            (true, Some(since)) => Some(since.min(level)),
+            (true, None) => Some(level),
+            (false, _) => None,
+        })
+    });
+}
+
 /// A capture trigger's arguments, parsed and checked against its table
 /// once (per trigger, until the next relcache invalidation), so that no
 /// argument reaches a tuple unchecked: anyone allowed to use
@@ -64,6 +92,8 @@ struct CaptureArgs {
     keys: Vec<i16>,
     /// Payload attribute numbers (None: every column), in range.
     only: Option<Vec<i16>>,
+    /// The ordering keys' scope; None: the tracked table's name now.
+    scope: Option<String>,
 }
 
 /// Attribute numbers written by `track()`: comma separated, each one a
@@ -109,8 +139,8 @@ unsafe fn capture_args(
         why,
     };
     let nargs = (*trigger).tgnargs.max(0) as usize;
-    if nargs != 3 || (*trigger).tgargs.is_null() {
-        return Err(invalid(format!("expected 3 arguments, got {nargs}")));
+    if !(3..=4).contains(&nargs) || (*trigger).tgargs.is_null() {
+        return Err(invalid(format!("expected 3 or 4 arguments, got {nargs}")));
     }
     let raw = std::slice::from_raw_parts((*trigger).tgargs, nargs);
     let arg = |i: usize| CStr::from_ptr(raw[i]).to_string_lossy();
@@ -171,11 +201,16 @@ unsafe fn capture_args(
         "" => None,
         cols => Some(map(parse_attnums(cols, natts).map_err(invalid)?)),
     };
+    let scope = match nargs {
+        4 => Some(outbox::check_key_scope(&arg(3)).map_err(invalid)?),
+        _ => None,
+    };
     let args = std::rc::Rc::new(CaptureArgs {
         event_type,
         tracked,
         keys,
         only,
+        scope,
     });
     ARGS.with(|m| m.borrow_mut().insert(tgoid, args.clone()));
     Ok(args)
@@ -411,6 +446,9 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
             "Use webhook.track(table) to install it."
         );
     }
+    if SUSPENDED.with(|s| s.get()).is_some() {
+        return pg_sys::Datum::from(0usize);
+    }
     let rel = (*td).tg_relation;
     let args = capture_args(trigger, rel).unwrap_or_else(|e| e.raise());
     let event_type = &args.event_type;
@@ -460,7 +498,13 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
     outbox::check_size(event_type, body.len()).unwrap_or_else(|e| e.raise());
 
     let key_tuple = if new.is_null() { old } else { new };
-    let ordering_key = payload::key_text(key_tuple, tupdesc, &args.keys).map(outbox::ordering_key);
+    let ordering_key = payload::key_text(key_tuple, tupdesc, &args.keys).map(|key| {
+        let scope = match &args.scope {
+            Some(scope) => std::borrow::Cow::Borrowed(scope.as_str()),
+            None => std::borrow::Cow::Owned(name_of(args.tracked)),
+        };
+        outbox::scoped_key(&scope, key)
+    });
     drop(fixed);
     outbox::insert(&Event {
         event_type: event_type.clone(),
@@ -501,8 +545,31 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
         | pg_sys::XactEvent::XACT_EVENT_PREPARE
         | pg_sys::XactEvent::XACT_EVENT_PARALLEL_ABORT => {
             WROTE.with(|w| w.set(false));
+            SUSPENDED.with(|s| s.set(None));
         }
         _ => {}
+    }
+}
+
+/// Subtransaction callback: a suspension made inside a savepoint that is
+/// rolled back is undone with it, as the portable edition's (a row).
+///
+/// # Safety
+/// Registered with RegisterSubXactCallback; called by PostgreSQL only.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _mysubid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        let level = pg_sys::GetCurrentTransactionNestLevel();
+        SUSPENDED.with(|s| {
+            if s.get().is_some_and(|since| since >= level) {
+                s.set(None);
+            }
+        });
     }
 }
 
@@ -510,5 +577,6 @@ pub fn register_callbacks() {
     // SAFETY: called once from _PG_init; the callbacks live for the process.
     unsafe {
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
     }
 }

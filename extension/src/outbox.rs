@@ -138,6 +138,34 @@ pub fn ordering_key(key: String) -> String {
     out
 }
 
+/// A captured row's ordering key: its table's scope, `:`, and its primary
+/// key as [`ordering_key`] stores it (so a key of 0.1.0, which had no
+/// scope, becomes this one by prefixing it: the upgrade does).
+pub fn scoped_key(scope: &str, key: String) -> String {
+    let key = ordering_key(key);
+    let mut out = String::with_capacity(scope.len() + 1 + key.len());
+    out.push_str(scope);
+    out.push(':');
+    out.push_str(&key);
+    out
+}
+
+/// The longest key scope a capture trigger may carry: a schema and a
+/// table name (63 bytes each), a dot, `#` and an oid.
+pub const KEY_SCOPE_MAX: usize = 140;
+
+/// A capture trigger's key scope, as track() writes it: not empty, at
+/// most [`KEY_SCOPE_MAX`] bytes.
+pub fn check_key_scope(scope: &str) -> Result<String, String> {
+    if scope.is_empty() || scope.len() > KEY_SCOPE_MAX {
+        return Err(format!(
+            "the key scope must be 1 to {KEY_SCOPE_MAX} bytes, not {}",
+            scope.len()
+        ));
+    }
+    Ok(scope.to_string())
+}
+
 #[pg_extern(immutable, parallel_safe, strict, name = "_ordering_key")]
 fn ordering_key_sql(key: String) -> String {
     ordering_key(key)

@@ -55,7 +55,7 @@ BEGIN
   PERFORM webhook.emit('loyalty.points_earned',
                        jsonb_build_object('customer_id', p_customer, 'order_id', o.id, 'points', points,
                                           'balance', (SELECT loyalty_points FROM customers WHERE id = p_customer)),
-                       p_customer::text);
+                       'customer:' || p_customer);
   RETURN o.id;
 END $$;
 
@@ -70,7 +70,7 @@ BEGIN
     PERFORM webhook.emit('products.back_in_stock',
                          (SELECT jsonb_build_object('product_id', id, 'name', name, 'stock', stock)
                             FROM products WHERE id = p_product),
-                         p_product::text);
+                         'product:' || p_product);
   END IF;
 END $$;
 

@@ -81,8 +81,8 @@ def test_insert_update_delete_make_exact_events(shop):
     assert '"total":1.10' in q1(db, "SELECT body FROM webhook.event_log WHERE id = %s", evs[1][0])
     dele = evs[2][2]["data"]
     assert dele["new"] is None and dele["old"]["id"] == 1
-    # The ordering key is the primary key.
-    assert [r[0] for r in q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")] == ["1", "1", "1"]
+    # The ordering key is its table's name, `:` and the primary key's text.
+    assert [r[0] for r in q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")] == ["public.orders:1"] * 3
     # The events view exposes the payload as jsonb.
     assert q1(db, "SELECT payload->'data'->>'op' FROM webhook.events ORDER BY id LIMIT 1") == "insert"
 
@@ -177,7 +177,11 @@ def test_one_table_under_two_prefixes(db):
     db.execute("SELECT webhook.track('reviews', '{insert}', 'support.low_rating', 'NEW.rating <= 2')")
     db.execute("INSERT INTO reviews VALUES (1, 5), (2, 1)")
     got = q(db, "SELECT event_type, ordering_key FROM webhook.event_log ORDER BY event_type, ordering_key")
-    assert got == [("reviews.insert", "1"), ("reviews.insert", "2"), ("support.low_rating.insert", "2")]
+    assert got == [
+        ("reviews.insert", "public.reviews:1"),
+        ("reviews.insert", "public.reviews:2"),
+        ("support.low_rating.insert", "public.reviews:2"),
+    ]
     db.execute("SELECT webhook.untrack('reviews', 'support.low_rating')")
     assert q(db, "SELECT event_prefix FROM webhook.tracked_tables") == [("reviews",)]
     db.execute("SELECT webhook.untrack('reviews')")
@@ -278,7 +282,7 @@ def test_bulk_statements_capture_every_row(shop):
     # Ids follow the rows' order within a statement.
     assert q1(
         db,
-        "SELECT bool_and(ordering_key::bigint = id) FROM webhook.event_log",
+        "SELECT bool_and(ordering_key = 'public.orders:' || id) FROM webhook.event_log",
     )
 
 
@@ -363,13 +367,13 @@ def test_late_commit_is_routed(db, dbname):
         t2.execute("INSERT INTO t VALUES (2)")
         db.execute("SELECT webhook.route()")
         routed = q(db, "SELECT e.ordering_key FROM webhook.delivery d JOIN webhook.event_log e ON e.id = d.event_id")
-        assert routed == [("2",)]
+        assert routed == [("public.t:2",)]
         t1.execute("COMMIT")
     db.execute("SELECT webhook.route()")
     routed = q(
         db, "SELECT e.ordering_key FROM webhook.delivery d JOIN webhook.event_log e ON e.id = d.event_id ORDER BY d.id"
     )
-    assert routed == [("2",), ("1",)]
+    assert routed == [("public.t:2",), ("public.t:1",)]
     # Routing twice never duplicates.
     db.execute("SELECT webhook.route()")
     assert q1(db, "SELECT count(*) FROM webhook.delivery") == 2
@@ -409,8 +413,8 @@ def test_routing_in_chunks_keeps_order_and_loses_nothing(db, dbname):
     assert q1(db, "SELECT webhook.route(10)") == 5  # the window's rest; closes it
     assert q1(db, "SELECT webhook.route(10)") == 1  # the late commit, next window
     assert q1(db, "SELECT webhook.route(10)") == 0
-    keys = [int(k) for (k,) in q(db, "SELECT e.ordering_key FROM webhook.delivery d JOIN webhook.event_log e ON e.id = d.event_id ORDER BY d.id")]
-    assert keys == list(range(1, 26)) + [100]
+    keys = [k for (k,) in q(db, "SELECT e.ordering_key FROM webhook.delivery d JOIN webhook.event_log e ON e.id = d.event_id ORDER BY d.id")]
+    assert keys == [f"public.t:{i}" for i in list(range(1, 26)) + [100]]
 
 
 def test_ordering_key_is_the_text_of_each_key_column(db):
@@ -422,7 +426,7 @@ def test_ordering_key_is_the_text_of_each_key_column(db):
                   (-7, -9223372036854775808, 'Zoë, ☕', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 1.50, 'x-1', true, 1),
                   (32767, 9223372036854775807, '', '00000000-0000-0000-0000-000000000000', 'NaN', '', false, 2)""")
     db.execute("UPDATE stock SET n = n + 1")
-    expected = q(db, "SELECT concat_ws(',', a, b, c, d, e, f, g) FROM stock ORDER BY n")
+    expected = q(db, "SELECT 'public.stock:' || concat_ws(',', a, b, c, d, e, f, g) FROM stock ORDER BY n")
     got = q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")
     assert [k for (k,) in got] == [k for (k,) in expected] * 2
 
@@ -437,7 +441,7 @@ def test_an_ordering_key_does_not_depend_on_the_sessions_settings(db, dbname):
         other.execute("SET bytea_output = 'escape'")
         other.execute("UPDATE slots SET n = 2")
     keys = [k for (k,) in q(db, "SELECT ordering_key FROM webhook.event_log ORDER BY id")]
-    assert keys == ["2026-01-01T00:00:00.000000Z,2026-01-02,qwE="] * 2
+    assert keys == ["public.slots:2026-01-01T00:00:00.000000Z,2026-01-02,qwE="] * 2
 
 
 def test_a_partitioned_table_is_captured_as_itself(db):

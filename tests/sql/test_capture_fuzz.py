@@ -17,8 +17,9 @@ is checked:
   bytea as base64 of the same bytes, timestamptz as RFC 3339 UTC with `Z`,
   BC dates and timestamps with ISO 8601 astronomical years (1 BC is 0000),
   money as a number of hundredths, ranges and multiranges as their bounds;
-- the ordering key is the primary key's text, projections carry exactly their
-  columns and skip updates that change none of them.
+- the ordering key is the table's name, `:` and the primary key's text,
+  projections carry exactly their columns and skip updates that change
+  none of them.
 
 The run is reproducible: PGWEBHOOK_FUZZ_SEED (default below) seeds it,
 PGWEBHOOK_FUZZ_CASES sets how many random tables are tried, and a failure
@@ -966,7 +967,8 @@ class Case:
         if live_pk:
             row = dict(strict_json(new_row if new_row is not None else old_row))
             parts = [row[c].text if isinstance(row[c], Num) else row[c] for c in live_pk]
-            assert key == ",".join(parts), f"{where}: ordering key {key!r}, primary key {parts}"
+            want = f"{self.schema.name}.{self.table}:" + ",".join(parts)
+            assert key == want, f"{where}: ordering key {key!r}, primary key {parts}"
         else:
             assert key is None, f"{where}: ordering key {key!r} without a primary key"
 

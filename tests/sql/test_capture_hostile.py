@@ -35,8 +35,11 @@ def no_rust_internals(err):
         ("'k.insert', '1', '2,99999'", "not a column number"),
         ("'any \"weird\" type!', '1', ''", "not a valid event type"),
         ("'', '1', ''", "not a valid event type"),
-        ("'k.insert'", "expected 3 arguments"),
-        ("", "expected 3 arguments"),
+        ("'k.insert'", "expected 3 or 4 arguments"),
+        ("", "expected 3 or 4 arguments"),
+        ("'k.insert', '', '', 'public.k', 'x'", "expected 3 or 4 arguments"),
+        ("'k.insert', '', '', ''", "key scope must be 1 to 140 bytes, not 0"),
+        (f"'k.insert', '', '', '{'s' * 141}'", "key scope must be 1 to 140 bytes, not 141"),
     ],
 )
 def test_a_capture_trigger_with_crafted_arguments_is_refused_without_crashing(db, args, why):
@@ -85,7 +88,7 @@ def test_a_dropped_key_column_leaves_events_without_an_ordering_key(db):
     db.execute("ALTER TABLE k DROP COLUMN id")
     db.execute("INSERT INTO k VALUES ('b')")
     rows = q(db, "SELECT ordering_key, payload->'data'->'new' FROM webhook.events ORDER BY id")
-    assert rows == [("1", {"id": 1, "v": "a"}), (None, {"v": "b"})]
+    assert rows == [("public.k:1", {"id": 1, "v": "a"}), (None, {"v": "b"})]
 
 
 @pytest.mark.native_only("the native capture writes the outbox without the executor, so it refuses such indexes; the portable one inserts through it, so every index works")

@@ -201,10 +201,10 @@ def test_the_ordering_key_follows_a_primary_key_change_to_a_uuid(db):
     db.execute("INSERT INTO t (uid, v) VALUES (%s, 'after')", (u,))
     db.execute("UPDATE t SET v = 'again' WHERE uid = %s", (u,))
     keys = [k for _, _, k in events(db)]
-    assert keys[0] == "1"
+    assert keys[0] == "public.t:1"
     # The backfill's update was keyed as the table was then (by id, no
     # primary key yet on uid); after the change, by the UUID.
-    assert keys[-2:] == [f"{u}", f"{u}"]
+    assert keys[-2:] == [f"public.t:{u}", f"public.t:{u}"]
     assert all(k is not None for k in keys)
 
 
@@ -219,7 +219,7 @@ def test_a_table_that_gains_a_primary_key_gains_ordering_keys(db):
     db.execute("INSERT INTO t VALUES ('c', 3)")
     keys = [k for _, _, k in events(db)]
     assert keys[0] is None
-    assert keys[1:] == ["b", "c"]
+    assert keys[1:] == ["public.t:b", "public.t:c"]
 
 
 @pytest.mark.skipif(editions.EDITION != "portable", reason="what the portable edition's owner install says")

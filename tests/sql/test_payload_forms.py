@@ -152,4 +152,4 @@ def test_an_ordering_key_is_the_same_from_every_session(db, typ, value, want):
         db.execute("DELETE FROM public.keyed")
     db.execute("RESET ALL")
     keys = {k for (k,) in q(db, "SELECT ordering_key FROM webhook.event_log")}
-    assert keys == {want}
+    assert keys == {"public.keyed:" + want}

@@ -135,6 +135,8 @@ CALLS = [
     ("endpoint_secret", "SELECT webhook.endpoint_secret({ep})"),
     ("rotate_secret", "SELECT webhook.rotate_secret({ep})"),
     ("emit", "SELECT webhook.emit('sp_all.custom', '{\"a\": 1}', 'k1')"),
+    ("suspend_capture", "SELECT webhook.suspend_capture()"),
+    ("resume_capture", "SELECT webhook.resume_capture()"),
     ("insert", "INSERT INTO public.sp_orders VALUES (1, 'n', 'new'), (2, NULL, 'new')"),
     ("update", "UPDATE public.sp_orders SET note = 'm', status = 'paid'"),
     ("delete", "DELETE FROM public.sp_orders"),

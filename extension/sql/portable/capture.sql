@@ -327,8 +327,13 @@ BEGIN
     RAISE EXCEPTION 'webhook capture must run as an AFTER ROW trigger'
       USING ERRCODE = 'trigger_protocol_violated', HINT = 'Use webhook.track(table) to install it.';
   END IF;
-  IF TG_NARGS <> 3 THEN
-    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('expected 3 arguments, got %s', TG_NARGS));
+  -- capture.rs SUSPENDED (webhook.suspend_capture()).
+  IF current_setting('webhook.capture_suspended', true) = 'on'
+     AND EXISTS (SELECT 1 FROM webhook.capture_suspension s WHERE s.txid = pg_current_xact_id()) THEN
+    RETURN NULL;
+  END IF;
+  IF TG_NARGS NOT IN (3, 4) THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('expected 3 or 4 arguments, got %s', TG_NARGS));
   END IF;
   IF NOT webhook._event_type_ok(event_type) THEN
     PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('%s is not a valid event type', to_json(event_type)));
@@ -392,6 +397,11 @@ BEGIN
   IF NOT sh.args_ok OR TG_ARGV[1] <> '' THEN
     PERFORM webhook._capture_attnums_invalid(TG_NAME, TG_RELID, tracked, ARRAY[TG_ARGV[1], TG_ARGV[2]]);
   END IF;
+  -- outbox.rs check_key_scope() (KEY_SCOPE_MAX).
+  IF TG_NARGS = 4 AND octet_length(TG_ARGV[3]) NOT BETWEEN 1 AND 140 THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID,
+      format('the key scope must be 1 to 140 bytes, not %s', octet_length(TG_ARGV[3])));
+  END IF;
   IF op = 'update' AND TG_ARGV[2] <> '' AND NOT webhook._columns_changed(TG_RELID, sh.only, OLD, NEW) THEN
     RETURN NULL;
   END IF;
@@ -436,8 +446,13 @@ BEGIN
       ELSE v #>> '{}' END;
   END LOOP;
 
+  -- outbox.rs scoped_key(): the scope (the tracked table's name now for
+  -- 0.1.0's triggers, which have none), `:`, the key as stored.
   INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
-  VALUES (event_type, body, webhook._ordering_key(key), ts,
+  VALUES (event_type, body,
+          CASE WHEN key IS NOT NULL
+               THEN CASE WHEN TG_NARGS = 4 THEN TG_ARGV[3] ELSE sh.table_name END || ':' || webhook._ordering_key(key) END,
+          ts,
           CASE WHEN current_setting('webhook.traceparent', true) <> '' THEN webhook._traceparent() END);
   PERFORM webhook._wrote_events();
   RETURN NULL;

@@ -357,6 +357,30 @@ BEGIN
 END
 $$;
 
+-- Rust: capture.rs suspend_capture() and SUSPENDED: the transactions in
+-- which capture is suspended. A row, not a setting: any role may SET a
+-- placeholder setting, and suspending is granted. Written and read only by
+-- the owner's functions (suspend_capture() through this one, the capture
+-- trigger); a row of a savepoint rolled back goes with it, as the native
+-- edition's flag does; rows of ended transactions are removed by the next
+-- call.
+CREATE TABLE webhook.capture_suspension (txid xid8 PRIMARY KEY);
+
+CREATE FUNCTION webhook._suspend_capture(suspend boolean) RETURNS void
+LANGUAGE plpgsql VOLATILE STRICT SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  DELETE FROM webhook.capture_suspension WHERE txid < pg_snapshot_xmin(pg_current_snapshot());
+  IF suspend THEN
+    INSERT INTO webhook.capture_suspension VALUES (pg_current_xact_id()) ON CONFLICT DO NOTHING;
+  ELSE
+    DELETE FROM webhook.capture_suspension WHERE txid = pg_current_xact_id();
+  END IF;
+  -- What the capture trigger looks at first (a setting is cheap to read);
+  -- the row decides.
+  PERFORM set_config('webhook.capture_suspended', CASE WHEN suspend THEN 'on' ELSE '' END, true);
+END
+$$;
+
 -- Rust: lib.rs wrote_events() (capture.rs mark_written, on_xact): once per
 -- transaction, NOTIFY webhook if webhook.notify is on and a dispatcher is
 -- idle (the notification is sent at commit, and not at all on rollback).
