@@ -220,14 +220,15 @@ END
 $$;
 
 -- Argument n (from 1) of a trigger's pg_trigger.tgargs, each argument
--- ended by a NUL byte; NULL if it has fewer.
+-- ended by a NUL byte, in the database's encoding; NULL if it has fewer.
 CREATE FUNCTION webhook._trigger_argument(args bytea, n int) RETURNS text
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE sql STABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
   WITH ends AS (
     SELECT i, row_number() OVER (ORDER BY i) AS k
       FROM generate_series(1, length(args)) AS i WHERE get_byte(args, i - 1) = 0
   )
-  SELECT convert_from(substring(args FROM coalesce(prev.i, 0) + 1 FOR this.i - coalesce(prev.i, 0) - 1), 'UTF8')
+  SELECT convert_from(substring(args FROM coalesce(prev.i, 0) + 1 FOR this.i - coalesce(prev.i, 0) - 1),
+                      getdatabaseencoding())
     FROM ends this LEFT JOIN ends prev ON prev.k = this.k - 1
    WHERE this.k = n
 $$;
@@ -301,6 +302,13 @@ BEGIN
   END IF;
   IF rel.nspname = 'webhook' THEN
     RAISE EXCEPTION 'pg_webhook''s own tables cannot be tracked' USING ERRCODE = 'wrong_object_type';
+  END IF;
+  -- Payloads are JSON, which is UTF-8 (RFC 8259), and the native capture
+  -- writes a row's text as such.
+  IF getdatabaseencoding() <> 'UTF8' THEN
+    RAISE EXCEPTION 'tables of a database in encoding % cannot be tracked', getdatabaseencoding()
+      USING ERRCODE = 'feature_not_supported',
+            HINT = 'Captured rows are written as JSON, in UTF-8: use a database created WITH ENCODING ''UTF8'' (emit() works in any encoding).';
   END IF;
   IF NOT has_function_privilege('webhook._capture_row()', 'EXECUTE') THEN
     RAISE EXCEPTION 'role % may not track tables', current_user

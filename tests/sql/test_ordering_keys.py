@@ -4,7 +4,13 @@ tables and emit()'s keys never share a queue on an ordered endpoint; the
 scope is the table's name when first tracked and stays through renames and
 re-tracks. Both editions."""
 
-from support.cluster import q, q1
+import os
+
+import psycopg
+import pytest
+
+from support import editions
+from support.cluster import connect, q, q1
 
 
 def keys(db, event_type):
@@ -73,3 +79,28 @@ def test_partitions_take_their_tables_scope(db):
     db.execute("CREATE TABLE metrics_2027 PARTITION OF metrics FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
     db.execute("INSERT INTO metrics VALUES ('2026-05-01', 1, 1), ('2027-05-01', 1, 1)")
     assert keys(db, "metrics.insert") == ["public.metrics:2026-05-01,1", "public.metrics:2027-05-01,1"]
+
+
+def test_a_database_not_in_utf8_cannot_be_tracked(pg_cluster):
+    """Payloads are JSON, which is UTF-8: track() refuses a database in
+    another encoding with the fix, rather than writing its text mangled."""
+    name = f"latin1_{os.getpid()}"
+    with connect("postgres") as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name}")
+        c.execute(f"CREATE DATABASE {name} TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C'")
+    try:
+        with connect(name) as db:
+            if editions.EDITION == "portable":
+                # Its install script is UTF-8 text: webhookd install says so first.
+                with pytest.raises(RuntimeError, match="encoding is LATIN1; pg_webhook needs a database created WITH ENCODING 'UTF8'"):
+                    editions.install(db, name)
+                return
+            editions.install(db, name)
+            db.execute('CREATE TABLE "bücher" (id int PRIMARY KEY, title text)')
+            with pytest.raises(psycopg.errors.FeatureNotSupported) as e:
+                db.execute("""SELECT webhook.track('"bücher"')""")
+            assert "LATIN1" in e.value.diag.message_primary and "UTF8" in e.value.diag.message_hint
+            assert q1(db, "SELECT count(*) FROM webhook.tracked_tables") == 0
+    finally:
+        with connect("postgres") as c:
+            c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -310,6 +310,20 @@ pub async fn install(a: InstallArgs) -> anyhow::Result<()> {
     .database()?;
     let mut client = connect(&database, "webhookd install").await?;
     let tx = locked(&mut client).await?;
+    // Payloads are JSON, which is UTF-8 (capture.sql's track() refuses
+    // other encodings too); the script itself has text no other encoding
+    // may hold.
+    let encoding: String = tx
+        .query_one("SELECT pg_catalog.getdatabaseencoding()::text", &[])
+        .await
+        .map_err(reported)
+        .context("reading the database's encoding")?
+        .get(0);
+    if encoding != "UTF8" {
+        anyhow::bail!(
+            "this database's encoding is {encoding}; pg_webhook needs a database created WITH ENCODING 'UTF8' (its events are JSON, which is UTF-8)"
+        );
+    }
     let found = found(&tx).await?;
     match plan(&found, VERSION, UPGRADES)? {
         Plan::Current => {
