@@ -1601,7 +1601,7 @@ CREATE FUNCTION webhook._capture_scope(relation regclass) RETURNS text
 LANGUAGE plpgsql STABLE STRICT SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN (SELECT webhook._trigger_argument(t.tgargs, 4) FROM pg_trigger t
-           WHERE t.tgrelid = relation AND t.tgfoid = 'webhook._capture_row'::regproc AND t.tgnargs = 4
+           WHERE t.tgrelid = relation AND t.tgfoid = 'webhook._capture_row'::regproc AND t.tgnargs >= 4
              AND t.tgparentid = 0
            ORDER BY t.tgname LIMIT 1);
 END
@@ -1627,12 +1627,15 @@ $$;
 -- 0.1.0's track() compared columns through it; the capture function does now.
 DROP FUNCTION webhook._base_type(oid);
 
+-- track() gains skip_unchanged.
+DROP FUNCTION webhook.track(regclass, text[], text, text, text[]);
 CREATE OR REPLACE FUNCTION webhook.track(
     relation     regclass,
     events       text[] DEFAULT '{insert,update,delete}',
     event_prefix text DEFAULT NULL,
     condition    text DEFAULT NULL,
-    columns      text[] DEFAULT NULL
+    columns      text[] DEFAULT NULL,
+    skip_unchanged boolean DEFAULT false
 ) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -1738,7 +1741,7 @@ BEGIN
   IF scope IS NULL THEN
     scope := rel.nspname || '.' || rel.relname;
     IF EXISTS (SELECT 1 FROM pg_trigger t
-                WHERE t.tgfoid = 'webhook._capture_row'::regproc AND t.tgrelid <> relation AND t.tgnargs = 4
+                WHERE t.tgfoid = 'webhook._capture_row'::regproc AND t.tgrelid <> relation AND t.tgnargs >= 4
                   AND webhook._trigger_argument(t.tgargs, 4) = scope) THEN
       scope := scope || '#' || relation::oid;
     END IF;
@@ -1755,10 +1758,13 @@ BEGIN
       when_sql := '(' || condition || ')';
     END IF;
     BEGIN
-      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L, %L)',
+      -- A fifth argument for updates of every column that skip no-op
+      -- ones (capture.rs); with `columns` they are skipped already.
+      EXECUTE format('CREATE TRIGGER %I AFTER %s ON %s FOR EACH ROW %s EXECUTE FUNCTION webhook._capture_row(%L, %L, %L, %L%s)',
                      'webhook_capture_' || op || ':' || prefix, upper(op), relation,
                      CASE WHEN when_sql IS NULL THEN '' ELSE 'WHEN (' || when_sql || ')' END,
-                     prefix || '.' || op, '', cols, scope);
+                     prefix || '.' || op, '', cols, scope,
+                     CASE WHEN op = 'update' AND cols = '' AND skip_unchanged THEN ', ''skip_unchanged''' ELSE '' END);
     EXCEPTION WHEN syntax_error OR undefined_column OR undefined_function OR datatype_mismatch
                    OR invalid_object_definition OR feature_not_supported OR undefined_table
                    OR ambiguous_column OR invalid_text_representation OR grouping_error THEN
@@ -2086,8 +2092,8 @@ COMMENT ON FUNCTION webhook.set_retention(interval, interval) IS
   'Set how long events, deliveries and attempts are kept, and how long each generation of partitions lasts.';
 COMMENT ON FUNCTION webhook.sign(text, text, bigint, text) IS
   'The Standard Webhooks signature v1,<base64> of msg_id.ts.body under a whsec_ secret.';
-COMMENT ON FUNCTION webhook.track(regclass, text[], text, text, text[]) IS
-  'Capture a table''s row changes as events <prefix>.<op> in the writing transaction, optionally filtered (condition) and projected (columns).';
+COMMENT ON FUNCTION webhook.track(regclass, text[], text, text, text[], boolean) IS
+  'Capture a table''s row changes as events <prefix>.<op> in the writing transaction, optionally filtered (condition), projected (columns) and without no-op updates (skip_unchanged).';
 COMMENT ON FUNCTION webhook.untrack(regclass, text) IS
   'Stop capturing a table: every event prefix, or only event_prefix.';
 COMMENT ON FUNCTION webhook.verify(text, text, bigint, text, text) IS

@@ -15,6 +15,8 @@
 //!   3: the scope of the ordering keys: `<scope>:<primary key>`, so that
 //!      rows of different tables never share a queue (0.1.0's triggers
 //!      have no such argument: their scope is the table's name now)
+//!   4: `skip_unchanged`, for an update trigger of every column: an update
+//!      is captured only if some column changed (absent: every update)
 //!
 //! Nothing here is named in a WHEN clause but the capture's condition, so
 //! that the triggers depend on no column but those the condition uses: a
@@ -94,6 +96,8 @@ struct CaptureArgs {
     only: Option<Vec<i16>>,
     /// The ordering keys' scope; None: the tracked table's name now.
     scope: Option<String>,
+    /// Capture an update only if some column changed.
+    skip_unchanged: bool,
 }
 
 /// Attribute numbers written by `track()`: comma separated, each one a
@@ -139,8 +143,8 @@ unsafe fn capture_args(
         why,
     };
     let nargs = (*trigger).tgnargs.max(0) as usize;
-    if !(3..=4).contains(&nargs) || (*trigger).tgargs.is_null() {
-        return Err(invalid(format!("expected 3 or 4 arguments, got {nargs}")));
+    if !(3..=5).contains(&nargs) || (*trigger).tgargs.is_null() {
+        return Err(invalid(format!("expected 3 to 5 arguments, got {nargs}")));
     }
     let raw = std::slice::from_raw_parts((*trigger).tgargs, nargs);
     let arg = |i: usize| CStr::from_ptr(raw[i]).to_string_lossy();
@@ -202,8 +206,13 @@ unsafe fn capture_args(
         cols => Some(map(parse_attnums(cols, natts).map_err(invalid)?)),
     };
     let scope = match nargs {
-        4 => Some(outbox::check_key_scope(&arg(3)).map_err(invalid)?),
+        4.. => Some(outbox::check_key_scope(&arg(3)).map_err(invalid)?),
         _ => None,
+    };
+    let skip_unchanged = match nargs {
+        5 if arg(4) == "skip_unchanged" => true,
+        5 => return Err(invalid(format!("{:?} is not an option", arg(4)))),
+        _ => false,
     };
     let args = std::rc::Rc::new(CaptureArgs {
         event_type,
@@ -211,6 +220,7 @@ unsafe fn capture_args(
         keys,
         only,
         scope,
+        skip_unchanged,
     });
     ARGS.with(|m| m.borrow_mut().insert(tgoid, args.clone()));
     Ok(args)
@@ -460,8 +470,20 @@ pub unsafe extern "C-unwind" fn webhook_capture_row(
         _ => (std::ptr::null_mut(), (*td).tg_trigtuple),
     };
 
-    if let (true, Some(cols)) = (op == "update", args.only.as_deref()) {
-        if !changed(old, new, tupdesc, cols) {
+    if op == "update" {
+        let unchanged = match args.only.as_deref() {
+            Some(cols) => !changed(old, new, tupdesc, cols),
+            None if args.skip_unchanged => {
+                let all: Vec<i16> = pgcompat::attributes(tupdesc)
+                    .iter()
+                    .filter(|a| !a.attisdropped)
+                    .map(|a| a.attnum)
+                    .collect();
+                !changed(old, new, tupdesc, &all)
+            }
+            None => false,
+        };
+        if unchanged {
             return pg_sys::Datum::from(0usize);
         }
     }

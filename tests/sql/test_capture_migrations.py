@@ -267,3 +267,31 @@ def test_ddl_of_a_role_without_any_grant_on_schema_webhook_is_guarded_all_the_sa
         with pytest.raises(psycopg.errors.DependentObjectsStillExist):
             c.execute("ALTER TABLE plain.t DROP COLUMN a")
         c.execute("DROP TABLE plain.t")
+
+
+def test_skip_unchanged_leaves_out_updates_that_change_nothing(db):
+    """Django's save() rewrites every column: with skip_unchanged an update
+    is an event only when some column changed (as the column's type
+    compares: 1.0 and 1.00 are one numeric), and a column added later
+    counts too."""
+    db.execute("CREATE TABLE products (id int PRIMARY KEY, name text, price numeric, tags text[], doc jsonb)")
+    db.execute("SELECT webhook.track('products', skip_unchanged => true)")
+    db.execute("""INSERT INTO products VALUES (1, 'tea', 1.0, '{a}', '{"k": 1}'), (2, 'cup', 2, NULL, NULL)""")
+    # save() of nothing new (1.00 is row 1's 1.0; '{"k":1}' its doc, as jsonb).
+    db.execute("""UPDATE products SET name = name, price = CASE WHEN id = 1 THEN 1.00 ELSE price END, tags = tags,
+                                      doc = CASE WHEN id = 1 THEN '{"k":1}' ELSE doc END""")
+    db.execute("UPDATE products SET tags = '{a,b}' WHERE id = 1")
+    db.execute("UPDATE products SET doc = NULL WHERE id = 1")
+    db.execute("ALTER TABLE products ADD COLUMN stock int")
+    db.execute("UPDATE products SET stock = 3 WHERE id = 2")
+    db.execute("UPDATE products SET stock = stock")
+    evs = q(db, "SELECT event_type, ordering_key FROM webhook.event_log ORDER BY id")
+    assert evs == [("products.insert", "public.products:1"), ("products.insert", "public.products:2"),
+                   ("products.update", "public.products:1"), ("products.update", "public.products:1"),
+                   ("products.update", "public.products:2")]
+    # Only the update trigger has the option; it shows as its last argument.
+    assert any(t.endswith("'skip_unchanged')") and "UPDATE" in t for t in q1(db, "SELECT triggers FROM webhook.tracked_tables"))
+    # Tracked again without it: every update is an event again.
+    db.execute("SELECT webhook.track('products')")
+    db.execute("UPDATE products SET name = name WHERE id = 1")
+    assert q1(db, "SELECT count(*) FROM webhook.event_log") == 6

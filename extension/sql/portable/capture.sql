@@ -332,8 +332,8 @@ BEGIN
      AND EXISTS (SELECT 1 FROM webhook.capture_suspension s WHERE s.txid = pg_current_xact_id()) THEN
     RETURN NULL;
   END IF;
-  IF TG_NARGS NOT IN (3, 4) THEN
-    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('expected 3 or 4 arguments, got %s', TG_NARGS));
+  IF TG_NARGS NOT IN (3, 4, 5) THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('expected 3 to 5 arguments, got %s', TG_NARGS));
   END IF;
   IF NOT webhook._event_type_ok(event_type) THEN
     PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('%s is not a valid event type', to_json(event_type)));
@@ -398,11 +398,21 @@ BEGIN
     PERFORM webhook._capture_attnums_invalid(TG_NAME, TG_RELID, tracked, ARRAY[TG_ARGV[1], TG_ARGV[2]]);
   END IF;
   -- outbox.rs check_key_scope() (KEY_SCOPE_MAX).
-  IF TG_NARGS = 4 AND octet_length(TG_ARGV[3]) NOT BETWEEN 1 AND 140 THEN
+  IF TG_NARGS >= 4 AND octet_length(TG_ARGV[3]) NOT BETWEEN 1 AND 140 THEN
     PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID,
       format('the key scope must be 1 to 140 bytes, not %s', octet_length(TG_ARGV[3])));
   END IF;
+  IF TG_NARGS = 5 AND TG_ARGV[4] <> 'skip_unchanged' THEN
+    PERFORM webhook._capture_arguments_invalid(TG_NAME, TG_RELID, format('%s is not an option', to_json(TG_ARGV[4])));
+  END IF;
   IF op = 'update' AND TG_ARGV[2] <> '' AND NOT webhook._columns_changed(TG_RELID, sh.only, OLD, NEW) THEN
+    RETURN NULL;
+  END IF;
+  -- capture.rs skip_unchanged: an update of every column, only if one changed.
+  IF op = 'update' AND TG_ARGV[2] = '' AND TG_NARGS = 5
+     AND NOT webhook._columns_changed(TG_RELID, ARRAY(SELECT a.attname FROM pg_attribute a
+                                                        WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped),
+                                      OLD, NEW) THEN
     RETURN NULL;
   END IF;
 
@@ -451,7 +461,7 @@ BEGIN
   INSERT INTO webhook.event_log (event_type, body, ordering_key, created_at, traceparent)
   VALUES (event_type, body,
           CASE WHEN key IS NOT NULL
-               THEN CASE WHEN TG_NARGS = 4 THEN TG_ARGV[3] ELSE sh.table_name END || ':' || webhook._ordering_key(key) END,
+               THEN CASE WHEN TG_NARGS >= 4 THEN TG_ARGV[3] ELSE sh.table_name END || ':' || webhook._ordering_key(key) END,
           ts,
           CASE WHEN current_setting('webhook.traceparent', true) <> '' THEN webhook._traceparent() END);
   PERFORM webhook._wrote_events();
